@@ -1,0 +1,569 @@
+//! [`Buffer`]: immutable bytes that are either owned (heap) or a slice of a
+//! shared memory map, with O(1) clone and slice.
+//!
+//! All arrays of this crate keep their bytes in `Buffer`s, so an array read from
+//! a mapped file borrows the map instead of copying it. A buffer is an
+//! `Arc` to its owner plus an offset and a length; its bytes are reached through
+//! the owner on every access, so the whole type is safe code.
+
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use crate::error::{ArrayError, Result};
+
+/// Alignment in bytes of the heap allocations made by [`Buffer::copy_aligned`]
+/// and [`AlignedVec`]: enough for every primitive type and a cache line.
+pub const ALIGNMENT: usize = 64;
+
+/// Where a buffer's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemoryKind {
+    /// Heap memory owned by the process.
+    Heap,
+    /// A memory-mapped file (page cache, may be evicted by the kernel).
+    Mapped,
+    /// Static memory that is never freed.
+    Static,
+}
+
+/// The owner of a buffer's bytes.
+trait Allocation: Send + Sync + 'static {
+    fn bytes(&self) -> &[u8];
+    fn kind(&self) -> MemoryKind;
+}
+
+struct VecAlloc<T: Pod + Send + Sync>(Vec<T>);
+
+impl<T: Pod + Send + Sync> Allocation for VecAlloc<T> {
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+    fn kind(&self) -> MemoryKind {
+        MemoryKind::Heap
+    }
+}
+
+impl Allocation for memmap2::Mmap {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn kind(&self) -> MemoryKind {
+        MemoryKind::Mapped
+    }
+}
+
+struct StaticAlloc(&'static [u8]);
+
+impl Allocation for StaticAlloc {
+    fn bytes(&self) -> &[u8] {
+        self.0
+    }
+    fn kind(&self) -> MemoryKind {
+        MemoryKind::Static
+    }
+}
+
+impl Allocation for AlignedVec {
+    fn bytes(&self) -> &[u8] {
+        self.as_slice()
+    }
+    fn kind(&self) -> MemoryKind {
+        MemoryKind::Heap
+    }
+}
+
+/// Immutable bytes, owned or memory-mapped, with O(1) [`Clone`] and [`slice`](Buffer::slice).
+///
+/// ```
+/// use mempool_arrays::Buffer;
+///
+/// let b = Buffer::from_vec(vec![1.0f64, 2.0, 3.0]);
+/// assert_eq!(b.typed::<f64>().unwrap(), &[1.0, 2.0, 3.0]);
+/// let tail = b.slice(8, 16);
+/// assert_eq!(tail.typed::<f64>().unwrap(), &[2.0, 3.0]);
+/// ```
+#[derive(Clone)]
+pub struct Buffer {
+    owner: Arc<dyn Allocation>,
+    offset: usize,
+    len: usize,
+}
+
+impl Buffer {
+    /// An empty buffer (no allocation).
+    pub fn empty() -> Self {
+        Self::from_static(&[])
+    }
+
+    /// Wraps a `Vec` of plain-old-data without copying; the buffer is aligned
+    /// for `T`.
+    pub fn from_vec<T: Pod + Send + Sync>(v: Vec<T>) -> Self {
+        let len = std::mem::size_of_val(v.as_slice());
+        Self {
+            owner: Arc::new(VecAlloc(v)),
+            offset: 0,
+            len,
+        }
+    }
+
+    /// Wraps static bytes without copying.
+    pub fn from_static(bytes: &'static [u8]) -> Self {
+        Self {
+            owner: Arc::new(StaticAlloc(bytes)),
+            offset: 0,
+            len: bytes.len(),
+        }
+    }
+
+    /// Copies `bytes` into a new heap allocation aligned to [`ALIGNMENT`].
+    pub fn copy_aligned(bytes: &[u8]) -> Self {
+        AlignedVec::from_slice(bytes).into()
+    }
+
+    /// Wraps a whole memory map without copying.
+    pub fn from_mmap(map: memmap2::Mmap) -> Self {
+        let len = map.len();
+        Self {
+            owner: Arc::new(map),
+            offset: 0,
+            len,
+        }
+    }
+
+    /// Maps a file read-only and wraps the whole map.
+    ///
+    /// The file must not be modified or truncated while the buffer (or any
+    /// clone or slice of it) is alive; mempool's spill files are written once
+    /// under a temporary name and renamed, and never written again.
+    ///
+    /// # Errors
+    /// [`ArrayError::Map`] when the file cannot be opened or mapped.
+    pub fn map_file(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|source| ArrayError::Map {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::map_open_file(&file, false).map_err(|source| ArrayError::Map {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Maps an open file read-only; with `populate`, the kernel reads the whole
+    /// file into the map at once (fewer page faults when all of it will be read).
+    ///
+    /// The same caveat as [`Buffer::map_file`] applies: the file must not be
+    /// modified while mapped.
+    ///
+    /// # Errors
+    /// The I/O error of `mmap(2)`.
+    #[allow(unsafe_code, reason = "the one mmap of the crate")]
+    pub fn map_open_file(file: &std::fs::File, populate: bool) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        if len == 0 {
+            // mmap(2) rejects empty mappings.
+            return Ok(Self::empty());
+        }
+        let mut opts = memmap2::MmapOptions::new();
+        if populate {
+            opts.populate();
+        }
+        // SAFETY:
+        // - The map is read-only, so no `&mut` aliasing arises through it.
+        // - Modification of the file by another process while mapped would change
+        //   bytes under shared references; mempool never writes a file after it
+        //   is renamed into place, and this function's documentation requires the
+        //   same of callers. Every reader of a buffer re-validates what it needs
+        //   (bounds are checked on each access), so changed bytes give wrong
+        //   values or errors, not out-of-bounds reads.
+        let map = unsafe { opts.map(file)? };
+        Ok(Self::from_mmap(map))
+    }
+
+    /// The bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.owner.bytes()[self.offset..self.offset + self.len]
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A sub-buffer sharing the same owner, in O(1).
+    ///
+    /// # Panics
+    /// If `offset + len` is past the end; see [`Buffer::try_slice`].
+    pub fn slice(&self, offset: usize, len: usize) -> Self {
+        match self.try_slice(offset, len) {
+            Ok(b) => b,
+            Err(e) => panic!("Buffer::slice: {e}"),
+        }
+    }
+
+    /// A sub-buffer sharing the same owner, in O(1).
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if `offset + len` is past the end.
+    pub fn try_slice(&self, offset: usize, len: usize) -> Result<Self> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(Self {
+                owner: Arc::clone(&self.owner),
+                offset: self.offset + offset,
+                len,
+            }),
+            _ => Err(ArrayError::OutOfBounds {
+                index: offset.saturating_add(len),
+                len: self.len,
+            }),
+        }
+    }
+
+    /// The bytes viewed as a slice of `T`.
+    ///
+    /// # Errors
+    /// [`ArrayError::Misaligned`] when the bytes do not start at an address
+    /// aligned for `T` (possible for buffers built from unaligned bytes), and
+    /// [`ArrayError::BadByteLength`] when the length is not a multiple of
+    /// `size_of::<T>()`.
+    #[inline]
+    pub fn typed<T: Pod>(&self) -> Result<&[T]> {
+        typed_slice(self.as_slice(), "buffer")
+    }
+
+    /// Where the bytes live.
+    pub fn memory_kind(&self) -> MemoryKind {
+        self.owner.kind()
+    }
+
+    /// An identity for the owner, equal for buffers that share an allocation
+    /// (used to count shared memory once).
+    pub fn owner_id(&self) -> usize {
+        Arc::as_ptr(&self.owner) as *const u8 as usize
+    }
+
+    /// Size in bytes of the whole owner (allocation or map) this buffer keeps alive.
+    pub fn owner_len(&self) -> usize {
+        self.owner.bytes().len()
+    }
+
+    /// Whether two buffers share an owner.
+    pub fn shares_owner(&self, other: &Buffer) -> bool {
+        self.owner_id() == other.owner_id()
+    }
+
+    /// Adds this buffer's owner to `usage`, once per owner.
+    pub fn account(&self, usage: &mut MemoryUsage) {
+        usage.add(self);
+    }
+}
+
+/// Views `bytes` as `&[T]`, with errors naming `what`.
+pub(crate) fn typed_slice<'a, T: Pod>(bytes: &'a [u8], what: &'static str) -> Result<&'a [T]> {
+    let size = std::mem::size_of::<T>();
+    let align = std::mem::align_of::<T>();
+    if size == 0 {
+        return Ok(&[]);
+    }
+    if bytes.len() % size != 0 {
+        return Err(ArrayError::BadByteLength {
+            what,
+            len: bytes.len(),
+            elem_size: size,
+        });
+    }
+    bytemuck::try_cast_slice(bytes).map_err(|_| ArrayError::Misaligned {
+        what,
+        align,
+        addr: bytes.as_ptr() as usize,
+    })
+}
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Buffer {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Buffer {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Buffer {}
+
+impl fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buffer")
+            .field("len", &self.len)
+            .field("kind", &self.memory_kind())
+            .finish()
+    }
+}
+
+impl From<Vec<u8>> for Buffer {
+    fn from(v: Vec<u8>) -> Self {
+        Self::from_vec(v)
+    }
+}
+
+impl From<AlignedVec> for Buffer {
+    fn from(v: AlignedVec) -> Self {
+        let len = v.len();
+        Self {
+            owner: Arc::new(v),
+            offset: 0,
+            len,
+        }
+    }
+}
+
+/// One 64-byte, 64-aligned chunk: the unit of [`AlignedVec`]'s storage.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Chunk([u8; ALIGNMENT]);
+
+/// A growable byte vector whose start is aligned to [`ALIGNMENT`] bytes, for
+/// building frames and buffers that typed views can read without copying.
+#[derive(Clone, Default)]
+pub struct AlignedVec {
+    chunks: Vec<Chunk>,
+    len: usize,
+}
+
+impl AlignedVec {
+    /// An empty vector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty vector with room for `cap` bytes.
+    pub fn with_capacity(cap: usize) -> Self {
+        Self {
+            chunks: Vec::with_capacity(cap.div_ceil(ALIGNMENT)),
+            len: 0,
+        }
+    }
+
+    /// A copy of `bytes`.
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        let mut v = Self::with_capacity(bytes.len());
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &bytemuck::cast_slice::<Chunk, u8>(&self.chunks)[..self.len]
+    }
+
+    /// The bytes, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut::<Chunk, u8>(&mut self.chunks)[..self.len]
+    }
+
+    /// Sets the length to `new_len`, filling new bytes with zeros.
+    pub fn resize(&mut self, new_len: usize) {
+        let chunks = new_len.div_ceil(ALIGNMENT);
+        if new_len < self.len {
+            // Zero the bytes given up so that a later grow reads zeros.
+            let old = self.len;
+            bytemuck::cast_slice_mut::<Chunk, u8>(&mut self.chunks)[new_len..old].fill(0);
+        }
+        self.chunks.resize(chunks, Chunk([0; ALIGNMENT]));
+        self.len = new_len;
+    }
+
+    /// Appends bytes.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let start = self.len;
+        self.resize(start + bytes.len());
+        self.as_mut_slice()[start..].copy_from_slice(bytes);
+    }
+
+    /// Appends zero bytes until the length is a multiple of `align`
+    /// (a power of two no larger than [`ALIGNMENT`]).
+    pub fn pad_to(&mut self, align: usize) {
+        let padded = self.len.next_multiple_of(align);
+        self.resize(padded);
+    }
+
+    /// Freezes the bytes into a [`Buffer`] without copying.
+    pub fn into_buffer(self) -> Buffer {
+        self.into()
+    }
+}
+
+impl fmt::Debug for AlignedVec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlignedVec").field("len", &self.len).finish()
+    }
+}
+
+impl std::io::Write for AlignedVec {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Memory held by one or more arrays, counting each shared owner once and
+/// keeping heap and mapped bytes apart.
+///
+/// ```
+/// use mempool_arrays::{Buffer, MemoryUsage};
+///
+/// let b = Buffer::from_vec(vec![0u8; 1000]);
+/// let mut usage = MemoryUsage::default();
+/// b.account(&mut usage);
+/// b.slice(10, 10).account(&mut usage); // same owner: not counted again
+/// assert_eq!(usage.heap, 1000);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct MemoryUsage {
+    /// Bytes of heap allocations.
+    pub heap: usize,
+    /// Bytes of memory maps.
+    pub mapped: usize,
+    seen: Vec<usize>,
+}
+
+impl MemoryUsage {
+    /// Adds `buffer`'s owner unless it was already counted.
+    pub fn add(&mut self, buffer: &Buffer) {
+        let id = buffer.owner_id();
+        if self.seen.contains(&id) {
+            return;
+        }
+        self.seen.push(id);
+        match buffer.memory_kind() {
+            MemoryKind::Heap => self.heap += buffer.owner_len(),
+            MemoryKind::Mapped => self.mapped += buffer.owner_len(),
+            MemoryKind::Static => {}
+        }
+    }
+
+    /// Heap plus mapped bytes.
+    pub fn total(&self) -> usize {
+        self.heap + self.mapped
+    }
+}
+
+/// Memory accounting of an array.
+pub trait ApproxSize {
+    /// Adds each buffer this value keeps alive to `usage`.
+    fn account(&self, usage: &mut MemoryUsage);
+
+    /// Bytes kept alive (heap and mapped), each shared buffer counted once.
+    fn approx_size(&self) -> usize {
+        let mut usage = MemoryUsage::default();
+        self.account(&mut usage);
+        usage.total()
+    }
+}
+
+impl ApproxSize for Buffer {
+    fn account(&self, usage: &mut MemoryUsage) {
+        usage.add(self);
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_vec_is_aligned_and_grows() {
+        let mut v = AlignedVec::new();
+        for i in 0..1000u32 {
+            v.extend_from_slice(&i.to_le_bytes());
+        }
+        assert_eq!(v.len(), 4000);
+        assert_eq!(v.as_slice().as_ptr() as usize % ALIGNMENT, 0);
+        let b = v.into_buffer();
+        let xs = b.typed::<u32>().unwrap();
+        assert_eq!(xs[999], 999);
+    }
+
+    #[test]
+    fn resize_down_then_up_reads_zeros() {
+        let mut v = AlignedVec::from_slice(&[7; 10]);
+        v.resize(3);
+        v.resize(10);
+        assert_eq!(v.as_slice(), &[7, 7, 7, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn typed_rejects_misaligned_and_bad_length() {
+        let b = Buffer::copy_aligned(&[0u8; 17]);
+        assert!(matches!(
+            b.slice(1, 16).typed::<u64>(),
+            Err(ArrayError::Misaligned { align: 8, .. })
+        ));
+        assert!(matches!(
+            b.typed::<u64>(),
+            Err(ArrayError::BadByteLength { len: 17, .. })
+        ));
+    }
+
+    #[test]
+    fn slice_bounds() {
+        let b = Buffer::from_vec(vec![1u8, 2, 3]);
+        assert!(b.try_slice(2, 2).is_err());
+        assert!(b.try_slice(usize::MAX, 2).is_err());
+        assert_eq!(b.slice(1, 2).as_slice(), &[2, 3]);
+        assert!(b.slice(1, 2).shares_owner(&b));
+    }
+
+    #[test]
+    fn map_file_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, [1u8, 2, 3]).unwrap();
+        let b = Buffer::map_file(&p).unwrap();
+        assert_eq!(b.memory_kind(), MemoryKind::Mapped);
+        assert_eq!(b.as_slice(), &[1, 2, 3]);
+        let e = Buffer::map_file(&dir.path().join("missing")).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
+}

@@ -1,0 +1,128 @@
+//! The error type of `mempool-arrays`.
+
+/// Everything that can go wrong building or checking an array.
+///
+/// Each variant carries the values that were expected and found, so that a
+/// message can say what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArrayError {
+    /// A buffer's byte length is not a whole number of elements.
+    #[error("{what}: {len} bytes is not a multiple of the element size {elem_size}")]
+    BadByteLength {
+        /// Which buffer.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The element size in bytes.
+        elem_size: usize,
+    },
+    /// A buffer does not start at an address aligned for its element type.
+    #[error("{what}: address {addr:#x} is not aligned to {align} bytes; copy it into an aligned buffer (Buffer::copy_aligned)")]
+    Misaligned {
+        /// Which buffer.
+        what: &'static str,
+        /// Required alignment in bytes.
+        align: usize,
+        /// The address found.
+        addr: usize,
+    },
+    /// Two parts of an array disagree about its length.
+    #[error("{what}: expected length {expected}, found {found}")]
+    LengthMismatch {
+        /// Which part.
+        what: &'static str,
+        /// The length the other parts imply.
+        expected: usize,
+        /// The length found.
+        found: usize,
+    },
+    /// String offsets decrease somewhere.
+    #[error("string offsets decrease at index {index}: {prev} > {next}")]
+    OffsetsNotMonotone {
+        /// Index of the first offset of the decreasing pair.
+        index: usize,
+        /// The offset at `index`.
+        prev: u64,
+        /// The offset at `index + 1`.
+        next: u64,
+    },
+    /// An offset points past the end of the data buffer.
+    #[error("offset {offset} at index {index} is past the end of the {len}-byte data buffer")]
+    OffsetOutOfBounds {
+        /// Index of the offset.
+        index: usize,
+        /// The offset.
+        offset: u64,
+        /// Length of the data buffer.
+        len: usize,
+    },
+    /// A string is not valid UTF-8 (or an offset splits a character).
+    #[error("string {index} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// Index of the string.
+        index: usize,
+    },
+    /// A dictionary code refers past the end of the pool.
+    #[error("code {code} at index {index} is not below the pool size {pool_len}")]
+    CodeOutOfRange {
+        /// Row index.
+        index: usize,
+        /// The code found.
+        code: u64,
+        /// Number of values in the pool.
+        pool_len: usize,
+    },
+    /// An index or range is past the end of an array.
+    #[error("index {index} out of bounds for length {len}")]
+    OutOfBounds {
+        /// The index (or end of range) asked for.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
+    /// A table's column has a different length from the others.
+    #[error("column {name:?} has {found} rows, the table has {expected}")]
+    ColumnLength {
+        /// Column name.
+        name: String,
+        /// Rows in the table.
+        expected: usize,
+        /// Rows in the column.
+        found: usize,
+    },
+    /// Two columns of a table share a name.
+    #[error("duplicate column name {name:?}")]
+    DuplicateColumn {
+        /// The repeated name.
+        name: String,
+    },
+    /// A table has no column of that name.
+    #[error("no column named {name:?}")]
+    NoSuchColumn {
+        /// The name asked for.
+        name: String,
+    },
+    /// A column has another type than the one asked for.
+    #[error("column {name:?} is {found}, not {expected}")]
+    ColumnType {
+        /// Column name.
+        name: String,
+        /// Type asked for.
+        expected: &'static str,
+        /// Type found.
+        found: &'static str,
+    },
+    /// A file could not be opened or mapped.
+    #[error("cannot map {path}: {source}")]
+    Map {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = ArrayError> = std::result::Result<T, E>;

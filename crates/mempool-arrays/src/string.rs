@@ -1,0 +1,615 @@
+//! [`StringArray`]: strings as one byte buffer plus `u64` offsets, with an
+//! optional validity bitmap for undefined (null) entries.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::bitmap::{Bitmap, BitmapBuilder};
+use crate::buffer::{typed_slice, ApproxSize, Buffer, MemoryUsage};
+use crate::error::{ArrayError, Result};
+
+/// An array of optional strings stored as `len + 1` little-endian `u64`
+/// offsets into one UTF-8 byte buffer, plus an optional validity bitmap
+/// (a clear bit marks an undefined entry, like an unassigned entry of a Julia
+/// `Array{String}`). Offsets are 64-bit, so the total has no 4 GiB cap.
+///
+/// # Validation
+/// [`StringArray::try_new`] checks everything. [`StringArray::try_new_structural`],
+/// which readers of mapped frames use, checks only the structure (offsets
+/// monotone and within the data, bitmap length): that is O(len) over the
+/// offsets and never touches the string bytes. The UTF-8 of such an array is
+/// checked per string on access ([`StringArray::try_value`]), or all at once by
+/// [`StringArray::validate_full`].
+///
+/// ```
+/// use mempool_arrays::StringArray;
+///
+/// let a = StringArray::from(vec![Some("foo~^å&"), None, Some("")]);
+/// assert_eq!(a.len(), 3);
+/// assert_eq!(a.value(0), Some("foo~^å&"));
+/// assert_eq!(a.value(1), None);
+/// assert_eq!(a.null_count(), 1);
+/// let v: Vec<Option<&str>> = a.iter().collect();
+/// assert_eq!(v, [Some("foo~^å&"), None, Some("")]);
+/// ```
+pub struct StringArray {
+    offsets: Buffer,
+    data: Buffer,
+    validity: Option<Bitmap>,
+    utf8_checked: AtomicBool,
+}
+
+impl StringArray {
+    /// Builds an array from its parts, checking everything.
+    ///
+    /// # Panics
+    /// When [`StringArray::try_new`] would fail.
+    pub fn new(offsets: Buffer, data: Buffer, validity: Option<Bitmap>) -> Self {
+        Self::try_new(offsets, data, validity).unwrap_or_else(|e| panic!("StringArray::new: {e}"))
+    }
+
+    /// Builds an array from its parts, checking everything.
+    ///
+    /// # Errors
+    /// Those of [`StringArray::try_new_structural`], and
+    /// [`ArrayError::InvalidUtf8`] when a string is not valid UTF-8 or an offset
+    /// falls inside a multi-byte character.
+    pub fn try_new(offsets: Buffer, data: Buffer, validity: Option<Bitmap>) -> Result<Self> {
+        let a = Self::try_new_structural(offsets, data, validity)?;
+        a.validate_full()?;
+        Ok(a)
+    }
+
+    /// Builds an array from its parts, checking the structure only.
+    ///
+    /// # Errors
+    /// - [`ArrayError::Misaligned`] / [`ArrayError::BadByteLength`]: `offsets`
+    ///   is not an aligned whole number of `u64`s;
+    /// - [`ArrayError::LengthMismatch`]: `offsets` is empty (it holds `len + 1`
+    ///   entries), or `validity` does not have `len` bits;
+    /// - [`ArrayError::OffsetsNotMonotone`]: an offset is smaller than the one
+    ///   before it;
+    /// - [`ArrayError::OffsetOutOfBounds`]: the last offset is past the data.
+    pub fn try_new_structural(
+        offsets: Buffer,
+        data: Buffer,
+        validity: Option<Bitmap>,
+    ) -> Result<Self> {
+        let offs: &[u64] = typed_slice(offsets.as_slice(), "string offsets")?;
+        if offs.is_empty() {
+            return Err(ArrayError::LengthMismatch {
+                what: "string offsets (len + 1 entries)",
+                expected: 1,
+                found: 0,
+            });
+        }
+        check_offsets(offs, data.len())?;
+        let len = offs.len() - 1;
+        if let Some(v) = &validity {
+            if v.len() != len {
+                return Err(ArrayError::LengthMismatch {
+                    what: "validity bits",
+                    expected: len,
+                    found: v.len(),
+                });
+            }
+        }
+        Ok(Self {
+            offsets,
+            data,
+            validity,
+            utf8_checked: AtomicBool::new(false),
+        })
+    }
+
+    /// An empty array.
+    pub fn empty() -> Self {
+        Self {
+            offsets: Buffer::from_vec(vec![0u64]),
+            data: Buffer::empty(),
+            validity: None,
+            utf8_checked: AtomicBool::new(true),
+        }
+    }
+
+    /// Checks that every string is valid UTF-8 and every offset falls on a
+    /// character boundary. After it succeeds, [`StringArray::value`] never panics
+    /// for an index in bounds.
+    ///
+    /// # Errors
+    /// [`ArrayError::InvalidUtf8`] naming the first bad string.
+    pub fn validate_full(&self) -> Result<()> {
+        if self.utf8_checked.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let offs = self.offsets();
+        let data = self.data.as_slice();
+        let (first, last) = (offs[0] as usize, offs[offs.len() - 1] as usize);
+        let all_ok = std::str::from_utf8(&data[first..last]).is_ok()
+            && offs[1..offs.len() - 1]
+                .iter()
+                .all(|&o| (o as usize) >= data.len() || (data[o as usize] as i8) >= -0x40);
+        if !all_ok {
+            // Find the first bad string for the message.
+            for i in 0..self.len() {
+                let (s, e) = (offs[i] as usize, offs[i + 1] as usize);
+                if std::str::from_utf8(&data[s..e]).is_err() {
+                    return Err(ArrayError::InvalidUtf8 { index: i });
+                }
+            }
+            return Err(ArrayError::InvalidUtf8 { index: 0 });
+        }
+        self.utf8_checked.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether [`StringArray::validate_full`] (or a checked constructor) has
+    /// verified the UTF-8 of every string.
+    pub fn is_utf8_checked(&self) -> bool {
+        self.utf8_checked.load(Ordering::Relaxed)
+    }
+
+    /// Number of entries (null or not).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.offsets.len() / 8 - 1
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of undefined (null) entries.
+    pub fn null_count(&self) -> usize {
+        self.validity.as_ref().map_or(0, Bitmap::count_zeros)
+    }
+
+    /// Whether entry `i` is undefined.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[inline]
+    pub fn is_null(&self, i: usize) -> bool {
+        assert!(i < self.len(), "index {i} out of bounds for length {}", self.len());
+        self.validity.as_ref().is_some_and(|v| !v.get(i))
+    }
+
+    #[inline]
+    fn offsets(&self) -> &[u64] {
+        match typed_slice(self.offsets.as_slice(), "string offsets") {
+            Ok(o) => o,
+            Err(e) => unreachable!("checked at construction: {e}"),
+        }
+    }
+
+    /// The bytes of entry `i`, or `None` if it is null.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[inline]
+    pub fn value_bytes(&self, i: usize) -> Option<&[u8]> {
+        if self.is_null(i) {
+            return None;
+        }
+        let offs = self.offsets();
+        Some(&self.data.as_slice()[offs[i] as usize..offs[i + 1] as usize])
+    }
+
+    /// Entry `i`, or `None` if it is null.
+    ///
+    /// # Panics
+    /// If `i >= len()`, or if the entry is not valid UTF-8 — possible only for an
+    /// array read from untrusted bytes and not checked by
+    /// [`StringArray::validate_full`]; use [`StringArray::try_value`] there.
+    #[inline]
+    pub fn value(&self, i: usize) -> Option<&str> {
+        match self.try_value(i) {
+            Ok(v) => v,
+            Err(e) => panic!("StringArray::value: {e}; call validate_full() on untrusted arrays"),
+        }
+    }
+
+    /// Entry `i`, or `None` if it is null, checking its UTF-8.
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if `i >= len()`; [`ArrayError::InvalidUtf8`]
+    /// if the bytes are not UTF-8.
+    #[inline]
+    pub fn try_value(&self, i: usize) -> Result<Option<&str>> {
+        if i >= self.len() {
+            return Err(ArrayError::OutOfBounds {
+                index: i,
+                len: self.len(),
+            });
+        }
+        match self.value_bytes(i) {
+            None => Ok(None),
+            Some(b) => std::str::from_utf8(b)
+                .map(Some)
+                .map_err(|_| ArrayError::InvalidUtf8 { index: i }),
+        }
+    }
+
+    /// The entries in order.
+    ///
+    /// # Panics
+    /// As [`StringArray::value`], on invalid UTF-8 in an unchecked array.
+    pub fn iter(&self) -> StringIter<'_> {
+        StringIter {
+            array: self,
+            next: 0,
+            end: self.len(),
+        }
+    }
+
+    /// Total bytes of the strings (the data span between the first and last offset).
+    pub fn value_data_len(&self) -> usize {
+        let o = self.offsets();
+        (o[o.len() - 1] - o[0]) as usize
+    }
+
+    /// The string bytes between the first and the last offset, concatenated.
+    pub fn value_data(&self) -> &[u8] {
+        let o = self.offsets();
+        &self.data.as_slice()[o[0] as usize..o[o.len() - 1] as usize]
+    }
+
+    /// Entries `offset..offset + len` in O(1), sharing the buffers.
+    ///
+    /// # Panics
+    /// If the range is past the end.
+    pub fn slice(&self, offset: usize, len: usize) -> Self {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len()),
+            "slice {offset}+{len} out of bounds for length {}",
+            self.len()
+        );
+        Self {
+            offsets: self.offsets.slice(offset * 8, (len + 1) * 8),
+            data: self.data.clone(),
+            validity: self.validity.as_ref().map(|v| v.slice(offset, len)),
+            utf8_checked: AtomicBool::new(self.is_utf8_checked()),
+        }
+    }
+
+    /// The offsets buffer (`len + 1` `u64`s), the data buffer and the validity.
+    pub fn parts(&self) -> (&Buffer, &Buffer, Option<&Bitmap>) {
+        (&self.offsets, &self.data, self.validity.as_ref())
+    }
+
+    /// Gives up the parts: offsets, data, validity.
+    pub fn into_parts(self) -> (Buffer, Buffer, Option<Bitmap>) {
+        (self.offsets, self.data, self.validity)
+    }
+
+    /// The validity bitmap, if any entry may be null.
+    pub fn validity(&self) -> Option<&Bitmap> {
+        self.validity.as_ref()
+    }
+
+    /// Copies the entries into owned strings.
+    ///
+    /// # Panics
+    /// As [`StringArray::value`].
+    pub fn to_vec(&self) -> Vec<Option<String>> {
+        self.iter().map(|s| s.map(str::to_owned)).collect()
+    }
+
+    /// Builds an array of non-null strings.
+    pub fn from_iter_values<S: AsRef<str>, I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        let mut b = StringBuilder::with_capacity(iter.size_hint().0, 0);
+        for s in iter {
+            b.append_value(s.as_ref());
+        }
+        b.finish()
+    }
+}
+
+/// Checks offsets are monotone and the last is within `data_len`.
+fn check_offsets(offs: &[u64], data_len: usize) -> Result<()> {
+    // Branch-free pass: with every offset below 2^63, `next - prev` has its top
+    // bit set exactly when `prev > next`. OR-ing the differences and the offsets
+    // themselves flags either failure in one vectorizable loop.
+    let (head, tail) = (&offs[..offs.len() - 1], &offs[1..]);
+    let flags = head
+        .iter()
+        .zip(tail)
+        .fold(offs[0], |acc, (&p, &n)| acc | n.wrapping_sub(p) | n);
+    if flags >> 63 != 0 {
+        for (i, (&p, &n)) in head.iter().zip(tail).enumerate() {
+            if p > n {
+                return Err(ArrayError::OffsetsNotMonotone {
+                    index: i,
+                    prev: p,
+                    next: n,
+                });
+            }
+        }
+    }
+    let last = offs[offs.len() - 1];
+    if last > data_len as u64 || flags >> 63 != 0 {
+        return Err(ArrayError::OffsetOutOfBounds {
+            index: offs.len() - 1,
+            offset: last,
+            len: data_len,
+        });
+    }
+    Ok(())
+}
+
+impl Clone for StringArray {
+    fn clone(&self) -> Self {
+        Self {
+            offsets: self.offsets.clone(),
+            data: self.data.clone(),
+            validity: self.validity.clone(),
+            utf8_checked: AtomicBool::new(self.is_utf8_checked()),
+        }
+    }
+}
+
+impl Default for StringArray {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl PartialEq for StringArray {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && (0..self.len()).all(|i| self.value_bytes(i) == other.value_bytes(i))
+    }
+}
+
+impl Eq for StringArray {}
+
+impl fmt::Debug for StringArray {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StringArray")?;
+        let mut l = f.debug_list();
+        for i in 0..self.len().min(32) {
+            match self.value_bytes(i) {
+                None => l.entry(&None::<&str>),
+                Some(b) => l.entry(&Some(String::from_utf8_lossy(b))),
+            };
+        }
+        l.finish()?;
+        if self.len() > 32 {
+            write!(f, "… ({} strings)", self.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl ApproxSize for StringArray {
+    fn account(&self, usage: &mut MemoryUsage) {
+        usage.add(&self.offsets);
+        usage.add(&self.data);
+        if let Some(v) = &self.validity {
+            v.account(usage);
+        }
+    }
+}
+
+/// Iterator over a [`StringArray`]'s entries.
+#[derive(Debug, Clone)]
+pub struct StringIter<'a> {
+    array: &'a StringArray,
+    next: usize,
+    end: usize,
+}
+
+impl<'a> Iterator for StringIter<'a> {
+    type Item = Option<&'a str>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next == self.end {
+            return None;
+        }
+        let v = self.array.value(self.next);
+        self.next += 1;
+        Some(v)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end - self.next;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for StringIter<'_> {}
+
+impl<'a> IntoIterator for &'a StringArray {
+    type Item = Option<&'a str>;
+    type IntoIter = StringIter<'a>;
+    fn into_iter(self) -> StringIter<'a> {
+        self.iter()
+    }
+}
+
+/// Builds a [`StringArray`] one entry at a time.
+///
+/// ```
+/// use mempool_arrays::StringBuilder;
+///
+/// let mut b = StringBuilder::new();
+/// b.append_value("a");
+/// b.append_null();
+/// let a = b.finish();
+/// assert_eq!(a.to_vec(), [Some("a".to_string()), None]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct StringBuilder {
+    offsets: Vec<u64>,
+    data: Vec<u8>,
+    validity: BitmapBuilder,
+    has_null: bool,
+}
+
+impl Default for StringBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StringBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::with_capacity(0, 0)
+    }
+
+    /// An empty builder with room for `items` strings of `bytes` bytes in all.
+    pub fn with_capacity(items: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(items + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            data: Vec::with_capacity(bytes),
+            validity: BitmapBuilder::with_capacity(items),
+            has_null: false,
+        }
+    }
+
+    /// Appends a string.
+    #[inline]
+    pub fn append_value(&mut self, s: &str) {
+        self.data.extend_from_slice(s.as_bytes());
+        self.offsets.push(self.data.len() as u64);
+        self.validity.push(true);
+    }
+
+    /// Appends an undefined entry.
+    pub fn append_null(&mut self) {
+        self.offsets.push(self.data.len() as u64);
+        self.validity.push(false);
+        self.has_null = true;
+    }
+
+    /// Appends a string or a null.
+    pub fn append_option(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.append_value(s),
+            None => self.append_null(),
+        }
+    }
+
+    /// Entries appended so far.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The finished array (no validity bitmap if no entry is null).
+    pub fn finish(self) -> StringArray {
+        StringArray {
+            offsets: Buffer::from_vec(self.offsets),
+            data: Buffer::from_vec(self.data),
+            validity: self.has_null.then(|| self.validity.finish()),
+            utf8_checked: AtomicBool::new(true),
+        }
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<Option<S>> for StringArray {
+    fn from_iter<I: IntoIterator<Item = Option<S>>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        let mut b = StringBuilder::with_capacity(iter.size_hint().0, 0);
+        for s in iter {
+            b.append_option(s.as_ref().map(AsRef::as_ref));
+        }
+        b.finish()
+    }
+}
+
+impl From<Vec<String>> for StringArray {
+    fn from(v: Vec<String>) -> Self {
+        Self::from_iter_values(v)
+    }
+}
+
+impl From<Vec<&str>> for StringArray {
+    fn from(v: Vec<&str>) -> Self {
+        Self::from_iter_values(v)
+    }
+}
+
+impl From<&[&str]> for StringArray {
+    fn from(v: &[&str]) -> Self {
+        Self::from_iter_values(v)
+    }
+}
+
+impl From<Vec<Option<String>>> for StringArray {
+    fn from(v: Vec<Option<String>>) -> Self {
+        v.into_iter().collect()
+    }
+}
+
+impl From<Vec<Option<&str>>> for StringArray {
+    fn from(v: Vec<Option<&str>>) -> Self {
+        v.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(v: &[u64]) -> Buffer {
+        Buffer::from_vec(v.to_vec())
+    }
+
+    #[test]
+    fn structural_checks() {
+        let data = Buffer::from_vec(b"abcdef".to_vec());
+        assert!(StringArray::try_new(offsets(&[0, 2, 6]), data.clone(), None).is_ok());
+        assert!(matches!(
+            StringArray::try_new(offsets(&[0, 4, 2]), data.clone(), None),
+            Err(ArrayError::OffsetsNotMonotone { index: 1, prev: 4, next: 2 })
+        ));
+        assert!(matches!(
+            StringArray::try_new(offsets(&[0, 2, 7]), data.clone(), None),
+            Err(ArrayError::OffsetOutOfBounds { offset: 7, .. })
+        ));
+        assert!(matches!(
+            StringArray::try_new(offsets(&[0, u64::MAX, 3]), data.clone(), None),
+            Err(ArrayError::OffsetsNotMonotone { .. })
+        ));
+        assert!(StringArray::try_new(offsets(&[u64::MAX - 1, u64::MAX]), data.clone(), None).is_err());
+        assert!(StringArray::try_new(offsets(&[]), data.clone(), None).is_err());
+        let bits = Bitmap::from(vec![true]);
+        assert!(matches!(
+            StringArray::try_new(offsets(&[0, 2, 6]), data, Some(bits)),
+            Err(ArrayError::LengthMismatch { expected: 2, found: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn utf8_checked_lazily_or_fully() {
+        let data = Buffer::from_vec("aå".as_bytes().to_vec()); // 'å' is 2 bytes
+        // Offset 2 splits 'å'.
+        assert!(matches!(
+            StringArray::try_new(offsets(&[0, 2, 3]), data.clone(), None),
+            Err(ArrayError::InvalidUtf8 { .. })
+        ));
+        let lazy = StringArray::try_new_structural(offsets(&[0, 2, 3]), data, None).unwrap();
+        assert!(lazy.try_value(0).is_err());
+        assert!(lazy.try_value(1).is_err());
+        assert!(matches!(lazy.try_value(2), Err(ArrayError::OutOfBounds { .. })));
+        assert!(lazy.validate_full().is_err());
+    }
+
+    #[test]
+    fn slice_keeps_values_and_nulls() {
+        let a = StringArray::from(vec![Some("x"), None, Some("yz"), Some("")]);
+        let s = a.slice(1, 3);
+        assert_eq!(s.to_vec(), [None, Some("yz".into()), Some(String::new())]);
+        assert_eq!(s.null_count(), 1);
+        assert_eq!(s.value_data(), b"yz");
+        assert_eq!(s, StringArray::from(vec![None, Some("yz"), Some("")]));
+        assert_ne!(s, a);
+    }
+}
