@@ -30,13 +30,12 @@ impl Bitmap {
     /// [`ArrayError::LengthMismatch`] when the buffer holds fewer than
     /// `offset + len` bits.
     pub fn try_new(buffer: Buffer, offset: usize, len: usize) -> Result<Self> {
-        let need = offset
-            .checked_add(len)
-            .map(|bits| bits.div_ceil(8))
-            .ok_or(ArrayError::OutOfBounds {
+        let need = offset.checked_add(len).map(|bits| bits.div_ceil(8)).ok_or(
+            ArrayError::OutOfBounds {
                 index: usize::MAX,
                 len: buffer.len(),
-            })?;
+            },
+        )?;
         if buffer.len() < need {
             return Err(ArrayError::LengthMismatch {
                 what: "bitmap bytes",
@@ -77,7 +76,11 @@ impl Bitmap {
     /// If `i >= len()`.
     #[inline]
     pub fn get(&self, i: usize) -> bool {
-        assert!(i < self.len, "bit {i} out of bounds for length {}", self.len);
+        assert!(
+            i < self.len,
+            "bit {i} out of bounds for length {}",
+            self.len
+        );
         let bit = self.offset + i;
         self.buffer.as_slice()[bit / 8] & (1 << (bit % 8)) != 0
     }

@@ -6,7 +6,6 @@
 //! `Arc` to its owner plus an offset and a length; its bytes are reached through
 //! the owner on every access, so the whole type is safe code.
 
-
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -274,7 +273,7 @@ impl Buffer {
 pub(crate) fn typed_slice<'a, T: Pod>(bytes: &'a [u8], what: &'static str) -> Result<&'a [T]> {
     let size = std::mem::size_of::<T>();
     let align = std::mem::align_of::<T>();
-    if size == 0 {
+    if size == 0 || bytes.is_empty() {
         return Ok(&[]);
     }
     if bytes.len() % size != 0 {
@@ -432,7 +431,9 @@ impl AlignedVec {
 
 impl fmt::Debug for AlignedVec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AlignedVec").field("len", &self.len).finish()
+        f.debug_struct("AlignedVec")
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -506,7 +507,6 @@ impl ApproxSize for Buffer {
         usage.add(self);
     }
 }
-
 
 #[cfg(test)]
 mod tests {

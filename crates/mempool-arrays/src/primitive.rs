@@ -163,7 +163,9 @@ impl<T: Pod + PartialEq> PartialEq for PrimitiveArray<T> {
 impl<T: Pod + fmt::Debug> fmt::Debug for PrimitiveArray<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PrimitiveArray<{}>", std::any::type_name::<T>())?;
-        f.debug_list().entries(self.values().iter().take(32)).finish()?;
+        f.debug_list()
+            .entries(self.values().iter().take(32))
+            .finish()?;
         if self.len() > 32 {
             write!(f, "… ({} values)", self.len())?;
         }

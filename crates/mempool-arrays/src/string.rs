@@ -125,8 +125,9 @@ impl StringArray {
         let offs = self.offsets();
         let data = self.data.as_slice();
         let (first, last) = (offs[0] as usize, offs[offs.len() - 1] as usize);
+        let inner = &offs[1.min(offs.len() - 1)..offs.len() - 1];
         let all_ok = std::str::from_utf8(&data[first..last]).is_ok()
-            && offs[1..offs.len() - 1]
+            && inner
                 .iter()
                 .all(|&o| (o as usize) >= data.len() || (data[o as usize] as i8) >= -0x40);
         if !all_ok {
@@ -171,7 +172,11 @@ impl StringArray {
     /// If `i >= len()`.
     #[inline]
     pub fn is_null(&self, i: usize) -> bool {
-        assert!(i < self.len(), "index {i} out of bounds for length {}", self.len());
+        assert!(
+            i < self.len(),
+            "index {i} out of bounds for length {}",
+            self.len()
+        );
         self.validity.as_ref().is_some_and(|v| !v.get(i))
     }
 
@@ -358,7 +363,8 @@ impl Default for StringArray {
 
 impl PartialEq for StringArray {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && (0..self.len()).all(|i| self.value_bytes(i) == other.value_bytes(i))
+        self.len() == other.len()
+            && (0..self.len()).all(|i| self.value_bytes(i) == other.value_bytes(i))
     }
 }
 
@@ -568,7 +574,11 @@ mod tests {
         assert!(StringArray::try_new(offsets(&[0, 2, 6]), data.clone(), None).is_ok());
         assert!(matches!(
             StringArray::try_new(offsets(&[0, 4, 2]), data.clone(), None),
-            Err(ArrayError::OffsetsNotMonotone { index: 1, prev: 4, next: 2 })
+            Err(ArrayError::OffsetsNotMonotone {
+                index: 1,
+                prev: 4,
+                next: 2
+            })
         ));
         assert!(matches!(
             StringArray::try_new(offsets(&[0, 2, 7]), data.clone(), None),
@@ -578,19 +588,25 @@ mod tests {
             StringArray::try_new(offsets(&[0, u64::MAX, 3]), data.clone(), None),
             Err(ArrayError::OffsetsNotMonotone { .. })
         ));
-        assert!(StringArray::try_new(offsets(&[u64::MAX - 1, u64::MAX]), data.clone(), None).is_err());
+        assert!(
+            StringArray::try_new(offsets(&[u64::MAX - 1, u64::MAX]), data.clone(), None).is_err()
+        );
         assert!(StringArray::try_new(offsets(&[]), data.clone(), None).is_err());
         let bits = Bitmap::from(vec![true]);
         assert!(matches!(
             StringArray::try_new(offsets(&[0, 2, 6]), data, Some(bits)),
-            Err(ArrayError::LengthMismatch { expected: 2, found: 1, .. })
+            Err(ArrayError::LengthMismatch {
+                expected: 2,
+                found: 1,
+                ..
+            })
         ));
     }
 
     #[test]
     fn utf8_checked_lazily_or_fully() {
         let data = Buffer::from_vec("aå".as_bytes().to_vec()); // 'å' is 2 bytes
-        // Offset 2 splits 'å'.
+                                                               // Offset 2 splits 'å'.
         assert!(matches!(
             StringArray::try_new(offsets(&[0, 2, 3]), data.clone(), None),
             Err(ArrayError::InvalidUtf8 { .. })
@@ -598,7 +614,10 @@ mod tests {
         let lazy = StringArray::try_new_structural(offsets(&[0, 2, 3]), data, None).unwrap();
         assert!(lazy.try_value(0).is_err());
         assert!(lazy.try_value(1).is_err());
-        assert!(matches!(lazy.try_value(2), Err(ArrayError::OutOfBounds { .. })));
+        assert!(matches!(
+            lazy.try_value(2),
+            Err(ArrayError::OutOfBounds { .. })
+        ));
         assert!(lazy.validate_full().is_err());
     }
 

@@ -1,1 +1,107 @@
-//! placeholder
+//! `mempool-serde`: how mempool values become bytes and come back — the
+//! [`MmWrite`] / [`MmRead`] traits (MemPool.jl's `mmwrite`/`mmread`), the frame
+//! format (specified in `FORMAT.md`), and the [`Serde<T>`] fallback through
+//! postcard for any serde type.
+//!
+//! A frame is self-describing: magic, version, type name and tag, length,
+//! header and body checksums, then sections aligned to 64 bytes. Reading a
+//! frame from a memory-mapped file gives `mempool-arrays` values whose buffers
+//! borrow the map: no copy and no per-element parse, only structural checks
+//! (offsets monotone and in bounds, codes below the pool size). Full content
+//! validation (UTF-8) is a separate call. A reader never trusts a frame:
+//! truncated, corrupt or hostile bytes give a [`FrameError`], never a panic,
+//! and no allocation is sized by a length that was not checked against the
+//! bytes present.
+//!
+//! ```
+//! use mempool_arrays::StringArray;
+//! use mempool_serde::{decode, encode, read_file, write_file, FrameError};
+//!
+//! let names = StringArray::from(vec![Some("foo~^å&"), None, Some("")]);
+//! let frame = encode(&names).unwrap();
+//! let back: StringArray = decode(&frame).unwrap();
+//! assert_eq!(back, names);
+//!
+//! // Through a file: the array comes back borrowing a memory map.
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("names.frame");
+//! write_file(&names, &path, false).unwrap();
+//! let mapped: StringArray = read_file(&path).unwrap();
+//! assert_eq!(mapped, names);
+//!
+//! // The wrong type is a typed error naming both types.
+//! let err = decode::<Vec<f64>>(&frame).unwrap_err();
+//! assert!(matches!(err, FrameError::TypeMismatch { .. }));
+//! ```
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
+
+mod error;
+mod frame;
+mod impls;
+mod serde_fallback;
+
+pub mod fuzzing;
+
+pub use error::{FrameError, Result};
+pub use frame::{
+    decode, decode_with, encode, map_file, read_file, read_file_with, write_encoded_file,
+    write_file, write_frame, EncodedFrame, Frame, ReadOptions, SectionReader, SectionWriter,
+    HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_TYPE_NAME, SECTION_ALIGN, VERSION,
+};
+pub use serde_fallback::Serde;
+
+/// The name a type writes into its frames; reading checks it, so a frame is
+/// never read as another type.
+pub trait FrameType {
+    /// A stable name: `"StringArray"`, `"Vec<f64>"`, `"Serde<my::Type>"`.
+    fn type_name() -> Cow<'static, str>;
+}
+
+/// Writes a value as the sections of a frame (MemPool.jl's `mmwrite`).
+///
+/// Implement it by appending sections to the writer — borrowed slices of the
+/// value's own buffers where possible, [`SectionWriter::meta`] for small
+/// metadata. [`EncodedFrame`], [`encode`], [`write_frame`] and [`write_file`]
+/// then add the header and checksums.
+pub trait MmWrite: FrameType {
+    /// Appends this value's sections to `w`.
+    ///
+    /// # Errors
+    /// [`FrameError::Postcard`] if metadata cannot be encoded, or a type's own
+    /// reason not to write.
+    fn write_sections<'a>(&'a self, w: &mut SectionWriter<'a>) -> Result<()>;
+}
+
+/// Reads a value back from the sections of a frame (MemPool.jl's `mmread`).
+///
+/// Implementations take sections in the order [`MmWrite`] wrote them, check
+/// every count and length against what is present, and return errors, never
+/// panics. mempool-arrays types keep the section [`mempool_arrays::Buffer`]s,
+/// which share the frame's memory (a mapped file stays mapped while they live).
+pub trait MmRead: FrameType + Sized {
+    /// Reads the value from `r`.
+    ///
+    /// # Errors
+    /// [`FrameError`] for a missing or malformed section.
+    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self>;
+}
+
+/// Plain-old-data element types with a fast `Vec<T>` / `PrimitiveArray<T>`
+/// format (one section of raw little-endian bytes).
+///
+/// Implemented for the primitive numbers. For your own `#[repr(C)]` struct that
+/// derives `bytemuck::Pod`, add `impl PodElement for MyStruct {}`.
+pub trait PodElement: bytemuck::Pod + Send + Sync {
+    /// The element's name in frame type names; defaults to
+    /// `std::any::type_name::<Self>()` with the size appended.
+    fn element_name() -> Cow<'static, str> {
+        let name = std::any::type_name::<Self>();
+        if name.contains("::") {
+            format!("{name}:{}", std::mem::size_of::<Self>()).into()
+        } else {
+            name.into()
+        }
+    }
+}

@@ -1,0 +1,695 @@
+//! The frame format (see FORMAT.md): layout, writing and parsing.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::Path;
+
+use mempool_arrays::{AlignedVec, Buffer, ALIGNMENT};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use crate::error::{FrameError, Result};
+use crate::{MmRead, MmWrite};
+
+/// The first eight bytes of every frame.
+pub const MAGIC: [u8; 8] = *b"MPFRAME\0";
+/// The frame version this build writes and reads.
+pub const VERSION: u16 = 1;
+/// Size of the fixed header in bytes.
+pub const HEADER_LEN: usize = 64;
+/// Sections start at offsets that are multiples of this (so mapped frames yield
+/// aligned slices).
+pub const SECTION_ALIGN: usize = ALIGNMENT;
+/// Longest type name a frame may carry.
+pub const MAX_TYPE_NAME: usize = 1024;
+/// Most sections a frame may carry.
+pub const MAX_SECTIONS: usize = 1 << 24;
+
+/// Options for reading a frame.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Verify the body checksum (a pass over all the data). Default: `true`.
+    /// Turning it off keeps reading a mapped frame O(structure), for data whose
+    /// integrity is checked elsewhere; the structural checks always run.
+    pub verify_checksum: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            verify_checksum: true,
+        }
+    }
+}
+
+/// Collects the sections of a value being written. Sections are borrowed
+/// from the value where possible, so writing a large array copies nothing
+/// until the bytes reach their destination.
+#[derive(Debug, Default)]
+pub struct SectionWriter<'a> {
+    sections: Vec<Cow<'a, [u8]>>,
+}
+
+impl<'a> SectionWriter<'a> {
+    /// Appends a section borrowing `bytes`.
+    pub fn bytes(&mut self, bytes: &'a [u8]) {
+        self.sections.push(Cow::Borrowed(bytes));
+    }
+
+    /// Appends a section of plain-old-data values, borrowed.
+    pub fn pod<T: bytemuck::Pod>(&mut self, values: &'a [T]) {
+        self.bytes(bytemuck::cast_slice(values));
+    }
+
+    /// Appends a section owning `bytes`.
+    pub fn owned(&mut self, bytes: Vec<u8>) {
+        self.sections.push(Cow::Owned(bytes));
+    }
+
+    /// Appends a section holding `meta` encoded by postcard (for small
+    /// metadata: lengths, names, flags).
+    ///
+    /// # Errors
+    /// [`FrameError::Postcard`] if postcard cannot encode it.
+    pub fn meta<M: Serialize>(&mut self, meta: &M) -> Result<()> {
+        let bytes = postcard::to_stdvec(meta).map_err(|source| FrameError::Postcard {
+            op: "encoding",
+            type_name: std::any::type_name::<M>().to_string(),
+            source,
+        })?;
+        self.owned(bytes);
+        Ok(())
+    }
+
+    /// Number of sections so far.
+    pub fn len(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// Whether no section was written.
+    pub fn is_empty(&self) -> bool {
+        self.sections.is_empty()
+    }
+}
+
+/// Hands out the sections of a frame, in order, to a value's reader.
+#[derive(Debug)]
+pub struct SectionReader<'f> {
+    frame: &'f Frame,
+    next: usize,
+}
+
+impl<'f> SectionReader<'f> {
+    fn take(&mut self) -> Result<(usize, usize)> {
+        let s = self.frame.sections.get(self.next).copied().ok_or_else(|| {
+            FrameError::MissingSection {
+                type_name: self.frame.type_name.clone(),
+                index: self.next,
+            }
+        })?;
+        self.next += 1;
+        Ok(s)
+    }
+
+    /// The next section as a buffer sharing the frame's memory (O(1), no copy).
+    ///
+    /// # Errors
+    /// [`FrameError::MissingSection`] past the last section.
+    pub fn buffer(&mut self) -> Result<Buffer> {
+        let (off, len) = self.take()?;
+        Ok(self.frame.buffer.slice(off, len))
+    }
+
+    /// The next section's bytes.
+    ///
+    /// # Errors
+    /// [`FrameError::MissingSection`] past the last section.
+    pub fn bytes(&mut self) -> Result<&'f [u8]> {
+        let (off, len) = self.take()?;
+        Ok(&self.frame.buffer.as_slice()[off..off + len])
+    }
+
+    /// The next section decoded by postcard; the whole section must be used.
+    ///
+    /// # Errors
+    /// [`FrameError::MissingSection`], or [`FrameError::Postcard`] when the
+    /// bytes do not decode.
+    pub fn meta<M: DeserializeOwned>(&mut self) -> Result<M> {
+        let bytes = self.bytes()?;
+        let index = self.next - 1;
+        let (m, rest) =
+            postcard::take_from_bytes(bytes).map_err(|source| FrameError::Postcard {
+                op: "decoding",
+                type_name: std::any::type_name::<M>().to_string(),
+                source,
+            })?;
+        if !rest.is_empty() {
+            return Err(self.bad(
+                index,
+                format!("{} trailing bytes after metadata", rest.len()),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Index of the next section.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Sections not read yet (an upper bound for counts read from metadata).
+    pub fn remaining(&self) -> usize {
+        self.frame.sections.len() - self.next
+    }
+
+    /// The type name of the frame.
+    pub fn type_name(&self) -> &str {
+        &self.frame.type_name
+    }
+
+    /// A [`FrameError::BadSection`] for section `index` of this frame.
+    pub fn bad(&self, index: usize, reason: impl Into<String>) -> FrameError {
+        FrameError::BadSection {
+            type_name: self.frame.type_name.clone(),
+            index,
+            reason: reason.into(),
+        }
+    }
+
+    /// Fails unless `count` items, each needing at least `per_item` sections,
+    /// fit in the sections left: bounds every count read from metadata.
+    ///
+    /// # Errors
+    /// [`FrameError::LimitExceeded`].
+    pub fn check_count(&self, what: &'static str, count: u64, per_item: usize) -> Result<usize> {
+        let max = (self.remaining() / per_item.max(1)) as u64;
+        if count > max {
+            return Err(FrameError::LimitExceeded {
+                what,
+                value: count,
+                max,
+            });
+        }
+        Ok(count as usize)
+    }
+}
+
+/// A value laid out as a frame, ready to be written. Building it computes the
+/// body checksum (one pass over the data); writing it copies each section once.
+#[derive(Debug)]
+pub struct EncodedFrame<'a> {
+    head: AlignedVec,
+    sections: Vec<Cow<'a, [u8]>>,
+    offsets: Vec<usize>,
+    len: usize,
+}
+
+impl<'a> EncodedFrame<'a> {
+    /// Lays out `value` as a frame.
+    ///
+    /// # Errors
+    /// What the value's [`MmWrite::write_sections`] returns, or
+    /// [`FrameError::LimitExceeded`] for a type name or section count past the
+    /// format's limits.
+    pub fn new<T: MmWrite + ?Sized>(value: &'a T) -> Result<Self> {
+        let type_name = T::type_name();
+        let mut w = SectionWriter::default();
+        value.write_sections(&mut w)?;
+        Self::from_sections(&type_name, w.sections)
+    }
+
+    fn from_sections(type_name: &str, sections: Vec<Cow<'a, [u8]>>) -> Result<Self> {
+        if type_name.len() > MAX_TYPE_NAME {
+            return Err(FrameError::LimitExceeded {
+                what: "type name length",
+                value: type_name.len() as u64,
+                max: MAX_TYPE_NAME as u64,
+            });
+        }
+        if sections.len() > MAX_SECTIONS {
+            return Err(FrameError::LimitExceeded {
+                what: "section count",
+                value: sections.len() as u64,
+                max: MAX_SECTIONS as u64,
+            });
+        }
+        let table_start = HEADER_LEN + type_name.len().next_multiple_of(8);
+        let data_start = (table_start + 16 * sections.len()).next_multiple_of(SECTION_ALIGN);
+        let mut offsets = Vec::with_capacity(sections.len());
+        let mut end = data_start;
+        for s in &sections {
+            let off = end.next_multiple_of(SECTION_ALIGN);
+            offsets.push(off);
+            end = off + s.len();
+        }
+        let len = end;
+
+        // Body checksum: the data area, padding included.
+        let mut h = Xxh3::new();
+        let mut pos = data_start;
+        for (s, &off) in sections.iter().zip(&offsets) {
+            hash_zeros(&mut h, off - pos);
+            h.update(s);
+            pos = off + s.len();
+        }
+        let body_checksum = h.digest();
+
+        let mut head = AlignedVec::with_capacity(data_start);
+        head.extend_from_slice(&MAGIC);
+        head.extend_from_slice(&VERSION.to_le_bytes());
+        head.extend_from_slice(&0u16.to_le_bytes()); // flags
+        head.extend_from_slice(&(type_name.len() as u32).to_le_bytes());
+        head.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+        head.extend_from_slice(&0u32.to_le_bytes()); // reserved
+        head.extend_from_slice(&(len as u64).to_le_bytes());
+        head.extend_from_slice(&xxh3_64(type_name.as_bytes()).to_le_bytes());
+        head.extend_from_slice(&body_checksum.to_le_bytes());
+        head.extend_from_slice(&0u64.to_le_bytes()); // header checksum, set below
+        head.extend_from_slice(&[0u8; 8]); // reserved
+        debug_assert_eq!(head.len(), HEADER_LEN);
+        head.extend_from_slice(type_name.as_bytes());
+        head.pad_to(8);
+        for (s, &off) in sections.iter().zip(&offsets) {
+            head.extend_from_slice(&(off as u64).to_le_bytes());
+            head.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        }
+        head.resize(data_start);
+        let checksum = header_checksum(head.as_slice());
+        head.as_mut_slice()[48..56].copy_from_slice(&checksum.to_le_bytes());
+        Ok(Self {
+            head,
+            sections,
+            offsets,
+            len,
+        })
+    }
+
+    /// Total length in bytes of the frame.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the frame is empty (never: a frame has at least a header).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes the frame to `w`, returning the bytes written.
+    ///
+    /// # Errors
+    /// The writer's I/O errors.
+    pub fn write_to<W: Write + ?Sized>(&self, w: &mut W) -> std::io::Result<u64> {
+        static ZEROS: [u8; SECTION_ALIGN] = [0; SECTION_ALIGN];
+        w.write_all(self.head.as_slice())?;
+        let mut pos = self.head.len();
+        for (s, &off) in self.sections.iter().zip(&self.offsets) {
+            w.write_all(&ZEROS[..off - pos])?;
+            w.write_all(s)?;
+            pos = off + s.len();
+        }
+        Ok(pos as u64)
+    }
+
+    /// The frame in one new aligned buffer.
+    pub fn to_buffer(&self) -> Buffer {
+        let mut v = AlignedVec::with_capacity(self.len);
+        // Writing to an AlignedVec cannot fail.
+        let _ = self.write_to(&mut v);
+        v.into_buffer()
+    }
+}
+
+fn hash_zeros(h: &mut Xxh3, n: usize) {
+    static ZEROS: [u8; SECTION_ALIGN] = [0; SECTION_ALIGN];
+    h.update(&ZEROS[..n]);
+}
+
+/// xxh3 of the header (bytes 0..48), the type name and the section table.
+fn header_checksum(head: &[u8]) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&head[..48]);
+    h.update(&head[HEADER_LEN..]);
+    h.digest()
+}
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// A parsed frame: its header checked, its sections located, its data not yet
+/// interpreted. Parsing is O(number of sections) (plus the checksum pass when
+/// asked for).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    buffer: Buffer,
+    type_name: String,
+    sections: Vec<(usize, usize)>,
+    body_checksum: u64,
+    data_start: usize,
+}
+
+impl Frame {
+    /// Parses and checks a frame.
+    ///
+    /// A buffer that does not start at a 64-byte aligned address (bytes from a
+    /// plain `Vec<u8>`) is first copied into an aligned one, so that typed
+    /// views of its sections are aligned.
+    ///
+    /// # Errors
+    /// [`FrameError::Truncated`], [`FrameError::BadMagic`],
+    /// [`FrameError::UnsupportedVersion`], [`FrameError::BadField`],
+    /// [`FrameError::HeaderChecksum`], [`FrameError::LimitExceeded`], and with
+    /// `verify_checksum`, [`FrameError::BodyChecksum`].
+    pub fn parse(buffer: &Buffer, opts: &ReadOptions) -> Result<Self> {
+        let buffer = if buffer.as_slice().as_ptr() as usize % SECTION_ALIGN == 0 {
+            buffer.clone()
+        } else {
+            Buffer::copy_aligned(buffer.as_slice())
+        };
+        let b = buffer.as_slice();
+        let available = b.len() as u64;
+        if b.len() < HEADER_LEN {
+            return Err(FrameError::Truncated {
+                what: "frame header",
+                needed: HEADER_LEN as u64,
+                available,
+            });
+        }
+        let mut magic = [0u8; 8];
+        magic.copy_from_slice(&b[..8]);
+        if magic != MAGIC {
+            return Err(FrameError::BadMagic {
+                expected: MAGIC,
+                found: magic,
+            });
+        }
+        let version = le_u16(b, 8);
+        if version != VERSION {
+            return Err(FrameError::UnsupportedVersion {
+                found: version,
+                supported: VERSION,
+            });
+        }
+        let flags = le_u16(b, 10);
+        if flags != 0 {
+            return Err(FrameError::BadField {
+                field: "flags",
+                value: flags.into(),
+                reason: "no flags are defined in version 1",
+            });
+        }
+        if le_u64(b, 56) != 0 {
+            return Err(FrameError::BadField {
+                field: "reserved (bytes 56..64)",
+                value: le_u64(b, 56),
+                reason: "must be zero in version 1",
+            });
+        }
+        let name_len = le_u32(b, 12) as usize;
+        if name_len > MAX_TYPE_NAME {
+            return Err(FrameError::LimitExceeded {
+                what: "type name length",
+                value: name_len as u64,
+                max: MAX_TYPE_NAME as u64,
+            });
+        }
+        let count = le_u32(b, 16) as usize;
+        if count > MAX_SECTIONS {
+            return Err(FrameError::LimitExceeded {
+                what: "section count",
+                value: count as u64,
+                max: MAX_SECTIONS as u64,
+            });
+        }
+        let frame_len = le_u64(b, 24);
+        if frame_len > available {
+            return Err(FrameError::Truncated {
+                what: "frame",
+                needed: frame_len,
+                available,
+            });
+        }
+        if frame_len < available {
+            return Err(FrameError::BadField {
+                field: "frame length",
+                value: frame_len,
+                reason: "shorter than the bytes given (trailing garbage)",
+            });
+        }
+        let table_start = HEADER_LEN + name_len.next_multiple_of(8);
+        let data_start = (table_start + 16 * count).next_multiple_of(SECTION_ALIGN);
+        if data_start > b.len() {
+            return Err(FrameError::Truncated {
+                what: "type name and section table",
+                needed: data_start as u64,
+                available,
+            });
+        }
+        let stored = le_u64(b, 48);
+        let computed = header_checksum(&b[..data_start]);
+        if stored != computed {
+            return Err(FrameError::HeaderChecksum { stored, computed });
+        }
+        let type_name = std::str::from_utf8(&b[HEADER_LEN..HEADER_LEN + name_len])
+            .map_err(|_| FrameError::BadField {
+                field: "type name",
+                value: name_len as u64,
+                reason: "not UTF-8",
+            })?
+            .to_string();
+        let tag = le_u64(b, 32);
+        if tag != xxh3_64(type_name.as_bytes()) {
+            return Err(FrameError::BadField {
+                field: "type tag",
+                value: tag,
+                reason: "does not match the type name",
+            });
+        }
+        let mut sections = Vec::with_capacity(count);
+        let mut end = data_start as u64;
+        for i in 0..count {
+            let off = le_u64(b, table_start + 16 * i);
+            let len = le_u64(b, table_start + 16 * i + 8);
+            let sec_end = off.checked_add(len);
+            if off % SECTION_ALIGN as u64 != 0 || off < end || sec_end.is_none_or(|e| e > frame_len)
+            {
+                return Err(FrameError::BadField {
+                    field: "section offset",
+                    value: off,
+                    reason: "misaligned, overlapping or past the end of the frame",
+                });
+            }
+            end = off + len;
+            sections.push((off as usize, len as usize));
+        }
+        if end != frame_len {
+            return Err(FrameError::BadField {
+                field: "frame length",
+                value: frame_len,
+                reason: "does not end where the last section ends",
+            });
+        }
+        let body_checksum = le_u64(b, 40);
+        let frame = Self {
+            buffer,
+            type_name,
+            sections,
+            body_checksum,
+            data_start,
+        };
+        if opts.verify_checksum {
+            frame.verify_checksum()?;
+        }
+        Ok(frame)
+    }
+
+    /// Checks the body checksum (a pass over all the data).
+    ///
+    /// # Errors
+    /// [`FrameError::BodyChecksum`].
+    pub fn verify_checksum(&self) -> Result<()> {
+        let computed = xxh3_64(&self.buffer.as_slice()[self.data_start..]);
+        if computed != self.body_checksum {
+            return Err(FrameError::BodyChecksum {
+                stored: self.body_checksum,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// The type name written by the value's [`MmWrite`] impl.
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    /// Number of sections.
+    pub fn section_count(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Whether the frame is empty (never: a frame has at least a header).
+    pub fn is_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+
+    /// The frame's bytes.
+    pub fn buffer(&self) -> &Buffer {
+        &self.buffer
+    }
+
+    /// Reads the value, checking that the frame holds a `T`.
+    ///
+    /// # Errors
+    /// [`FrameError::TypeMismatch`] naming both types, and whatever
+    /// `T`'s reader reports for malformed sections.
+    pub fn decode<T: MmRead>(&self) -> Result<T> {
+        let expected = T::type_name();
+        if self.type_name != expected {
+            return Err(FrameError::TypeMismatch {
+                expected: expected.into_owned(),
+                found: self.type_name.clone(),
+            });
+        }
+        let mut r = SectionReader {
+            frame: self,
+            next: 0,
+        };
+        let v = T::read_sections(&mut r)?;
+        if r.remaining() != 0 {
+            return Err(FrameError::TrailingSections {
+                type_name: self.type_name.clone(),
+                extra: r.remaining(),
+            });
+        }
+        Ok(v)
+    }
+}
+
+/// Encodes `value` as a frame in a new aligned buffer.
+///
+/// # Errors
+/// As [`EncodedFrame::new`].
+pub fn encode<T: MmWrite + ?Sized>(value: &T) -> Result<Buffer> {
+    Ok(EncodedFrame::new(value)?.to_buffer())
+}
+
+/// Writes `value` as a frame to `w`, returning the bytes written.
+///
+/// # Errors
+/// As [`EncodedFrame::new`], and the writer's I/O errors.
+pub fn write_frame<T: MmWrite + ?Sized, W: Write + ?Sized>(value: &T, w: &mut W) -> Result<u64> {
+    Ok(EncodedFrame::new(value)?.write_to(w)?)
+}
+
+/// Decodes a frame, verifying its checksum; for mempool-arrays types the result
+/// borrows `buffer` (no copy).
+///
+/// # Errors
+/// As [`Frame::parse`] and [`Frame::decode`].
+pub fn decode<T: MmRead>(buffer: &Buffer) -> Result<T> {
+    decode_with(buffer, &ReadOptions::default())
+}
+
+/// Decodes a frame with explicit options.
+///
+/// # Errors
+/// As [`Frame::parse`] and [`Frame::decode`].
+pub fn decode_with<T: MmRead>(buffer: &Buffer, opts: &ReadOptions) -> Result<T> {
+    Frame::parse(buffer, opts)?.decode()
+}
+
+/// Writes `value` to `path` as a frame: to a temporary name in the same
+/// directory first, then renamed, so that a crash never leaves a partial file
+/// under `path`. With `sync`, the data is flushed to the device before the
+/// rename. Returns the bytes written.
+///
+/// # Errors
+/// As [`EncodedFrame::new`], and [`FrameError::Io`] naming the file.
+pub fn write_file<T: MmWrite + ?Sized>(value: &T, path: &Path, sync: bool) -> Result<u64> {
+    let frame = EncodedFrame::new(value)?;
+    write_encoded_file(&frame, path, sync)
+}
+
+/// Writes an already laid-out frame to `path` (temporary name, then rename).
+///
+/// # Errors
+/// [`FrameError::Io`] naming the file; the temporary file is removed on error.
+pub fn write_encoded_file(frame: &EncodedFrame<'_>, path: &Path, sync: bool) -> Result<u64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let io = |source, p: &Path| FrameError::Io {
+        path: Some(p.to_owned()),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = std::path::PathBuf::from(tmp);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
+        let n = frame.write_to(&mut f).map_err(|e| io(e, &tmp))?;
+        if sync {
+            f.sync_all().map_err(|e| io(e, &tmp))?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| io(e, path))?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Maps the file at `path` and decodes it, verifying the checksum; arrays in the
+/// result borrow the map.
+///
+/// # Errors
+/// [`FrameError::Io`] naming the file, and those of [`decode`].
+pub fn read_file<T: MmRead>(path: &Path) -> Result<T> {
+    read_file_with(path, &ReadOptions::default())
+}
+
+/// [`read_file`] with explicit options.
+///
+/// # Errors
+/// As [`read_file`].
+pub fn read_file_with<T: MmRead>(path: &Path, opts: &ReadOptions) -> Result<T> {
+    let buffer = map_file(path)?;
+    decode_with(&buffer, opts)
+}
+
+/// Maps a frame file read-only (whole file, pages read ahead).
+///
+/// # Errors
+/// [`FrameError::Io`] naming the file.
+pub fn map_file(path: &Path) -> Result<Buffer> {
+    let io = |source| FrameError::Io {
+        path: Some(path.to_owned()),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    Buffer::map_open_file(&file, true).map_err(io)
+}

@@ -1,0 +1,164 @@
+//! Every fast format and the serde fallback round-trip, owned and mapped.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::roundtrip;
+use mempool_arrays::{Bitmap, BooleanArray, MemoryKind, PrimitiveArray, StringArray};
+use mempool_serde::{decode, encode, read_file, FrameError, PodElement, Serde};
+
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Row {
+    values: [f64; 75],
+}
+
+impl PodElement for Row {}
+
+fn tricky_strings() -> Vec<Option<String>> {
+    vec![
+        None,
+        Some(String::new()),
+        Some("foo~^å&".into()),
+        Some("plain".into()),
+        Some("日本語".into()),
+        Some(String::new()),
+        None,
+    ]
+}
+
+#[test]
+fn string_array_roundtrips() {
+    roundtrip(&StringArray::empty());
+    roundtrip(&StringArray::from(Vec::<&str>::new()));
+    roundtrip(&StringArray::from(tricky_strings()));
+    roundtrip(&StringArray::from(vec![None::<&str>]));
+    roundtrip(&StringArray::from(vec![""]));
+    // A slice whose offsets do not start at zero and whose validity does not
+    // start on a byte.
+    let big = StringArray::from(
+        (0..100)
+            .map(|i| (i % 7 != 0).then(|| format!("s{i}")))
+            .collect::<Vec<_>>(),
+    );
+    roundtrip(&big.slice(13, 50));
+}
+
+#[test]
+fn vec_of_strings_roundtrip() {
+    roundtrip(&Vec::<String>::new());
+    roundtrip(&vec!["foo~^å&".to_string(), String::new(), "x".into()]);
+    roundtrip(&Vec::<Option<String>>::new());
+    roundtrip(&tricky_strings());
+    roundtrip(&"foo~^å&".to_string());
+    roundtrip(&String::new());
+}
+
+#[test]
+fn primitives_roundtrip() {
+    roundtrip(&Vec::<f64>::new());
+    roundtrip(&vec![1.5f64, -0.0, f64::MAX, f64::MIN_POSITIVE]);
+    roundtrip(&vec![1u8, 2, 3]);
+    roundtrip(&PrimitiveArray::from(vec![i64::MIN, 0, i64::MAX]));
+    roundtrip(&PrimitiveArray::<u16>::default());
+    roundtrip(&PrimitiveArray::from((0..1000u32).collect::<Vec<_>>()).slice(3, 500));
+    roundtrip(&BooleanArray::from(vec![true, false, true]));
+    roundtrip(&BooleanArray::from(Vec::<bool>::new()));
+    let bits: Bitmap = (0..77).map(|i| i % 3 == 0).collect();
+    roundtrip(&BooleanArray::new(bits.slice(5, 60)));
+}
+
+#[test]
+fn hundred_structs_of_75_f64() {
+    let rows: Vec<Row> = (0..100)
+        .map(|i| Row {
+            values: std::array::from_fn(|j| (i * 75 + j) as f64 * 0.5),
+        })
+        .collect();
+    roundtrip(&rows);
+    let frame = roundtrip(&PrimitiveArray::from(rows.clone()));
+    let back: PrimitiveArray<Row> = decode(&frame).unwrap();
+    assert_eq!(back[99].values[74], (99 * 75 + 74) as f64 * 0.5);
+}
+
+#[test]
+fn serde_fallback_roundtrips() {
+    let m: BTreeMap<String, Vec<(u32, Option<String>)>> = [
+        ("a".to_string(), vec![(1, None), (2, Some("two".into()))]),
+        ("".to_string(), vec![]),
+    ]
+    .into();
+    roundtrip(&Serde(m));
+    roundtrip(&Serde(()));
+    roundtrip(&Serde(Some(3.5f32)));
+}
+
+#[test]
+fn mapped_arrays_borrow_the_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.frame");
+    let a = StringArray::from(tricky_strings());
+    mempool_serde::write_file(&a, &path, false).unwrap();
+    let mapped: StringArray = read_file(&path).unwrap();
+    let (offsets, data, _) = mapped.parts();
+    assert_eq!(offsets.memory_kind(), MemoryKind::Mapped);
+    assert!(offsets.shares_owner(data), "sections are slices of one map");
+    let f: PrimitiveArray<f64> = {
+        mempool_serde::write_file(&PrimitiveArray::from(vec![1.0f64; 1000]), &path, false).unwrap();
+        read_file(&path).unwrap()
+    };
+    assert_eq!(f.buffer().memory_kind(), MemoryKind::Mapped);
+    assert_eq!(f.buffer().as_slice().as_ptr() as usize % 64, 0);
+}
+
+#[test]
+fn wrong_type_names_both_types() {
+    let frame = encode(&StringArray::from(vec!["a"])).unwrap();
+    match decode::<PrimitiveArray<f64>>(&frame) {
+        Err(FrameError::TypeMismatch { expected, found }) => {
+            assert_eq!(expected, "PrimitiveArray<f64>");
+            assert_eq!(found, "StringArray");
+        }
+        other => panic!("expected a type mismatch, got {other:?}"),
+    }
+    let frame = encode(&vec![1u32]).unwrap();
+    assert!(matches!(
+        decode::<Vec<i32>>(&frame),
+        Err(FrameError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        decode::<Vec<Row>>(&frame),
+        Err(FrameError::TypeMismatch { .. })
+    ));
+    let msg = decode::<String>(&frame).unwrap_err().to_string();
+    assert!(msg.contains("Vec<u32>") && msg.contains("String"), "{msg}");
+}
+
+#[test]
+fn corrupt_body_is_a_checksum_error_and_lazy_utf8_is_caught() {
+    let a = StringArray::from(vec!["abc", "de"]);
+    let mut bytes = encode(&a).unwrap().to_vec();
+    let last = bytes.len() - 1; // inside the data section
+    bytes[last] = 0xff; // invalid UTF-8
+    let buf = mempool_arrays::Buffer::copy_aligned(&bytes);
+    assert!(matches!(
+        decode::<StringArray>(&buf),
+        Err(FrameError::BodyChecksum { .. })
+    ));
+    let opts = mempool_serde::ReadOptions {
+        verify_checksum: false,
+    };
+    let unchecked: StringArray = mempool_serde::decode_with(&buf, &opts).unwrap();
+    assert!(unchecked.try_value(1).is_err());
+    assert!(unchecked.validate_full().is_err());
+    assert!(decode_with_vec_string_fails(&a));
+}
+
+fn decode_with_vec_string_fails(a: &StringArray) -> bool {
+    let frame = encode(a).unwrap();
+    matches!(
+        decode::<Vec<String>>(&frame),
+        Err(FrameError::TypeMismatch { .. })
+    )
+}
