@@ -34,14 +34,20 @@ compile_error!("mempool stores little-endian data and supports only little-endia
 mod bitmap;
 mod buffer;
 mod error;
+mod nullable;
+mod pooled;
 mod primitive;
 mod string;
+mod table;
 
 pub use bitmap::{Bitmap, BitmapBuilder};
 pub use buffer::{AlignedVec, ApproxSize, Buffer, MemoryKind, MemoryUsage, ALIGNMENT};
 pub use error::{ArrayError, Result};
+pub use nullable::{NullableArray, NullableBuilder, NullableIter};
+pub use pooled::{Codes, CodesIter, PoolValues, PooledArray, PooledIter};
 pub use primitive::{BooleanArray, PrimitiveArray};
 pub use string::{StringArray, StringBuilder, StringIter};
+pub use table::{Column, ColumnType, Table};
 
 /// Re-exported so that users can derive `Pod` for their own fixed-size structs.
 pub use bytemuck;

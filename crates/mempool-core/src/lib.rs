@@ -1,1 +1,56 @@
-//! placeholder
+//! `mempool-core`: one process's memory-bounded object pool, spilling least
+//! recently used values to disk — the local half of MemPool.jl.
+//!
+//! [`Pool::set`] stores a value and returns a [`DRef`]; [`Pool::get`] returns it
+//! as a shared [`Ref`], without a copy while it is in memory. The bytes held in
+//! memory stay at or under [`PoolConfig::max_memsize`]: past it, values leave
+//! memory in policy order ([`Policy::Lru`] by default) and are written as
+//! mempool-serde frames (temporary name, then rename; checksummed) into the
+//! pool's session directory `<spill_dir>/<session>-<pid>`. A later `get` maps
+//! the file back — zero-copy for mempool-arrays types. [`Pool::stats`] reports
+//! memory, disk, hits, misses, spills and restores.
+//!
+//! MemPool.jl's surface: `poolset` → [`Pool::set`], `poolget` → [`Pool::get`],
+//! `pooldelete` → [`Pool::delete`], `movetodisk` → [`Pool::move_to_disk`],
+//! `copytodisk` → [`Pool::copy_to_disk`], `savetodisk` → [`Pool::save_to_disk`],
+//! `FileRef` → [`FileRef`] (readable by path from any process).
+//!
+//! ```
+//! use mempool_arrays::{PrimitiveArray, StringArray};
+//! use mempool_core::{Pool, PoolConfig};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let pool = Pool::new(PoolConfig::default().max_memsize(64 << 20).spill_dir(dir.path())).unwrap();
+//!
+//! let names = pool.set(StringArray::from(vec![Some("ada"), None])).unwrap();
+//! let prices = pool.set(PrimitiveArray::from(vec![1.5f64, 2.5])).unwrap();
+//!
+//! // Spill one explicitly; a get maps it back.
+//! let file = pool.move_to_disk(&prices).unwrap();
+//! assert!(file.path.starts_with(pool.session_dir()));
+//! let p = pool.get::<PrimitiveArray<f64>>(&prices).unwrap();
+//! assert_eq!(p.values(), &[1.5, 2.5]);
+//!
+//! // Asking for the wrong type is an error, never garbage.
+//! assert!(pool.get::<PrimitiveArray<f64>>(&names).is_err());
+//! let s = pool.stats();
+//! assert_eq!((s.mem_values, s.disk_values, s.restores), (2, 1, 1));
+//! ```
+#![forbid(unsafe_code)]
+
+mod config;
+mod dref;
+mod error;
+mod eviction;
+mod pool;
+mod session;
+mod stats;
+mod storable;
+
+pub use config::PoolConfig;
+pub use dref::{DRef, FileRef};
+pub use error::{PoolError, Result};
+pub use eviction::Policy;
+pub use pool::{Pool, Ref, ValueInfo};
+pub use stats::Stats;
+pub use storable::Storable;

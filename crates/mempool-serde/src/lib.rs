@@ -40,6 +40,7 @@ use std::borrow::Cow;
 mod error;
 mod frame;
 mod impls;
+mod mem_size;
 mod serde_fallback;
 
 pub mod fuzzing;
@@ -50,6 +51,7 @@ pub use frame::{
     write_file, write_frame, EncodedFrame, Frame, ReadOptions, SectionReader, SectionWriter,
     HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_TYPE_NAME, SECTION_ALIGN, VERSION,
 };
+pub use mem_size::MemSize;
 pub use serde_fallback::Serde;
 
 /// The name a type writes into its frames; reading checks it, so a frame is

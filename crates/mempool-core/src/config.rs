@@ -1,0 +1,94 @@
+//! [`PoolConfig`]: a plain struct with documented defaults.
+
+use std::path::PathBuf;
+
+use crate::Policy;
+
+/// How a [`Pool`](crate::Pool) bounds and places its data. Build it with struct
+/// update syntax from [`PoolConfig::default`] or with the setters.
+///
+/// ```
+/// use mempool_core::{Policy, PoolConfig};
+///
+/// let config = PoolConfig::default()
+///     .max_memsize(256 << 20)
+///     .max_disksize(Some(10 << 30))
+///     .policy(Policy::Lru);
+/// assert_eq!(config.max_memsize, 256 << 20);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// Bytes of values the pool keeps in memory; past it the least recently
+    /// used (or, with [`Policy::Mru`], most recently used) values spill to disk.
+    /// A single value larger than this goes straight to disk.
+    /// Default: 1 GiB (MemPool.jl's `max_memsize[]` is 2^30 too).
+    pub max_memsize: u64,
+    /// Bytes of spill files the pool may keep; `None` (the default) for no
+    /// bound. When it is reached, `set` fails with [`PoolError::DiskFull`](crate::PoolError::DiskFull)
+    /// and everything already stored stays readable.
+    pub max_disksize: Option<u64>,
+    /// Directory under which the pool makes its session directory
+    /// `<session>-<pid>`. Default: `.mempool` in the working directory.
+    pub spill_dir: PathBuf,
+    /// Eviction policy. Default: [`Policy::Lru`].
+    pub policy: Policy,
+    /// Verify the checksum of every frame read back from disk (one pass over
+    /// the data, at memory speed). Default: `true`.
+    pub verify_checksums: bool,
+    /// `fsync` files written by `save_to_disk` before renaming them into place
+    /// (spill files need not survive a crash: the session directory is
+    /// discarded). Default: `true`.
+    pub sync_saves: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_memsize: 1 << 30,
+            max_disksize: None,
+            spill_dir: PathBuf::from(".mempool"),
+            policy: Policy::Lru,
+            verify_checksums: true,
+            sync_saves: true,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Sets [`PoolConfig::max_memsize`] (bytes; default 1 GiB).
+    pub fn max_memsize(mut self, bytes: u64) -> Self {
+        self.max_memsize = bytes;
+        self
+    }
+
+    /// Sets [`PoolConfig::max_disksize`] (bytes; default unbounded).
+    pub fn max_disksize(mut self, bytes: Option<u64>) -> Self {
+        self.max_disksize = bytes;
+        self
+    }
+
+    /// Sets [`PoolConfig::spill_dir`] (default `.mempool`).
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = dir.into();
+        self
+    }
+
+    /// Sets [`PoolConfig::policy`] (default LRU).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets [`PoolConfig::verify_checksums`] (default `true`).
+    pub fn verify_checksums(mut self, verify: bool) -> Self {
+        self.verify_checksums = verify;
+        self
+    }
+
+    /// Sets [`PoolConfig::sync_saves`] (default `true`).
+    pub fn sync_saves(mut self, sync: bool) -> Self {
+        self.sync_saves = sync;
+        self
+    }
+}

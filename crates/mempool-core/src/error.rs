@@ -1,0 +1,68 @@
+//! The error type of `mempool-core`.
+
+use std::path::PathBuf;
+
+use mempool_serde::FrameError;
+
+use crate::DRef;
+
+/// Everything a pool operation can report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The reference names no value in this pool (deleted, or never stored here).
+    #[error("no value {dref} in this pool (deleted, or stored in another pool)")]
+    NotFound {
+        /// The reference asked for.
+        dref: DRef,
+    },
+    /// The value is of another type than the one asked for.
+    #[error("value {dref} is a `{found}`, not a `{expected}`; get it as `{found}`")]
+    TypeMismatch {
+        /// The reference asked for.
+        dref: DRef,
+        /// Type asked for.
+        expected: String,
+        /// Type stored.
+        found: String,
+    },
+    /// Writing to disk would pass `max_disksize`.
+    #[error("disk bound reached: writing {needed} bytes would bring the pool's disk use from {used} past max_disksize {max}; delete values or raise max_disksize")]
+    DiskFull {
+        /// Bytes the write needs.
+        needed: u64,
+        /// Bytes already on disk.
+        used: u64,
+        /// The bound.
+        max: u64,
+    },
+    /// A spill failed; the value stays in memory and nothing is lost.
+    #[error("spilling {dref} to disk failed (it stays in memory): {source}")]
+    Spill {
+        /// The value that could not be written.
+        dref: DRef,
+        /// Why.
+        #[source]
+        source: Box<PoolError>,
+    },
+    /// A frame could not be written or read (I/O, corruption, checksum).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A file-system operation on the pool's directories failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is unusable.
+    #[error("invalid pool configuration: {0}")]
+    Config(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = PoolError> = std::result::Result<T, E>;
