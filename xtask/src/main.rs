@@ -1,1 +1,258 @@
-fn main() {}
+//! Development tasks of the mempool workspace, run as `cargo xtask <task>`.
+//!
+//! `cargo xtask bench [--quick] [--filter REGEX] [--no-workloads]` runs the
+//! criterion micro-benchmarks of `mempool-benches`, then the DESIGN.md
+//! workloads (the `workloads` binary of `mempool-benches`, when it exists), and
+//! writes `<target>/bench-report.md`.
+
+mod report;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::SystemTime;
+
+use clap::{Parser, Subcommand};
+
+use report::{Header, Workloads};
+
+/// The package holding the benchmarks and the workloads binary.
+const BENCH_PACKAGE: &str = "mempool-benches";
+/// The workloads binary of [`BENCH_PACKAGE`].
+const WORKLOADS_BIN: &str = "workloads";
+
+/// Development tasks of the mempool workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run the criterion benchmarks and the DESIGN.md workloads, and write
+    /// `<target>/bench-report.md`.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Short criterion run (1 s warm-up, 2 s measurement, 10 samples).
+    #[arg(long)]
+    quick: bool,
+    /// Only run the criterion benchmarks whose id matches this regex.
+    #[arg(long, value_name = "REGEX")]
+    filter: Option<String>,
+    /// Skip the DESIGN.md workloads (the `workloads` binary).
+    #[arg(long)]
+    no_workloads: bool,
+}
+
+/// An error to print before exiting with status 1.
+type Result<T, E = String> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Bench(args) => bench(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace's paths and cargo binary.
+struct Workspace {
+    root: PathBuf,
+    target_dir: PathBuf,
+    cargo: OsString,
+    has_workloads_bin: bool,
+}
+
+impl Workspace {
+    fn locate() -> Result<Self> {
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let root = manifest_dir
+            .parent()
+            .ok_or_else(|| format!("no parent of {}", manifest_dir.display()))?
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+
+        // `cargo metadata` knows the target directory however it was set
+        // (CARGO_TARGET_DIR, config), and the targets of the bench package.
+        let output = Command::new(&cargo)
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(&root)
+            .output()
+            .map_err(|e| format!("cannot run `cargo metadata`: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "`cargo metadata` failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .map_err(|e| format!("cannot parse `cargo metadata` output: {e}"))?;
+        let target_dir = metadata["target_directory"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let has_workloads_bin = metadata["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["name"] == BENCH_PACKAGE)
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+            .any(|t| {
+                t["name"] == WORKLOADS_BIN
+                    && t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            });
+        Ok(Self {
+            root,
+            target_dir,
+            cargo,
+            has_workloads_bin,
+        })
+    }
+
+    /// A cargo command run in the workspace root, on the same target directory.
+    fn cargo(&self) -> Command {
+        let mut cmd = Command::new(&self.cargo);
+        cmd.current_dir(&self.root)
+            .env("CARGO_TARGET_DIR", &self.target_dir);
+        cmd
+    }
+}
+
+/// Runs `cmd` with inherited stdio; an error naming `what` unless it succeeds.
+fn run(mut cmd: Command, what: &str) -> Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// The criterion arguments (after `--`) of `args`.
+fn criterion_args(args: &BenchArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    if args.quick {
+        out.extend(
+            [
+                "--warm-up-time",
+                "1",
+                "--measurement-time",
+                "2",
+                "--sample-size",
+                "10",
+            ]
+            .map(String::from),
+        );
+    }
+    if let Some(filter) = &args.filter {
+        out.push(filter.clone());
+    }
+    out
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    let ws = Workspace::locate()?;
+    let started = SystemTime::now();
+
+    // 1. Criterion. `--bench '*'` selects the bench targets only, so that the
+    //    criterion flags never reach a libtest harness (lib, bins).
+    let mut cmd = ws.cargo();
+    cmd.args(["bench", "-p", BENCH_PACKAGE, "--bench", "*", "--"])
+        .args(criterion_args(args));
+    eprintln!(
+        "xtask: cargo bench -p {BENCH_PACKAGE} -- {}",
+        criterion_args(args).join(" ")
+    );
+    run(cmd, "`cargo bench`")?;
+
+    // 2. Workloads.
+    let workloads_json = ws.target_dir.join("workloads.json");
+    let mut workloads_error = None;
+    let workloads = if args.no_workloads {
+        println!("\nWorkloads skipped (--no-workloads).");
+        Workloads::Skipped("skipped (`--no-workloads`)".into())
+    } else if !ws.has_workloads_bin {
+        println!("\nWorkloads skipped: {BENCH_PACKAGE} has no `{WORKLOADS_BIN}` binary yet.");
+        Workloads::Skipped(format!(
+            "skipped: `{BENCH_PACKAGE}` has no `{WORKLOADS_BIN}` binary yet"
+        ))
+    } else {
+        match run_workloads(&ws, &workloads_json) {
+            Ok(w) => {
+                println!("\n{}", report::render_workloads(&w));
+                Workloads::Ran(w)
+            }
+            Err(e) => {
+                let skipped = Workloads::Skipped(format!("failed: {e}"));
+                workloads_error = Some(e);
+                skipped
+            }
+        }
+    };
+
+    // 3. Report.
+    let header = Header::collect(&ws.root);
+    let criterion_dir = ws.target_dir.join("criterion");
+    let text = report::render_report(&criterion_dir, &header, &workloads, Some(started))?;
+    let report_path = ws.target_dir.join("bench-report.md");
+    std::fs::write(&report_path, &text)
+        .map_err(|e| format!("cannot write {}: {e}", report_path.display()))?;
+    println!(
+        "\n{}",
+        report::render_criterion_table(&criterion_dir, Some(started))?
+    );
+    println!("Report: {}", report_path.display());
+
+    match workloads_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Runs the workloads binary, which writes `json`, and parses that file.
+fn run_workloads(ws: &Workspace, json: &Path) -> Result<Vec<report::Workload>> {
+    // A stale file must not pass for this run's figures.
+    match std::fs::remove_file(json) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot remove {}: {e}", json.display())),
+    }
+    let mut cmd = ws.cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        BENCH_PACKAGE,
+        "--bin",
+        WORKLOADS_BIN,
+        "--",
+        "--json",
+    ])
+    .arg(json);
+    eprintln!(
+        "xtask: cargo run --release -p {BENCH_PACKAGE} --bin {WORKLOADS_BIN} -- --json {}",
+        json.display()
+    );
+    run(cmd, "the workloads binary")?;
+    let text = std::fs::read_to_string(json)
+        .map_err(|e| format!("the workloads binary wrote no {}: {e}", json.display()))?;
+    report::parse_workloads(&text).map_err(|e| format!("{}: {e}", json.display()))
+}

@@ -44,12 +44,8 @@ pub struct Stats {
 /// Counters updated without the pool lock.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) evictions: AtomicU64,
     pub(crate) spills: AtomicU64,
     pub(crate) spill_failures: AtomicU64,
-    pub(crate) restores: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) detached_bytes: AtomicU64,

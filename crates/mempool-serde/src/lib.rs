@@ -40,6 +40,7 @@ use std::borrow::Cow;
 mod error;
 mod frame;
 mod impls;
+mod impls_composite;
 mod mem_size;
 mod serde_fallback;
 

@@ -1,6 +1,9 @@
 //! [`MemSize`]: how many bytes a value keeps alive, for pools that bound memory.
 
-use mempool_arrays::{ApproxSize, BooleanArray, PrimitiveArray, StringArray};
+use mempool_arrays::{
+    ApproxSize, BooleanArray, NullableArray, PoolValues, PooledArray, PrimitiveArray, StringArray,
+    Table,
+};
 use serde::Serialize;
 
 use crate::{PodElement, Serde};
@@ -25,6 +28,26 @@ impl MemSize for BooleanArray {
 }
 
 impl MemSize for StringArray {
+    fn mem_size(&self) -> u64 {
+        self.approx_size() as u64
+    }
+}
+
+impl<T: PodElement> MemSize for NullableArray<T> {
+    fn mem_size(&self) -> u64 {
+        self.approx_size() as u64
+    }
+}
+
+/// The whole pool plus the codes (a slice keeps the whole pool alive).
+impl<P: PoolValues> MemSize for PooledArray<P> {
+    fn mem_size(&self) -> u64 {
+        self.approx_size() as u64
+    }
+}
+
+/// Every column, a buffer shared by several columns (a memory map) counted once.
+impl MemSize for Table {
     fn mem_size(&self) -> u64 {
         self.approx_size() as u64
     }

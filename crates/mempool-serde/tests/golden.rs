@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use mempool_arrays::{PrimitiveArray, StringArray};
+use mempool_arrays::{
+    BooleanArray, NullableArray, PooledArray, PrimitiveArray, StringArray, Table,
+};
 use mempool_serde::{decode, encode, MmRead, MmWrite};
 
 fn golden_path(name: &str) -> PathBuf {
@@ -42,6 +44,32 @@ fn primitive_f64_v1() {
     check(
         "primitive_f64_v1.frame",
         &PrimitiveArray::from(vec![1.0f64, -2.5, f64::INFINITY]),
+    );
+}
+
+#[test]
+fn table_v1() {
+    check(
+        "table_v1.frame",
+        &Table::new(vec![
+            ("id".into(), PrimitiveArray::from(vec![1u32, 2, 3]).into()),
+            (
+                "score".into(),
+                NullableArray::from(vec![Some(0.5f64), None, Some(-2.0)]).into(),
+            ),
+            (
+                "name".into(),
+                StringArray::from(vec![Some("foo~^å&"), None, Some("")]).into(),
+            ),
+            (
+                "color".into(),
+                PooledArray::from(vec![Some("red"), None, Some("red")]).into(),
+            ),
+            (
+                "flag".into(),
+                BooleanArray::from(vec![true, false, true]).into(),
+            ),
+        ]),
     );
 }
 

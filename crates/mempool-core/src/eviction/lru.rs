@@ -1,28 +1,22 @@
 //! Least recently used: the victim is the value used longest ago.
 
-use super::list::RecencyList;
+use super::list::{Links, RecencyList};
 use super::Eviction;
 
 /// LRU over a [`RecencyList`].
-pub(crate) struct Lru(RecencyList);
-
-impl Lru {
-    pub(crate) fn new() -> Self {
-        Self(RecencyList::new())
-    }
-}
+#[derive(Default)]
+pub(crate) struct Lru;
 
 impl Eviction for Lru {
-    fn list(&self) -> &RecencyList {
-        &self.0
+    fn victim(&self, list: &RecencyList) -> Option<u32> {
+        list.least_recent()
     }
-    fn list_mut(&mut self) -> &mut RecencyList {
-        &mut self.0
-    }
-    fn reinsert_as_victim(&mut self, idx: u32) {
-        self.0.push_back(idx);
-    }
-    fn victim(&self) -> Option<u32> {
-        self.0.least_recent()
+    fn reinsert_as_victim<L: Links + ?Sized>(
+        &self,
+        list: &mut RecencyList,
+        links: &mut L,
+        idx: u32,
+    ) {
+        list.push_back(links, idx);
     }
 }

@@ -1,14 +1,15 @@
 //! Eviction policies: a small trait, one file per policy, all O(1).
 //!
-//! A policy tracks the values resident in memory (by slot index) in recency
-//! order and names the next victim. Values being spilled, or only on disk, are
-//! not tracked.
+//! The pool keeps the values resident in memory in a [`RecencyList`] (most
+//! recent first) whose links live in its slots; a policy only says which end
+//! the next victim comes from, and where a value that failed to leave goes
+//! back. Values being spilled, or only on disk, are not in the list.
 
 mod list;
 mod lru;
 mod mru;
 
-pub(crate) use list::RecencyList;
+pub(crate) use list::{Link, Links, RecencyList};
 
 /// Which values leave memory first when the pool is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,38 +22,60 @@ pub enum Policy {
     Mru,
 }
 
-/// What every policy does; each is O(1).
-pub(crate) trait Eviction: Send {
-    fn list(&self) -> &RecencyList;
-    fn list_mut(&mut self) -> &mut RecencyList;
+/// What a policy decides; O(1) each.
+pub(crate) trait Eviction {
     /// The next value to leave memory, if any is resident.
-    fn victim(&self) -> Option<u32>;
-
-    /// A value became resident (stored, or read back from disk).
-    fn insert(&mut self, idx: u32) {
-        self.list_mut().push_front(idx);
-    }
-    /// A resident value was read.
-    fn touch(&mut self, idx: u32) {
-        self.list_mut().touch(idx);
-    }
-    /// A value left memory (evicted, moved to disk, deleted); false if it was
-    /// not tracked.
-    fn remove(&mut self, idx: u32) -> bool {
-        self.list_mut().remove(idx)
-    }
-    /// A value failed to leave memory and stays, first in line to leave again.
-    fn reinsert_as_victim(&mut self, idx: u32);
-    /// Whether `idx` is tracked.
-    fn contains(&self, idx: u32) -> bool {
-        self.list().contains(idx)
-    }
+    fn victim(&self, list: &RecencyList) -> Option<u32>;
+    /// A value failed to leave memory: put it back first in line to leave.
+    fn reinsert_as_victim<L: Links + ?Sized>(
+        &self,
+        list: &mut RecencyList,
+        links: &mut L,
+        idx: u32,
+    );
 }
 
-/// The policy object for `p`.
-pub(crate) fn new_policy(p: Policy) -> Box<dyn Eviction> {
-    match p {
-        Policy::Lru => Box::new(lru::Lru::new()),
-        Policy::Mru => Box::new(mru::Mru::new()),
+/// The recency list plus the configured policy (enum at the edge, generic
+/// policies inside).
+pub(crate) struct Recency {
+    list: RecencyList,
+    policy: Policy,
+}
+
+impl Recency {
+    pub(crate) fn new(policy: Policy) -> Self {
+        Self {
+            list: RecencyList::new(),
+            policy,
+        }
+    }
+
+    /// A value became resident (stored, or read back from disk).
+    pub(crate) fn insert<L: Links + ?Sized>(&mut self, links: &mut L, idx: u32) {
+        self.list.push_front(links, idx);
+    }
+
+    /// A resident value was read.
+    pub(crate) fn touch<L: Links + ?Sized>(&mut self, links: &mut L, idx: u32) {
+        self.list.touch(links, idx);
+    }
+
+    /// A value left memory; false if it was not in the list.
+    pub(crate) fn remove<L: Links + ?Sized>(&mut self, links: &mut L, idx: u32) -> bool {
+        self.list.remove(links, idx)
+    }
+
+    pub(crate) fn victim(&self) -> Option<u32> {
+        match self.policy {
+            Policy::Lru => lru::Lru.victim(&self.list),
+            Policy::Mru => mru::Mru.victim(&self.list),
+        }
+    }
+
+    pub(crate) fn reinsert_as_victim<L: Links + ?Sized>(&mut self, links: &mut L, idx: u32) {
+        match self.policy {
+            Policy::Lru => lru::Lru.reinsert_as_victim(&mut self.list, links, idx),
+            Policy::Mru => mru::Mru.reinsert_as_victim(&mut self.list, links, idx),
+        }
     }
 }

@@ -1,29 +1,23 @@
-//! Most recently used: the victim is the value used last (good for scans that
-//! will not come back to what they just read).
+//! Most recently used: the victim is the value used last (good for one-pass
+//! scans over more data than fits, which will not come back to what they read).
 
-use super::list::RecencyList;
+use super::list::{Links, RecencyList};
 use super::Eviction;
 
 /// MRU over a [`RecencyList`].
-pub(crate) struct Mru(RecencyList);
-
-impl Mru {
-    pub(crate) fn new() -> Self {
-        Self(RecencyList::new())
-    }
-}
+#[derive(Default)]
+pub(crate) struct Mru;
 
 impl Eviction for Mru {
-    fn list(&self) -> &RecencyList {
-        &self.0
+    fn victim(&self, list: &RecencyList) -> Option<u32> {
+        list.most_recent()
     }
-    fn list_mut(&mut self) -> &mut RecencyList {
-        &mut self.0
-    }
-    fn reinsert_as_victim(&mut self, idx: u32) {
-        self.0.push_front(idx);
-    }
-    fn victim(&self) -> Option<u32> {
-        self.0.most_recent()
+    fn reinsert_as_victim<L: Links + ?Sized>(
+        &self,
+        list: &mut RecencyList,
+        links: &mut L,
+        idx: u32,
+    ) {
+        list.push_front(links, idx);
     }
 }

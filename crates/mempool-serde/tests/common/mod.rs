@@ -10,7 +10,7 @@ use mempool_serde::{decode, encode, read_file, write_file, write_frame, MmRead, 
 /// file — checking each equals `value`; also checks that cutting the last
 /// byte is an error. Returns the encoded frame.
 #[allow(dead_code)]
-pub fn roundtrip<T>(value: &T) -> Buffer
+pub(crate) fn roundtrip<T>(value: &T) -> Buffer
 where
     T: MmWrite + MmRead + PartialEq + Debug,
 {

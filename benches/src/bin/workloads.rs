@@ -1,0 +1,466 @@
+//! The workloads of DESIGN.md (W1 spill-churn, W2 small-objects, W3 strings)
+//! plus the machine's limits to compare them with. Run by `cargo xtask bench`,
+//! or alone: `cargo run --release -p mempool-benches --bin workloads -- --json out.json`.
+//!
+//! Timing: only the pool calls (and, in get phases, the verification pass the
+//! recipe requires) are timed; generating the data is not.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mempool_arrays::{Buffer, PrimitiveArray, StringArray};
+use mempool_benches::data::{
+    checksum_f64, checksum_strings, perm, w1_value, w2_value, w3_strings, F64Pool, Letters,
+    W1_GET_STREAM, W1_VALUES, W1_VALUE_LEN, W2_GET_STREAM, W2_OPS, W3_ARRAYS, W3_GET_STREAM,
+};
+use mempool_core::{Pool, PoolConfig};
+
+const MIB: u64 = 1 << 20;
+const MB: f64 = 1e6;
+
+struct Figure {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+    target: &'static str,
+    limit: String,
+}
+
+struct Workload {
+    name: &'static str,
+    figures: Vec<Figure>,
+}
+
+impl Workload {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            figures: Vec::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        name: &'static str,
+        value: f64,
+        unit: &'static str,
+        target: &'static str,
+        limit: String,
+    ) {
+        println!("  {name:<32} {value:>12.1} {unit:<8} target {target:<10} {limit}");
+        self.figures.push(Figure {
+            name,
+            value,
+            unit,
+            target,
+            limit,
+        });
+    }
+}
+
+fn json_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn to_json(ws: &[Workload]) -> String {
+    let mut s = String::from("[\n");
+    for (i, w) in ws.iter().enumerate() {
+        s.push_str(&format!(
+            "  {{ \"workload\": \"{}\", \"figures\": [\n",
+            json_escape(w.name)
+        ));
+        for (j, f) in w.figures.iter().enumerate() {
+            s.push_str(&format!(
+                "    {{ \"name\": \"{}\", \"value\": {}, \"unit\": \"{}\", \"target\": \"{}\", \"limit\": \"{}\" }}{}\n",
+                json_escape(f.name),
+                if f.value.is_finite() { f.value } else { 0.0 },
+                json_escape(f.unit),
+                json_escape(f.target),
+                json_escape(&f.limit),
+                if j + 1 < w.figures.len() { "," } else { "" }
+            ));
+        }
+        s.push_str(&format!(
+            "  ] }}{}\n",
+            if i + 1 < ws.len() { "," } else { "" }
+        ));
+    }
+    s.push(']');
+    s
+}
+
+/// Resets the peak-RSS mark (Linux: `clear_refs` 5), so the next read of
+/// VmHWM gives the peak since now.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size in MiB (VmHWM), if the platform reports it.
+fn peak_rss_mib() -> f64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return f64::NAN;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+struct Limits {
+    memcpy: f64,
+    page_cache_write: f64,
+    mmap_read: f64,
+}
+
+/// The machine's limits: memcpy bandwidth, page-cache write, mapped read.
+fn limits(dir: &Path) -> Limits {
+    let n = 256 * MIB as usize;
+    let src = vec![1u8; n];
+    let mut dst = vec![0u8; n];
+    dst.copy_from_slice(&src); // fault the pages in
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        dst.copy_from_slice(&src);
+        best = best.min(t.elapsed());
+        std::hint::black_box(&dst);
+    }
+    let memcpy = n as f64 / MB / best.as_secs_f64();
+
+    let path = dir.join("limits.bin");
+    let chunk = vec![7u8; MIB as usize];
+    let total = 1024 * MIB;
+    let t = Instant::now();
+    {
+        let mut f = std::fs::File::create(&path).unwrap();
+        for _ in 0..1024 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let page_cache_write = total as f64 / MB / t.elapsed().as_secs_f64();
+    let file = std::fs::File::open(&path).unwrap();
+    let mut best = Duration::MAX;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let map = Buffer::map_open_file(&file, false).unwrap();
+        let sum: u64 = map
+            .typed::<u64>()
+            .unwrap()
+            .iter()
+            .fold(0u64, |a, &x| a.wrapping_add(x));
+        std::hint::black_box(sum);
+        best = best.min(t.elapsed());
+    }
+    let mmap_read = total as f64 / MB / best.as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Limits {
+        memcpy,
+        page_cache_write,
+        mmap_read,
+    }
+}
+
+fn pct(v: f64, limit: f64, what: &str) -> String {
+    format!("{:.0}% of {what} ({limit:.0} MB/s)", 100.0 * v / limit)
+}
+
+fn w1(dir: &Path, lim: &Limits) -> Workload {
+    println!("W1 spill-churn: max_memsize 256 MiB, 1024 x 1 MiB f64 arrays");
+    reset_peak_rss();
+    let start = Instant::now();
+    let gen = F64Pool::new();
+    let pool = Pool::new(PoolConfig::default().max_memsize(256 * MIB).spill_dir(dir)).unwrap();
+    let mut refs = Vec::with_capacity(W1_VALUES);
+    let mut sums = Vec::with_capacity(W1_VALUES);
+    let mut put = Duration::ZERO;
+    for i in 0..W1_VALUES as u64 {
+        let v = w1_value(&gen, i);
+        sums.push(checksum_f64(v));
+        let a = PrimitiveArray::from(v.to_vec());
+        let t = Instant::now();
+        refs.push(pool.set(a).unwrap());
+        put += t.elapsed();
+    }
+    let mut get = Duration::ZERO;
+    for i in perm(W1_VALUES as u64, W1_GET_STREAM) {
+        let t = Instant::now();
+        let a = pool.get::<PrimitiveArray<f64>>(&refs[i as usize]).unwrap();
+        let sum = checksum_f64(a.values());
+        drop(a);
+        get += t.elapsed();
+        assert_eq!(sum, sums[i as usize], "W1 value {i} corrupted");
+    }
+    let total = start.elapsed();
+    let s = pool.stats();
+    let rss = peak_rss_mib();
+    let bytes = (W1_VALUES * W1_VALUE_LEN * 8) as f64;
+    let mut w = Workload::new("W1");
+    let put_mbs = bytes / MB / put.as_secs_f64();
+    let get_mbs = bytes / MB / get.as_secs_f64();
+    w.add(
+        "put",
+        put_mbs,
+        "MB/s",
+        ">= 3800",
+        pct(put_mbs, lim.page_cache_write, "page-cache write"),
+    );
+    w.add(
+        "get (with checksum pass)",
+        get_mbs,
+        "MB/s",
+        ">= 4000",
+        pct(get_mbs, lim.mmap_read, "mmap read"),
+    );
+    w.add(
+        "put + get",
+        (put + get).as_secs_f64(),
+        "s",
+        "",
+        String::new(),
+    );
+    w.add(
+        "total (with data generation)",
+        total.as_secs_f64(),
+        "s",
+        "",
+        String::new(),
+    );
+    w.add(
+        "peak RSS",
+        rss,
+        "MiB",
+        "<= 344",
+        "256 MiB budget + 64 MiB generator pool + 24".into(),
+    );
+    w.add("spills", s.spills as f64, "", "", String::new());
+    w.add("restores", s.restores as f64, "", "", String::new());
+    w
+}
+
+fn w2_run(pool: &Pool, threads: usize) -> (Duration, Duration) {
+    let per = W2_OPS / threads;
+    let order = Arc::new(perm(W2_OPS as u64, W2_GET_STREAM));
+    let refs: Arc<std::sync::Mutex<Vec<Option<mempool_core::DRef>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; W2_OPS]));
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let pool = pool.clone();
+            let refs = Arc::clone(&refs);
+            let order = Arc::clone(&order);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let keys = t * per..(t + 1) * per;
+                barrier.wait();
+                let start = Instant::now();
+                let mut mine = Vec::with_capacity(per);
+                for k in keys.clone() {
+                    mine.push(pool.set(w2_value(k as u64).to_vec()).unwrap());
+                }
+                let put = start.elapsed();
+                {
+                    let mut r = refs.lock().unwrap();
+                    for (k, d) in keys.zip(mine) {
+                        r[k] = Some(d);
+                    }
+                }
+                barrier.wait();
+                let all: Vec<mempool_core::DRef> = refs
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.expect("set"))
+                    .collect();
+                barrier.wait();
+                let start = Instant::now();
+                for &k in &order[t * per..(t + 1) * per] {
+                    let v = pool.get::<Vec<u8>>(&all[k as usize]).unwrap();
+                    assert_eq!(v[..8], (k).to_le_bytes(), "W2 value {k} corrupted");
+                }
+                (put, start.elapsed())
+            })
+        })
+        .collect();
+    let mut put = Duration::ZERO;
+    let mut get = Duration::ZERO;
+    for h in handles {
+        let (p, g) = h.join().unwrap();
+        put = put.max(p);
+        get = get.max(g);
+    }
+    (put, get)
+}
+
+fn w2(dir: &Path) -> Workload {
+    println!("W2 small-objects: 1,000,000 puts of 100-byte values, then 1,000,000 gets");
+    let mut w = Workload::new("W2");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for (n, label) in [(1, "1 thread"), (threads, "all cores")] {
+        let pool = Pool::new(PoolConfig::default().max_memsize(1 << 30).spill_dir(dir)).unwrap();
+        let (put, get) = w2_run(&pool, n);
+        assert_eq!(pool.stats().disk_values, 0, "W2 must stay in memory");
+        let (pn, gn) = if n == 1 {
+            ("put (1 thread)", "get (1 thread)")
+        } else {
+            ("put (all cores)", "get (all cores)")
+        };
+        let _ = label;
+        w.add(
+            pn,
+            W2_OPS as f64 / put.as_secs_f64() / 1e6,
+            "M ops/s",
+            if n == 1 { ">= 4" } else { "" },
+            String::new(),
+        );
+        w.add(
+            gn,
+            W2_OPS as f64 / get.as_secs_f64() / 1e6,
+            "M ops/s",
+            if n == 1 { ">= 5" } else { "" },
+            String::new(),
+        );
+    }
+    w
+}
+
+fn w3(dir: &Path, lim: &Limits) -> Workload {
+    println!("W3 strings: 64 StringArrays of 100,000 strings, max_memsize 32 MiB");
+    let letters = Letters::new();
+    let pool = Pool::new(PoolConfig::default().max_memsize(32 * MIB).spill_dir(dir)).unwrap();
+    let mut refs = Vec::new();
+    let mut crcs = Vec::new();
+    let mut string_bytes = 0usize;
+    let mut put = Duration::ZERO;
+    for i in 0..W3_ARRAYS as u64 {
+        let mut offsets = Vec::with_capacity(100_001);
+        let mut data = Vec::new();
+        offsets.push(0u64);
+        for s in w3_strings(&letters, i) {
+            data.extend_from_slice(s);
+            offsets.push(data.len() as u64);
+        }
+        string_bytes += data.len();
+        crcs.push(checksum_strings(w3_strings(&letters, i)));
+        let a =
+            StringArray::try_new(Buffer::from_vec(offsets), Buffer::from_vec(data), None).unwrap();
+        let t = Instant::now();
+        refs.push(pool.set(a).unwrap());
+        put += t.elapsed();
+    }
+    let mut get = Duration::ZERO;
+    for i in perm(W3_ARRAYS as u64, W3_GET_STREAM) {
+        let t = Instant::now();
+        let a = pool.get::<StringArray>(&refs[i as usize]).unwrap();
+        let crc = checksum_strings((0..a.len()).map(|j| a.value_bytes(j).unwrap_or_default()));
+        drop(a);
+        get += t.elapsed();
+        assert_eq!(crc, crcs[i as usize], "W3 array {i} corrupted");
+    }
+    let s = pool.stats();
+    let mut w = Workload::new("W3");
+    let get_mbs = string_bytes as f64 / MB / get.as_secs_f64();
+    w.add(
+        "put + get",
+        (put + get).as_secs_f64(),
+        "s",
+        "<= 0.2",
+        String::new(),
+    );
+    w.add(
+        "put",
+        string_bytes as f64 / MB / put.as_secs_f64(),
+        "MB/s",
+        "",
+        pct(
+            string_bytes as f64 / MB / put.as_secs_f64(),
+            lim.page_cache_write,
+            "page-cache write",
+        ),
+    );
+    w.add(
+        "get (with CRC pass)",
+        get_mbs,
+        "MB/s",
+        ">= 3000",
+        pct(get_mbs, lim.mmap_read, "mmap read"),
+    );
+    w.add(
+        "string bytes",
+        string_bytes as f64 / MB,
+        "MB",
+        "",
+        String::new(),
+    );
+    w.add("spills", s.spills as f64, "", "", String::new());
+    w
+}
+
+fn main() {
+    let mut json: Option<PathBuf> = None;
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--json" => json = args.next().map(PathBuf::from),
+            "--only" => only = args.next(),
+            "-h" | "--help" => {
+                println!("usage: workloads [--json FILE] [--only W1|W2|W3]");
+                return;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}; see --help");
+                std::process::exit(2);
+            }
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("mempool-workloads")
+        .tempdir()
+        .unwrap();
+    println!("limits of this machine");
+    let lim = limits(dir.path());
+    let mut l = Workload::new("limits");
+    l.add("memcpy", lim.memcpy, "MB/s", "", String::new());
+    l.add(
+        "page-cache write (1 GiB)",
+        lim.page_cache_write,
+        "MB/s",
+        "",
+        String::new(),
+    );
+    l.add(
+        "mmap read (1 GiB, cached)",
+        lim.mmap_read,
+        "MB/s",
+        "",
+        String::new(),
+    );
+    let mut all = vec![l];
+    let want = |w: &str| only.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(w));
+    if want("W1") {
+        all.push(w1(dir.path(), &lim));
+    }
+    if want("W2") {
+        all.push(w2(dir.path()));
+    }
+    if want("W3") {
+        all.push(w3(dir.path(), &lim));
+    }
+    if let Some(path) = json {
+        std::fs::write(&path, to_json(&all)).unwrap();
+        println!("wrote {}", path.display());
+    }
+}

@@ -1,0 +1,515 @@
+//! `bench-report.md`: criterion's results, the workloads' figures and the
+//! machine they ran on.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::Result;
+
+/// Where and when the benchmarks ran.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Header {
+    /// UTC date and time, `YYYY-MM-DD HH:MM:SS UTC`.
+    pub(crate) date: String,
+    /// `git rev-parse --short HEAD`, with ` (dirty)` for a modified tree.
+    pub(crate) commit: String,
+    /// Logical CPUs available.
+    pub(crate) cpus: usize,
+    /// `model name` of /proc/cpuinfo.
+    pub(crate) cpu_model: String,
+    /// `rustc --version`.
+    pub(crate) rustc: String,
+}
+
+impl Header {
+    /// Collects the header for the workspace at `root`; a failing probe gives `unknown`.
+    pub(crate) fn collect(root: &Path) -> Self {
+        let git = |args: &[&str]| command_output(Command::new("git").args(args).current_dir(root));
+        let commit = match git(&["rev-parse", "--short", "HEAD"]) {
+            Some(hash) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+                Some(status) if !status.is_empty() => format!("{hash} (dirty)"),
+                _ => hash,
+            },
+            None => "unknown".into(),
+        };
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        Self {
+            date: format_utc(SystemTime::now()),
+            commit,
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            rustc: command_output(Command::new(rustc).arg("--version"))
+                .unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
+/// Trimmed stdout of `cmd`, if it ran and succeeded.
+fn command_output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` of `t`.
+fn format_utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// One figure of a workload, as the workloads binary reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Figure {
+    pub(crate) name: String,
+    pub(crate) value: f64,
+    pub(crate) unit: String,
+    pub(crate) target: Option<String>,
+    pub(crate) limit: Option<String>,
+}
+
+/// The figures of one workload.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Workload {
+    pub(crate) workload: String,
+    pub(crate) figures: Vec<Figure>,
+}
+
+/// What became of the workloads in this run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Workloads {
+    /// They ran and reported these figures.
+    Ran(Vec<Workload>),
+    /// They did not run, for this reason.
+    Skipped(String),
+}
+
+/// Parses the workloads binary's JSON:
+/// `[{"workload": "W1", "figures": [{"name", "value", "unit", "target"?, "limit"?}]}]`.
+pub(crate) fn parse_workloads(text: &str) -> Result<Vec<Workload>> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let items = value
+        .as_array()
+        .ok_or("expected a JSON array of workloads")?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let workload = w["workload"]
+                .as_str()
+                .ok_or_else(|| format!("workload {i}: no string `workload`"))?
+                .to_string();
+            let figures = w["figures"]
+                .as_array()
+                .ok_or_else(|| format!("{workload}: no array `figures`"))?
+                .iter()
+                .enumerate()
+                .map(|(j, f)| {
+                    let text = |key: &str| f[key].as_str().map(str::to_string);
+                    Ok(Figure {
+                        name: text("name")
+                            .ok_or_else(|| format!("{workload} figure {j}: no string `name`"))?,
+                        value: f["value"]
+                            .as_f64()
+                            .ok_or_else(|| format!("{workload} figure {j}: no number `value`"))?,
+                        unit: text("unit").unwrap_or_default(),
+                        target: text("target"),
+                        limit: text("limit"),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(Workload { workload, figures })
+        })
+        .collect()
+}
+
+/// Markdown tables of the workloads' figures, one per workload.
+pub(crate) fn render_workloads(workloads: &[Workload]) -> String {
+    let mut out = String::new();
+    for w in workloads {
+        let _ = writeln!(out, "### {}\n", w.workload);
+        out.push_str("| figure | value | unit | target | limit |\n");
+        out.push_str("|---|---:|---|---|---|\n");
+        for f in &w.figures {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                f.name,
+                significant(f.value),
+                f.unit,
+                f.target.as_deref().unwrap_or(""),
+                f.limit.as_deref().unwrap_or("")
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One criterion benchmark's result.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BenchResult {
+    /// `group/function/value`, criterion's full id.
+    pub(crate) id: String,
+    /// Median time per iteration, in ns.
+    pub(crate) median_ns: f64,
+    /// Work per iteration, if the benchmark declared it.
+    pub(crate) throughput: Option<Throughput>,
+}
+
+/// Work per iteration of a benchmark.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Throughput {
+    /// Bytes per iteration.
+    Bytes(u64),
+    /// Elements per iteration.
+    Elements(u64),
+}
+
+impl BenchResult {
+    /// The throughput at the median: MB/s (10^6 bytes) or M elem/s.
+    pub(crate) fn throughput_str(&self) -> String {
+        let per_second = |n: u64| n as f64 / self.median_ns * 1e3; // millions per second
+        match self.throughput {
+            Some(Throughput::Bytes(n)) => format!("{} MB/s", significant(per_second(n))),
+            Some(Throughput::Elements(n)) => format!("{} M elem/s", significant(per_second(n))),
+            None => String::new(),
+        }
+    }
+}
+
+/// The criterion results under `criterion_dir` (`**/new/estimates.json` and
+/// `benchmark.json` beside it), sorted by id. With `since`, only results
+/// written at or after it: the benchmarks of this run.
+pub(crate) fn collect_criterion(
+    criterion_dir: &Path,
+    since: Option<SystemTime>,
+) -> Result<Vec<BenchResult>> {
+    let mut dirs = Vec::new();
+    if criterion_dir.is_dir() {
+        find_new_dirs(criterion_dir, &mut dirs)?;
+    }
+    let mut results = Vec::new();
+    for dir in dirs {
+        let estimates_path = dir.join("estimates.json");
+        let benchmark_path = dir.join("benchmark.json");
+        if !estimates_path.is_file() || !benchmark_path.is_file() {
+            continue;
+        }
+        if let Some(since) = since {
+            let modified = std::fs::metadata(&estimates_path)
+                .and_then(|m| m.modified())
+                .map_err(|e| format!("{}: {e}", estimates_path.display()))?;
+            if modified < since {
+                continue;
+            }
+        }
+        let estimates = read_json(&estimates_path)?;
+        let benchmark = read_json(&benchmark_path)?;
+        let median_ns = estimates["median"]["point_estimate"]
+            .as_f64()
+            .ok_or_else(|| format!("{}: no median.point_estimate", estimates_path.display()))?;
+        let id = ["group_id", "function_id", "value_str"]
+            .iter()
+            .filter_map(|k| benchmark[*k].as_str())
+            .collect::<Vec<_>>()
+            .join("/");
+        let throughput = match &benchmark["throughput"] {
+            Value::Object(map) => map.iter().find_map(|(kind, n)| {
+                let n = n.as_u64()?;
+                match kind.as_str() {
+                    "Bytes" | "BytesDecimal" => Some(Throughput::Bytes(n)),
+                    "Elements" => Some(Throughput::Elements(n)),
+                    _ => None,
+                }
+            }),
+            _ => None,
+        };
+        results.push(BenchResult {
+            id,
+            median_ns,
+            throughput,
+        });
+    }
+    results.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(results)
+}
+
+/// Pushes every directory named `new` below `dir`.
+fn find_new_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_name() == "new" {
+            out.push(path);
+        } else if entry.file_name() != "report" {
+            find_new_dirs(&path, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The markdown table `| benchmark | median | throughput |` of the criterion
+/// results under `criterion_dir` (see [`collect_criterion`]).
+pub(crate) fn render_criterion_table(
+    criterion_dir: &Path,
+    since: Option<SystemTime>,
+) -> Result<String> {
+    let results = collect_criterion(criterion_dir, since)?;
+    if results.is_empty() {
+        return Ok(format!(
+            "No criterion results under {}.\n",
+            criterion_dir.display()
+        ));
+    }
+    let mut out = String::from("| benchmark | median | throughput |\n|---|---:|---:|\n");
+    for r in &results {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            r.id,
+            format_duration_ns(r.median_ns),
+            r.throughput_str()
+        );
+    }
+    Ok(out)
+}
+
+/// The whole `bench-report.md`.
+pub(crate) fn render_report(
+    criterion_dir: &Path,
+    header: &Header,
+    workloads: &Workloads,
+    since: Option<SystemTime>,
+) -> Result<String> {
+    let mut out = String::from("# mempool benchmark report\n\n");
+    let _ = writeln!(out, "- date: {}", header.date);
+    let _ = writeln!(out, "- commit: {}", header.commit);
+    let _ = writeln!(out, "- machine: {} × {}", header.cpus, header.cpu_model);
+    let _ = writeln!(out, "- rustc: {}", header.rustc);
+    out.push_str("\n## Workloads\n\n");
+    match workloads {
+        Workloads::Ran(w) if w.is_empty() => out.push_str("The workloads reported no figures.\n\n"),
+        Workloads::Ran(w) => out.push_str(&render_workloads(w)),
+        Workloads::Skipped(why) => {
+            let _ = writeln!(out, "Workloads {why}.\n");
+        }
+    }
+    out.push_str("## Criterion micro-benchmarks\n\nMedians; MB = 10^6 bytes.\n\n");
+    out.push_str(&render_criterion_table(criterion_dir, since)?);
+    Ok(out)
+}
+
+/// `ns` as ns, µs, ms or s with three significant digits.
+pub(crate) fn format_duration_ns(ns: f64) -> String {
+    let (value, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    format!("{} {unit}", significant(value))
+}
+
+/// `x` with three significant digits, or as an integer from 1000 up.
+fn significant(x: f64) -> String {
+    let a = x.abs();
+    if a >= 100.0 || a == 0.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_bench(root: &Path, dir: &str, benchmark: &str, median_ns: f64) {
+        let new = root.join(dir).join("new");
+        std::fs::create_dir_all(&new).unwrap();
+        std::fs::write(new.join("benchmark.json"), benchmark).unwrap();
+        let estimates = format!(
+            r#"{{"mean":{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":2.0}},"point_estimate":1.5,"standard_error":0.1}},
+               "median":{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":2.0}},"point_estimate":{median_ns},"standard_error":0.1}}}}"#
+        );
+        std::fs::write(new.join("estimates.json"), estimates).unwrap();
+        // criterion keeps the previous run in `base`; it must not be reported.
+        let base = root.join(dir).join("base");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(base.join("benchmark.json"), benchmark).unwrap();
+        std::fs::write(base.join("estimates.json"), "{}").unwrap();
+    }
+
+    fn header() -> Header {
+        Header {
+            date: "2024-01-02 03:04:05 UTC".into(),
+            commit: "abc1234".into(),
+            cpus: 2,
+            cpu_model: "Test CPU".into(),
+            rustc: "rustc 1.85.0".into(),
+        }
+    }
+
+    #[test]
+    fn report_of_fake_criterion_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let criterion = tmp.path().join("criterion");
+        write_bench(
+            &criterion,
+            "data/checksum_f64",
+            r#"{"group_id":"data","function_id":"checksum_f64","value_str":null,
+                "throughput":{"Bytes":1048576},"full_id":"data/checksum_f64",
+                "directory_name":"data/checksum_f64","title":"data/checksum_f64"}"#,
+            52_428.8,
+        );
+        write_bench(
+            &criterion,
+            "put/1024",
+            r#"{"group_id":"put","function_id":null,"value_str":"1024",
+                "throughput":{"Elements":1000},"full_id":"put/1024",
+                "directory_name":"put/1024","title":"put/1024"}"#,
+            2_000_000.0,
+        );
+        write_bench(
+            &criterion,
+            "plain",
+            r#"{"group_id":"plain","function_id":null,"value_str":null,"throughput":null}"#,
+            3.5e9,
+        );
+        std::fs::create_dir_all(criterion.join("report")).unwrap();
+
+        let results = collect_criterion(&criterion, None).unwrap();
+        let ids: Vec<_> = results.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["data/checksum_f64", "plain", "put/1024"]);
+
+        let workloads = Workloads::Skipped("skipped (`--no-workloads`)".into());
+        let report = render_report(&criterion, &header(), &workloads, None).unwrap();
+        assert!(report.contains("- commit: abc1234"), "{report}");
+        assert!(report.contains("- machine: 2 × Test CPU"), "{report}");
+        assert!(
+            report.contains("Workloads skipped (`--no-workloads`)."),
+            "{report}"
+        );
+        assert!(
+            report.contains("| benchmark | median | throughput |"),
+            "{report}"
+        );
+        // 1 MiB in 52.4288 µs = 20000 MB/s.
+        assert!(
+            report.contains("| data/checksum_f64 | 52.4 µs | 20000 MB/s |"),
+            "{report}"
+        );
+        // 1000 elements in 2 ms = 0.5 M elem/s.
+        assert!(
+            report.contains("| put/1024 | 2.00 ms | 0.500 M elem/s |"),
+            "{report}"
+        );
+        assert!(report.contains("| plain | 3.50 s |  |"), "{report}");
+
+        // Results older than the run are left out.
+        let future = SystemTime::now() + std::time::Duration::from_secs(3600);
+        assert!(collect_criterion(&criterion, Some(future))
+            .unwrap()
+            .is_empty());
+        // No criterion directory at all.
+        let none = render_report(&tmp.path().join("missing"), &header(), &workloads, None).unwrap();
+        assert!(none.contains("No criterion results"), "{none}");
+    }
+
+    #[test]
+    fn workloads_json() {
+        let json = r#"[
+            {"workload": "W1", "figures": [
+                {"name": "put", "value": 1234.5, "unit": "MB/s", "target": "≥ 3800",
+                 "limit": "page-cache write ~4500 MB/s"},
+                {"name": "total", "value": 2.25, "unit": "s"}
+            ]},
+            {"workload": "W2", "figures": []}
+        ]"#;
+        let w = parse_workloads(json).unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            w[0].figures[0],
+            Figure {
+                name: "put".into(),
+                value: 1234.5,
+                unit: "MB/s".into(),
+                target: Some("≥ 3800".into()),
+                limit: Some("page-cache write ~4500 MB/s".into()),
+            }
+        );
+        let tables = render_workloads(&w);
+        assert!(tables.contains("### W1"), "{tables}");
+        assert!(
+            tables.contains("| put | 1234 | MB/s | ≥ 3800 | page-cache write ~4500 MB/s |"),
+            "{tables}"
+        );
+        assert!(tables.contains("| total | 2.25 | s |  |  |"), "{tables}");
+
+        let tmp = tempfile::tempdir().unwrap();
+        let report = render_report(tmp.path(), &header(), &Workloads::Ran(w), None).unwrap();
+        assert!(report.contains("### W2"), "{report}");
+
+        assert!(parse_workloads("{}").is_err());
+        assert!(parse_workloads(r#"[{"workload": "W1"}]"#).is_err());
+        assert!(parse_workloads(r#"[{"workload": "W1", "figures": [{"name": "x"}]}]"#).is_err());
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format_duration_ns(12.345), "12.3 ns");
+        assert_eq!(format_duration_ns(1_500.0), "1.50 µs");
+        assert_eq!(format_duration_ns(999_000.0), "999 µs");
+        assert_eq!(format_duration_ns(25_000_000.0), "25.0 ms");
+        assert_eq!(format_duration_ns(61e9), "61.0 s");
+        assert_eq!(format_utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_709_210_096); // leap day
+        assert_eq!(format_utc(t), "2024-02-29 12:34:56 UTC");
+    }
+}
