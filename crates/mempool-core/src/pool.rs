@@ -16,7 +16,7 @@ use mempool_serde::{EncodedFrame, FrameError, ReadOptions};
 use crate::config::PoolConfig;
 use crate::dref::{DRef, FileRef};
 use crate::error::{PoolError, Result};
-use crate::eviction::{new_policy, Eviction};
+use crate::eviction::{Link, Links, Recency};
 use crate::session::SessionDir;
 use crate::stats::{Counters, Stats};
 use crate::storable::Storable;
@@ -147,92 +147,182 @@ struct SpillFile {
     len: u64,
 }
 
-struct Entry {
-    size: u64,
-    type_id: TypeId,
-    type_name: fn() -> Cow<'static, str>,
-    /// The value in memory (resident, or being spilled).
-    mem: Option<Arc<dyn Stored>>,
-    /// The spill file, once written.
-    file: Option<SpillFile>,
-    /// A spill of this value is in progress.
-    spilling: bool,
+/// The type of a stored value, kept in its slot (a static vtable, no allocation).
+trait TypeTag: Sync {
+    fn type_id(&self) -> TypeId;
+    fn type_name(&self) -> Cow<'static, str>;
 }
 
+struct Tag<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: Storable> Tag<T> {
+    const TAG: &'static Self = &Tag(std::marker::PhantomData);
+}
+
+impl<T: Storable> TypeTag for Tag<T> {
+    fn type_id(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+    fn type_name(&self) -> Cow<'static, str> {
+        T::type_name()
+    }
+}
+
+struct Entry {
+    size: u64,
+    /// The value in memory (resident, or being spilled).
+    mem: Option<Arc<dyn Stored>>,
+    tag: &'static dyn TypeTag,
+    /// The spill file, once written.
+    file: Option<Box<SpillFile>>,
+}
+
+const LINKED: u8 = 1;
+const SPILLING: u8 = 2;
+
+/// One value's slot: the recency links and the entry share one cache line.
+#[repr(C, align(64))]
 struct Slot {
+    prev: u32,
+    next: u32,
     gen: u32,
+    flags: u8,
     entry: Option<Entry>,
+}
+
+impl Slot {
+    fn spilling(&self) -> bool {
+        self.flags & SPILLING != 0
+    }
+    fn set_spilling(&mut self, on: bool) {
+        if on {
+            self.flags |= SPILLING;
+        } else {
+            self.flags &= !SPILLING;
+        }
+    }
+}
+
+impl Links for Vec<Slot> {
+    fn link(&self, idx: u32) -> Link {
+        let s = &self[idx as usize];
+        Link {
+            prev: s.prev,
+            next: s.next,
+            linked: s.flags & LINKED != 0,
+        }
+    }
+    fn set_link(&mut self, idx: u32, link: Link) {
+        let s = &mut self[idx as usize];
+        s.prev = link.prev;
+        s.next = link.next;
+        if link.linked {
+            s.flags |= LINKED;
+        } else {
+            s.flags &= !LINKED;
+        }
+    }
+    fn set_prev(&mut self, idx: u32, prev: u32) {
+        self[idx as usize].prev = prev;
+    }
+    fn set_next(&mut self, idx: u32, next: u32) {
+        self[idx as usize].next = next;
+    }
 }
 
 struct State {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    policy: Box<dyn Eviction>,
+    recency: Recency,
     mem_values: u64,
     mem_bytes: u64,
     spilling_bytes: u64,
     disk_values: u64,
     disk_bytes: u64,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    restores: u64,
 }
 
 impl State {
-    fn entry(&self, owner: u64, r: &DRef) -> Result<(u32, &Entry)> {
+    fn find(&self, owner: u64, r: &DRef) -> Result<u32> {
         let (idx, gen) = split_id(r.id);
-        if r.owner != owner {
-            return Err(PoolError::NotFound { dref: *r });
-        }
         match self.slots.get(idx as usize) {
-            Some(Slot {
-                gen: g,
-                entry: Some(e),
-            }) if *g == gen => Ok((idx, e)),
+            Some(s) if r.owner == owner && s.gen == gen && s.entry.is_some() => Ok(idx),
             _ => Err(PoolError::NotFound { dref: *r }),
         }
     }
 
-    fn entry_mut(&mut self, owner: u64, r: &DRef) -> Result<(u32, &mut Entry)> {
-        let (idx, gen) = split_id(r.id);
-        if r.owner != owner {
-            return Err(PoolError::NotFound { dref: *r });
-        }
-        match self.slots.get_mut(idx as usize) {
-            Some(Slot {
-                gen: g,
-                entry: Some(e),
-            }) if *g == gen => Ok((idx, e)),
-            _ => Err(PoolError::NotFound { dref: *r }),
-        }
+    fn entry(&self, owner: u64, r: &DRef) -> Result<(u32, &Entry)> {
+        let idx = self.find(owner, r)?;
+        Ok((idx, self.slots[idx as usize].entry.as_ref().expect("found")))
     }
 
-    /// The entry at `idx` if it still has generation `gen`.
-    fn live_mut(&mut self, idx: u32, gen: u32) -> Option<&mut Entry> {
+    /// The slot at `idx` if it still holds generation `gen`.
+    fn live(&mut self, idx: u32, gen: u32) -> Option<&mut Slot> {
         match self.slots.get_mut(idx as usize) {
-            Some(Slot { gen: g, entry }) if *g == gen => entry.as_mut(),
+            Some(s) if s.gen == gen && s.entry.is_some() => Some(s),
             _ => None,
         }
     }
 
-    fn insert(&mut self, entry: Entry) -> (u32, u32) {
+    fn insert(&mut self, entry: Entry, flags: u8) -> (u32, u32) {
         if let Some(idx) = self.free.pop() {
             let slot = &mut self.slots[idx as usize];
             slot.entry = Some(entry);
+            slot.flags = flags;
             (idx, slot.gen)
         } else {
-            let idx = u32::try_from(self.slots.len()).expect("more than 2^32 values in one pool");
+            let idx = u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&i| i != u32::MAX)
+                .expect("more than 2^32 - 1 values in one pool");
             self.slots.push(Slot {
+                prev: u32::MAX,
+                next: u32::MAX,
                 gen: 1,
+                flags,
                 entry: Some(entry),
             });
             (idx, 1)
         }
     }
 
+    /// Empties slot `idx` (which must be out of the recency list).
     fn remove(&mut self, idx: u32) -> Option<Entry> {
         let slot = &mut self.slots[idx as usize];
         let e = slot.entry.take()?;
         slot.gen = slot.gen.wrapping_add(1).max(1);
+        slot.flags = 0;
         self.free.push(idx);
         Some(e)
+    }
+
+    /// Takes a resident value out of the recency list and the memory count.
+    fn unlink_resident(&mut self, idx: u32) -> bool {
+        if self.recency.remove(&mut self.slots, idx) {
+            let size = self.slots[idx as usize]
+                .entry
+                .as_ref()
+                .map_or(0, |e| e.size);
+            self.mem_bytes -= size;
+            self.mem_values -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Puts a value into the recency list and the memory count.
+    fn link_resident(&mut self, idx: u32) {
+        let size = self.slots[idx as usize]
+            .entry
+            .as_ref()
+            .map_or(0, |e| e.size);
+        self.recency.insert(&mut self.slots, idx);
+        self.mem_bytes += size;
+        self.mem_values += 1;
     }
 }
 
@@ -335,12 +425,16 @@ impl Pool {
         let state = State {
             slots: Vec::new(),
             free: Vec::new(),
-            policy: new_policy(config.policy),
+            recency: Recency::new(config.policy),
             mem_values: 0,
             mem_bytes: 0,
             spilling_bytes: 0,
             disk_values: 0,
             disk_bytes: 0,
+            hits: 0,
+            misses: 0,
+            evictions: 0,
+            restores: 0,
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -377,9 +471,8 @@ impl Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the index half-updated in
-        // a way later calls rely on (updates are single statements between
-        // checks), so a poisoned lock is still usable.
+        // Index updates are completed before any call that could panic, so a
+        // poisoned lock still guards a consistent index.
         self.inner
             .state
             .lock()
@@ -406,34 +499,33 @@ impl Pool {
     ) {
         let max = self.inner.config.max_memsize;
         while st.mem_bytes + incoming > max {
-            let Some(idx) = st.policy.victim() else {
+            let Some(idx) = st.recency.victim() else {
                 break;
             };
-            st.policy.remove(idx);
+            st.unlink_resident(idx);
+            st.evictions += 1;
             let slot = &mut st.slots[idx as usize];
             let gen = slot.gen;
             let Some(e) = slot.entry.as_mut() else {
                 continue;
             };
-            st.mem_bytes -= e.size;
-            st.mem_values -= 1;
-            Counters::add(&self.inner.counters.evictions, 1);
             if e.file.is_some() {
                 if let Some(v) = e.mem.take() {
                     release.push(v);
                 }
             } else if let Some(v) = e.mem.clone() {
-                e.spilling = true;
-                st.spilling_bytes += e.size;
+                let size = e.size;
+                slot.set_spilling(true);
+                st.spilling_bytes += size;
                 victims.push(Victim {
                     idx,
                     gen,
                     value: v,
-                    size: e.size,
+                    size,
                     dref: DRef {
                         owner: self.inner.owner,
                         id: make_id(idx, gen),
-                        size: e.size,
+                        size,
                     },
                     keep_on_failure: true,
                 });
@@ -490,25 +582,29 @@ impl Pool {
         st.spilling_bytes -= v.size;
         match written {
             Ok(file) => {
-                let mut orphan = None;
-                let mut release = Vec::new();
-                match st.live_mut(v.idx, v.gen) {
-                    Some(e) => {
-                        e.spilling = false;
-                        e.file = Some(file);
-                        if let Some(m) = e.mem.take() {
-                            release.push(m);
+                let mut release = vec![v.value];
+                let orphan = match st.live(v.idx, v.gen) {
+                    Some(slot) => {
+                        slot.set_spilling(false);
+                        let e = slot.entry.as_mut().expect("live");
+                        release.extend(e.mem.take());
+                        if e.file.is_some() {
+                            // A copy_to_disk finished first: keep its file.
+                            st.disk_bytes -= file.len;
+                            Some(file.path)
+                        } else {
+                            e.file = Some(Box::new(file));
+                            st.disk_values += 1;
+                            None
                         }
-                        st.disk_values += 1;
                     }
                     None => {
                         // Deleted while we wrote: the file is nobody's.
                         st.disk_bytes -= file.len;
-                        orphan = Some(file.path);
+                        Some(file.path)
                     }
-                }
+                };
                 drop(st);
-                release.push(v.value);
                 release_all(release);
                 if let Some(p) = orphan {
                     let _ = std::fs::remove_file(p);
@@ -518,18 +614,20 @@ impl Pool {
             Err(err) => {
                 Counters::add(&self.inner.counters.spill_failures, 1);
                 let mut dropped = None;
-                if v.keep_on_failure {
-                    if let Some(e) = st.live_mut(v.idx, v.gen) {
-                        e.spilling = false;
-                        st.policy.reinsert_as_victim(v.idx);
+                if st.live(v.idx, v.gen).is_some() {
+                    if v.keep_on_failure {
+                        st.slots[v.idx as usize].set_spilling(false);
+                        let State { slots, recency, .. } = &mut *st;
+                        recency.reinsert_as_victim(slots, v.idx);
                         st.mem_bytes += v.size;
                         st.mem_values += 1;
+                    } else {
+                        dropped = st.remove(v.idx);
                     }
-                } else if st.live_mut(v.idx, v.gen).is_some() {
-                    dropped = st.remove(v.idx);
                 }
                 drop(st);
                 drop(dropped);
+                drop(v.value);
                 Err(PoolError::Spill {
                     dref: v.dref,
                     source: Box::new(err),
@@ -555,18 +653,14 @@ impl Pool {
             Arc::new(Held::new(value, size, Arc::clone(&self.inner.counters)));
         let entry = Entry {
             size,
-            type_id: TypeId::of::<T>(),
-            type_name: T::type_name,
             mem: Some(Arc::clone(&held)),
+            tag: Tag::<T>::TAG,
             file: None,
-            spilling: false,
         };
         if size > self.inner.config.max_memsize {
             // Too large for memory: straight to disk.
             let mut st = self.lock();
-            let mut entry = entry;
-            entry.spilling = true;
-            let (idx, gen) = st.insert(entry);
+            let (idx, gen) = st.insert(entry, SPILLING);
             st.spilling_bytes += size;
             drop(st);
             let dref = self.dref(idx, gen, size);
@@ -580,18 +674,19 @@ impl Pool {
             })?;
             return Ok(dref);
         }
+        drop(held);
         let mut victims = Vec::new();
         let mut release = Vec::new();
         let mut st = self.lock();
         self.make_room(&mut st, size, &mut victims, &mut release);
-        let (idx, gen) = st.insert(entry);
-        st.policy.insert(idx);
-        st.mem_bytes += size;
-        st.mem_values += 1;
+        let (idx, gen) = st.insert(entry, 0);
+        st.link_resident(idx);
         drop(st);
-        drop(held);
-        release_all(release);
         let dref = self.dref(idx, gen, size);
+        if victims.is_empty() && release.is_empty() {
+            return Ok(dref);
+        }
+        release_all(release);
         let mut first_err = None;
         for v in victims {
             if let Err(e) = self.spill(v) {
@@ -603,34 +698,25 @@ impl Pool {
             // this set so that the bound holds again.
             let mut st = self.lock();
             let mut removed = None;
-            if let Some(e) = st.live_mut(idx, gen) {
-                if e.file.is_none() && !e.spilling {
-                    if st.policy.remove(idx) {
-                        st.mem_bytes -= size;
-                        st.mem_values -= 1;
-                    }
-                    removed = st.remove(idx);
-                }
+            if st.live(idx, gen).is_some_and(|s| !s.spilling()) {
+                st.unlink_resident(idx);
+                removed = st.remove(idx);
             }
             drop(st);
-            if let Some(mut e) = removed {
-                if let Some(m) = e.mem.take() {
-                    release_all(vec![m]);
-                }
-            }
+            drop(removed);
             return Err(err);
         }
         Ok(dref)
     }
 
     fn type_check<T: Storable>(r: &DRef, e: &Entry) -> Result<()> {
-        if e.type_id == TypeId::of::<T>() {
+        if e.tag.type_id() == TypeId::of::<T>() {
             Ok(())
         } else {
             Err(PoolError::TypeMismatch {
                 dref: *r,
                 expected: T::type_name().into_owned(),
-                found: (e.type_name)().into_owned(),
+                found: e.tag.type_name().into_owned(),
             })
         }
     }
@@ -638,7 +724,7 @@ impl Pool {
     fn downcast<T: Storable>(v: Arc<dyn Stored>) -> Ref<T> {
         match v.into_any().downcast::<Held<T>>() {
             Ok(held) => Ref { held },
-            // The entry's TypeId was checked against T before.
+            // The entry's type was checked against T before.
             Err(_) => unreachable!("type checked before downcast"),
         }
     }
@@ -658,20 +744,20 @@ impl Pool {
         Self::type_check::<T>(r, e)?;
         if let Some(v) = &e.mem {
             let v = Arc::clone(v);
-            if st.policy.contains(idx) {
-                st.policy.touch(idx);
+            let State { slots, recency, .. } = &mut *st;
+            if slots[idx as usize].flags & LINKED != 0 {
+                recency.touch(slots, idx);
             }
+            st.hits += 1;
             drop(st);
-            Counters::add(&self.inner.counters.hits, 1);
             return Ok(Self::downcast(v));
         }
-        let Some(file) = e.file.clone() else {
+        let Some(file) = e.file.as_deref().cloned() else {
             unreachable!("an entry is in memory or on disk");
         };
-        let gen = split_id(r.id).1;
+        st.misses += 1;
         drop(st);
-        Counters::add(&self.inner.counters.misses, 1);
-        self.restore::<T>(r, idx, gen, &file)
+        self.restore::<T>(r, idx, split_id(r.id).1, &file)
     }
 
     fn read_options(&self) -> ReadOptions {
@@ -691,8 +777,7 @@ impl Pool {
             Ok(v) => v,
             Err(e) => {
                 // Deleted while we read: report that rather than the I/O error.
-                let st = self.lock();
-                if st.entry(self.inner.owner, r).is_err() {
+                if self.lock().find(self.inner.owner, r).is_err() {
                     return Err(PoolError::NotFound { dref: *r });
                 }
                 return Err(e.into());
@@ -708,30 +793,28 @@ impl Pool {
         let mut victims = Vec::new();
         let mut release = Vec::new();
         let mut st = self.lock();
-        let result = match st.live_mut(idx, gen) {
-            Some(e) if e.mem.is_none() => {
-                e.size = size;
-                e.mem = Some(held.clone() as Arc<dyn Stored>);
-                self.make_room(&mut st, size, &mut victims, &mut release);
-                st.policy.insert(idx);
-                st.mem_bytes += size;
-                st.mem_values += 1;
-                Counters::add(&self.inner.counters.restores, 1);
-                Ok(Ref { held })
-            }
-            // Another thread restored it first: share that copy.
-            Some(e) => {
-                let v = Arc::clone(e.mem.as_ref().expect("checked"));
-                drop(st);
-                held.detach();
-                return Ok(Self::downcast(v));
-            }
-            // Deleted meanwhile; the value we read was valid when asked for.
-            None => {
-                held.detach();
-                Ok(Ref { held })
-            }
+        let shared = match st.live(idx, gen) {
+            None => None,
+            Some(slot) => slot.entry.as_ref().expect("live").mem.clone(),
         };
+        if let Some(v) = shared {
+            // Another thread restored it first: share that copy.
+            drop(st);
+            held.detach();
+            return Ok(Self::downcast(v));
+        }
+        if st.live(idx, gen).is_none() {
+            // Deleted meanwhile; the value read was valid when asked for.
+            drop(st);
+            held.detach();
+            return Ok(Ref { held });
+        }
+        self.make_room(&mut st, size, &mut victims, &mut release);
+        let e = st.slots[idx as usize].entry.as_mut().expect("live");
+        e.size = size;
+        e.mem = Some(Arc::clone(&held) as Arc<dyn Stored>);
+        st.link_resident(idx);
+        st.restores += 1;
         drop(st);
         release_all(release);
         let mut failed = false;
@@ -742,17 +825,16 @@ impl Pool {
             // Keep the bound: this value goes back to living on disk only.
             let mut st = self.lock();
             let mut back = None;
-            if st.policy.remove(idx) {
-                if let Some(e) = st.live_mut(idx, gen) {
-                    back = e.mem.take();
-                    st.mem_bytes -= size;
-                    st.mem_values -= 1;
-                }
+            if st.live(idx, gen).is_some() && st.unlink_resident(idx) {
+                back = st.slots[idx as usize]
+                    .entry
+                    .as_mut()
+                    .and_then(|e| e.mem.take());
             }
             drop(st);
             release_all(back.into_iter().collect());
         }
-        result
+        Ok(Ref { held })
     }
 
     /// Removes a value (MemPool.jl's `pooldelete`) from memory and its spill
@@ -763,14 +845,11 @@ impl Pool {
     /// [`PoolError::NotFound`] if the reference names no value of this pool.
     pub fn delete(&self, r: &DRef) -> Result<()> {
         let mut st = self.lock();
-        let (idx, _) = st.entry(self.inner.owner, r)?;
+        let idx = st.find(self.inner.owner, r)?;
+        st.unlink_resident(idx);
         let Some(mut e) = st.remove(idx) else {
             unreachable!("entry exists");
         };
-        if st.policy.remove(idx) {
-            st.mem_bytes -= e.size;
-            st.mem_values -= 1;
-        }
         if let Some(f) = &e.file {
             st.disk_bytes -= f.len;
             st.disk_values -= 1;
@@ -780,14 +859,14 @@ impl Pool {
             release_all(vec![m]);
         }
         if let Some(f) = e.file {
-            let _ = std::fs::remove_file(f.path);
+            let _ = std::fs::remove_file(&f.path);
         }
         Ok(())
     }
 
     /// Whether the reference names a live value of this pool.
     pub fn contains(&self, r: &DRef) -> bool {
-        self.lock().entry(self.inner.owner, r).is_ok()
+        self.lock().find(self.inner.owner, r).is_ok()
     }
 
     /// Where a value is and how much it counts (MemPool.jl's `isinmemory` /
@@ -797,13 +876,13 @@ impl Pool {
     /// [`PoolError::NotFound`].
     pub fn info(&self, r: &DRef) -> Result<ValueInfo> {
         let st = self.lock();
-        let (_, e) = st.entry(self.inner.owner, r)?;
+        let (idx, e) = st.entry(self.inner.owner, r)?;
         Ok(ValueInfo {
             mem_size: e.size,
             in_memory: e.mem.is_some(),
-            spilling: e.spilling,
+            spilling: st.slots[idx as usize].spilling(),
             disk_size: e.file.as_ref().map(|f| f.len),
-            type_name: (e.type_name)().into_owned(),
+            type_name: e.tag.type_name().into_owned(),
         })
     }
 
@@ -823,13 +902,14 @@ impl Pool {
         Ok(self.info(r)?.disk_size.is_some())
     }
 
-    /// Waits (briefly) for a spill of `r` in progress to finish.
-    fn wait_not_spilling(&self, r: &DRef) -> Result<MutexGuard<'_, State>> {
+    /// Waits (briefly) for a spill of `r` in progress to finish; returns the
+    /// lock and the value's slot index.
+    fn wait_not_spilling(&self, r: &DRef) -> Result<(MutexGuard<'_, State>, u32)> {
         loop {
             let st = self.lock();
-            let (_, e) = st.entry(self.inner.owner, r)?;
-            if !e.spilling {
-                return Ok(st);
+            let idx = st.find(self.inner.owner, r)?;
+            if !st.slots[idx as usize].spilling() {
+                return Ok((st, idx));
             }
             drop(st);
             std::thread::yield_now();
@@ -844,15 +924,12 @@ impl Pool {
     /// [`PoolError::NotFound`]; [`PoolError::Spill`] when the write fails (the
     /// value stays in memory).
     pub fn move_to_disk(&self, r: &DRef) -> Result<FileRef> {
-        let mut st = self.wait_not_spilling(r)?;
-        let (idx, e) = st.entry_mut(self.inner.owner, r)?;
-        let size = e.size;
-        if let Some(f) = e.file.clone() {
+        let (mut st, idx) = self.wait_not_spilling(r)?;
+        st.unlink_resident(idx);
+        let slot = &mut st.slots[idx as usize];
+        let e = slot.entry.as_mut().expect("found");
+        if let Some(f) = e.file.as_deref().cloned() {
             let m = e.mem.take();
-            if m.is_some() && st.policy.remove(idx) {
-                st.mem_bytes -= size;
-                st.mem_values -= 1;
-            }
             drop(st);
             release_all(m.into_iter().collect());
             return Ok(FileRef {
@@ -861,11 +938,8 @@ impl Pool {
             });
         }
         let value = Arc::clone(e.mem.as_ref().expect("in memory when not on disk"));
-        e.spilling = true;
-        if st.policy.remove(idx) {
-            st.mem_bytes -= size;
-            st.mem_values -= 1;
-        }
+        let size = e.size;
+        slot.set_spilling(true);
         st.spilling_bytes += size;
         drop(st);
         self.spill(Victim {
@@ -878,9 +952,9 @@ impl Pool {
         })?;
         let st = self.lock();
         let (_, e) = st.entry(self.inner.owner, r)?;
-        let f = e.file.clone().expect("spilled");
+        let f = e.file.as_deref().expect("spilled");
         Ok(FileRef {
-            path: f.path,
+            path: f.path.clone(),
             size: f.len,
         })
     }
@@ -892,8 +966,8 @@ impl Pool {
     /// [`PoolError::NotFound`]; [`PoolError::DiskFull`] or [`PoolError::Frame`]
     /// when the write fails (nothing changes).
     pub fn copy_to_disk(&self, r: &DRef) -> Result<FileRef> {
-        let st = self.wait_not_spilling(r)?;
-        let (_, e) = st.entry(self.inner.owner, r)?;
+        let (st, idx) = self.wait_not_spilling(r)?;
+        let e = st.slots[idx as usize].entry.as_ref().expect("found");
         if let Some(f) = &e.file {
             return Ok(FileRef {
                 path: f.path.clone(),
@@ -904,19 +978,20 @@ impl Pool {
         drop(st);
         let file = self.write_spill_file(&*value, r)?;
         let mut st = self.lock();
+        let gen = split_id(r.id).1;
         let mut orphan = None;
-        let result = match st.entry_mut(self.inner.owner, r) {
-            Ok((_, e)) if e.file.is_none() => {
-                e.file = Some(file.clone());
+        let result = match st.live(idx, gen).map(|s| s.entry.as_mut().expect("live")) {
+            Some(e) if e.file.is_none() => {
+                e.file = Some(Box::new(file.clone()));
                 st.disk_values += 1;
                 Ok(FileRef {
                     path: file.path,
                     size: file.len,
                 })
             }
-            Ok((_, e)) => {
+            Some(e) => {
                 // Another thread wrote a copy first; keep that one.
-                let f = e.file.clone().expect("checked");
+                let f = e.file.as_deref().cloned().expect("checked");
                 st.disk_bytes -= file.len;
                 orphan = Some(file.path);
                 Ok(FileRef {
@@ -924,10 +999,10 @@ impl Pool {
                     size: f.len,
                 })
             }
-            Err(err) => {
+            None => {
                 st.disk_bytes -= file.len;
                 orphan = Some(file.path);
-                Err(err)
+                Err(PoolError::NotFound { dref: *r })
             }
         };
         drop(st);
@@ -950,7 +1025,7 @@ impl Pool {
         let st = self.lock();
         let (_, e) = st.entry(self.inner.owner, r)?;
         let mem = e.mem.clone();
-        let file = e.file.clone();
+        let file = e.file.as_deref().cloned();
         drop(st);
         let size = if let Some(v) = mem {
             let frame = v.encode()?;
@@ -976,12 +1051,12 @@ impl Pool {
             disk_values: st.disk_values,
             disk_bytes: st.disk_bytes,
             detached_bytes: Counters::get(&c.detached_bytes),
-            hits: Counters::get(&c.hits),
-            misses: Counters::get(&c.misses),
-            evictions: Counters::get(&c.evictions),
+            hits: st.hits,
+            misses: st.misses,
+            evictions: st.evictions,
             spills: Counters::get(&c.spills),
             spill_failures: Counters::get(&c.spill_failures),
-            restores: Counters::get(&c.restores),
+            restores: st.restores,
             bytes_written: Counters::get(&c.bytes_written),
             bytes_read: Counters::get(&c.bytes_read),
         }
