@@ -46,7 +46,7 @@ pub use error::{ArrayError, Result};
 pub use nullable::{NullableArray, NullableBuilder, NullableIter};
 pub use pooled::{Codes, CodesIter, PoolValues, PooledArray, PooledIter};
 pub use primitive::{BooleanArray, PrimitiveArray};
-pub use string::{StringArray, StringBuilder, StringIter};
+pub use string::{StringArray, StringBuilder, StringBytesIter, StringIter};
 pub use table::{Column, ColumnType, Table};
 
 /// Re-exported so that users can derive `Pod` for their own fixed-size structs.

@@ -242,7 +242,17 @@ impl StringArray {
     /// As [`StringArray::value`], on invalid UTF-8 in an unchecked array.
     pub fn iter(&self) -> StringIter<'_> {
         StringIter {
-            array: self,
+            bytes: self.iter_bytes(),
+        }
+    }
+
+    /// The entries' bytes in order (`None` for nulls), without UTF-8 checks:
+    /// the fastest way through the array.
+    pub fn iter_bytes(&self) -> StringBytesIter<'_> {
+        StringBytesIter {
+            offsets: self.offsets(),
+            data: self.data.as_slice(),
+            validity: self.validity.as_ref(),
             next: 0,
             end: self.len(),
         }
@@ -398,27 +408,66 @@ impl ApproxSize for StringArray {
     }
 }
 
-/// Iterator over a [`StringArray`]'s entries.
+/// Iterator over a [`StringArray`]'s entries' bytes, from
+/// [`StringArray::iter_bytes`].
 #[derive(Debug, Clone)]
-pub struct StringIter<'a> {
-    array: &'a StringArray,
+pub struct StringBytesIter<'a> {
+    offsets: &'a [u64],
+    data: &'a [u8],
+    validity: Option<&'a Bitmap>,
     next: usize,
     end: usize,
 }
 
-impl<'a> Iterator for StringIter<'a> {
-    type Item = Option<&'a str>;
+impl<'a> Iterator for StringBytesIter<'a> {
+    type Item = Option<&'a [u8]>;
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.next == self.end {
             return None;
         }
-        let v = self.array.value(self.next);
+        let i = self.next;
         self.next += 1;
-        Some(v)
+        if self.validity.is_some_and(|v| !v.get(i)) {
+            return Some(None);
+        }
+        Some(Some(
+            &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize],
+        ))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = self.end - self.next;
         (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for StringBytesIter<'_> {}
+
+/// Iterator over a [`StringArray`]'s entries, from [`StringArray::iter`].
+///
+/// # Panics
+/// As [`StringArray::value`], on invalid UTF-8 in an array that was not
+/// checked.
+#[derive(Debug, Clone)]
+pub struct StringIter<'a> {
+    bytes: StringBytesIter<'a>,
+}
+
+impl<'a> Iterator for StringIter<'a> {
+    type Item = Option<&'a str>;
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let i = self.bytes.next;
+        let b = self.bytes.next()?;
+        Some(b.map(|b| match std::str::from_utf8(b) {
+            Ok(s) => s,
+            Err(_) => panic!(
+                "StringArray::iter: string {i} is not valid UTF-8; call validate_full() on untrusted arrays"
+            ),
+        }))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.bytes.size_hint()
     }
 }
 
