@@ -36,8 +36,9 @@ pub enum PoolError {
         /// The bound.
         max: u64,
     },
-    /// A spill failed; the value stays in memory and nothing is lost.
-    #[error("spilling {dref} to disk failed (it stays in memory): {source}")]
+    /// Writing a value out of memory failed; it stays in memory and nothing
+    /// is lost.
+    #[error("spilling {dref} to disk failed (it stays in memory; free disk space or fix the spill directory): {source}")]
     Spill {
         /// The value that could not be written.
         dref: DRef,
@@ -58,6 +59,14 @@ pub enum PoolError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// A path given to the pool cannot be used.
+    #[error("cannot use {path}: {reason}; choose another path")]
+    InvalidPath {
+        /// The path given.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: &'static str,
     },
     /// The configuration is unusable.
     #[error("invalid pool configuration: {0}")]

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Values resident in memory (counted against `max_memsize`).
     pub mem_values: u64,
-    /// Bytes of resident values; at most `max_memsize` whenever no call is in
-    /// the middle of making room.
+    /// Bytes of resident values.
     pub mem_bytes: u64,
-    /// Bytes of values being written out by spills in progress (still readable
-    /// from memory, no longer counted in `mem_bytes`).
+    /// Bytes of values being written out of memory (still in memory and
+    /// readable, not in `mem_bytes`). `mem_bytes + spilling_bytes` never
+    /// exceeds `max_memsize`.
     pub spilling_bytes: u64,
     /// Bytes of values that left the pool's memory (evicted or deleted) but that
     /// callers still hold through a [`Ref`](crate::Ref); freed when the last
@@ -29,13 +29,17 @@ pub struct Stats {
     /// Values that left memory to make room (written, or dropped because a
     /// disk copy already existed).
     pub evictions: u64,
-    /// Spill files written (evictions and `move_to_disk`/`copy_to_disk`).
+    /// Spill files made (by evictions, `move_to_disk`, `copy_to_disk`, and
+    /// values too large for memory). A write that lost a race to another
+    /// write of the same value is not counted (its bytes are, in
+    /// `bytes_written`).
     pub spills: u64,
     /// Spills that failed (the value stayed in memory).
     pub spill_failures: u64,
     /// Values read back from disk into memory.
     pub restores: u64,
-    /// Bytes written to spill files.
+    /// Bytes written to spill files (every write, including ones discarded
+    /// because another write of the same value won).
     pub bytes_written: u64,
     /// Bytes of spill files read back.
     pub bytes_read: u64,
@@ -44,8 +48,6 @@ pub struct Stats {
 /// Counters updated without the pool lock.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) spills: AtomicU64,
-    pub(crate) spill_failures: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) detached_bytes: AtomicU64,

@@ -230,7 +230,17 @@ fn not_found<T: std::fmt::Debug>(
 }
 
 fn files_in(dir: &Path) -> usize {
-    std::fs::read_dir(dir).expect("session directory").count()
+    // Hidden files (the session's lock) are not spill files.
+    std::fs::read_dir(dir)
+        .expect("session directory")
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count()
 }
 
 fn check_file_ref(pool: &Pool, what: &str, f: &FileRef, v: &MVal) -> Result<(), TestCaseError> {
