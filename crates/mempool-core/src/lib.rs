@@ -46,6 +46,7 @@ mod held;
 mod index;
 mod pool;
 mod session;
+mod signals;
 mod stats;
 mod storable;
 
@@ -55,5 +56,6 @@ pub use error::{PoolError, Result};
 pub use eviction::Policy;
 pub use held::Ref;
 pub use pool::{Pool, ValueInfo};
+pub use signals::cleanup_on_signals;
 pub use stats::Stats;
 pub use storable::Storable;
