@@ -6,6 +6,7 @@
 //! `Arc` to its owner plus an offset and a length; its bytes are reached through
 //! the owner on every access, so the whole type is safe code.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,8 +32,15 @@ pub enum MemoryKind {
 
 /// The owner of a buffer's bytes.
 trait Allocation: Send + Sync + 'static {
+    /// The bytes buffers may view.
     fn bytes(&self) -> &[u8];
+    /// Where they live.
     fn kind(&self) -> MemoryKind;
+    /// Bytes the owner really holds: the allocation's capacity, which may be
+    /// more than [`Allocation::bytes`].
+    fn held(&self) -> usize {
+        self.bytes().len()
+    }
 }
 
 struct VecAlloc<T: Pod + Send + Sync>(Vec<T>);
@@ -43,6 +51,9 @@ impl<T: Pod + Send + Sync> Allocation for VecAlloc<T> {
     }
     fn kind(&self) -> MemoryKind {
         MemoryKind::Heap
+    }
+    fn held(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<T>()
     }
 }
 
@@ -73,6 +84,9 @@ impl Allocation for AlignedVec {
     fn kind(&self) -> MemoryKind {
         MemoryKind::Heap
     }
+    fn held(&self) -> usize {
+        self.chunks.capacity() * ALIGNMENT
+    }
 }
 
 /// Immutable bytes, owned or memory-mapped, with O(1) [`Clone`] and [`slice`](Buffer::slice).
@@ -99,7 +113,9 @@ impl Buffer {
     }
 
     /// Wraps a `Vec` of plain-old-data without copying; the buffer is aligned
-    /// for `T`.
+    /// for `T`. The whole allocation (its capacity, not only its length) stays
+    /// alive and is what [`Buffer::owner_len`] counts: shrink the `Vec` first
+    /// if it has much spare capacity.
     pub fn from_vec<T: Pod + Send + Sync>(v: Vec<T>) -> Self {
         let len = std::mem::size_of_val(v.as_slice());
         Self {
@@ -133,11 +149,21 @@ impl Buffer {
         }
     }
 
-    /// Maps a file read-only and wraps the whole map.
+    /// Maps a file read-only and wraps the whole map. Pages are read lazily,
+    /// on first access.
     ///
-    /// The file must not be modified or truncated while the buffer (or any
-    /// clone or slice of it) is alive; mempool's spill files are written once
-    /// under a temporary name and renamed, and never written again.
+    /// # The file must not change while mapped
+    /// The buffer (and every clone or slice of it) reads the file's pages
+    /// directly. If anyone writes to the file while it is mapped, the bytes
+    /// behind this buffer's `&[u8]` change, which is undefined behaviour; if
+    /// anyone truncates it, reading a page past the new end kills the process
+    /// with `SIGBUS`. Nothing in this function can prevent that — memmap2 makes
+    /// its `map` `unsafe` for this reason. This function is safe to call
+    /// because of how mempool uses it: it maps only its own frame files, which
+    /// live in the pool's private spill directory (or where `save_to_disk` was
+    /// told to write them), are written once under a temporary name, renamed
+    /// into place and never opened for writing again. Map other files only
+    /// under the same rule.
     ///
     /// # Errors
     /// [`ArrayError::Map`] when the file cannot be opened or mapped.
@@ -152,14 +178,17 @@ impl Buffer {
         })
     }
 
-    /// Maps an open file read-only; with `populate`, the kernel reads the whole
-    /// file into the map at once (fewer page faults when all of it will be read).
+    /// Maps an open file read-only. With `populate`, the kernel reads the whole
+    /// file into the map at once (`MAP_POPULATE`: fewer page faults when all of
+    /// it will be read, but O(file size) before returning); without, pages are
+    /// read on first access, so mapping is O(1) and only the pages touched are
+    /// read.
     ///
-    /// The same caveat as [`Buffer::map_file`] applies: the file must not be
-    /// modified while mapped.
+    /// The rule of [`Buffer::map_file`] applies: the file must not be modified
+    /// or truncated while mapped.
     ///
     /// # Errors
-    /// The I/O error of `mmap(2)`.
+    /// The I/O error of `fstat(2)` or `mmap(2)`.
     #[allow(unsafe_code, reason = "the one mmap of the crate")]
     pub fn map_open_file(file: &std::fs::File, populate: bool) -> std::io::Result<Self> {
         let len = file.metadata()?.len();
@@ -171,14 +200,21 @@ impl Buffer {
         if populate {
             opts.populate();
         }
-        // SAFETY:
-        // - The map is read-only, so no `&mut` aliasing arises through it.
-        // - Modification of the file by another process while mapped would change
-        //   bytes under shared references; mempool never writes a file after it
-        //   is renamed into place, and this function's documentation requires the
-        //   same of callers. Every reader of a buffer re-validates what it needs
-        //   (bounds are checked on each access), so changed bytes give wrong
-        //   values or errors, not out-of-bounds reads.
+        // SAFETY: `MmapOptions::map` is unsafe because the mapped bytes are
+        // shared with the file. Its obligations, and how they are met:
+        // - No `&mut` may alias the mapped bytes: the map is read-only and only
+        //   ever handed out as `&[u8]` through the `Arc` owner.
+        // - The mapping must outlive every reference into it: the `Mmap` is
+        //   moved into the `Arc` that every `Buffer` viewing it holds, and
+        //   slices borrow a `Buffer`, so the map is unmapped only after the last
+        //   of them is gone.
+        // - The file must not be modified or truncated while mapped (a write
+        //   would change bytes behind a shared reference, which is undefined
+        //   behaviour; a truncation raises SIGBUS on access). This is not
+        //   checkable here; it is an obligation on the callers, stated in this
+        //   function's and `map_file`'s documentation. mempool meets it by
+        //   mapping only its own frame files, which live in the pool's private
+        //   directory and are never written after they are renamed into place.
         let map = unsafe { opts.map(file)? };
         Ok(Self::from_mmap(map))
     }
@@ -253,9 +289,11 @@ impl Buffer {
         Arc::as_ptr(&self.owner) as *const u8 as usize
     }
 
-    /// Size in bytes of the whole owner (allocation or map) this buffer keeps alive.
+    /// Bytes the whole owner (allocation or map) that this buffer keeps alive
+    /// really holds: a `Vec`'s capacity, an [`AlignedVec`]'s allocation, a
+    /// map's length.
     pub fn owner_len(&self) -> usize {
-        self.owner.bytes().len()
+        self.owner.held()
     }
 
     /// Whether two buffers share an owner.
@@ -465,17 +503,15 @@ pub struct MemoryUsage {
     pub heap: usize,
     /// Bytes of memory maps.
     pub mapped: usize,
-    seen: Vec<usize>,
+    seen: HashSet<usize>,
 }
 
 impl MemoryUsage {
-    /// Adds `buffer`'s owner unless it was already counted.
+    /// Adds `buffer`'s owner unless it was already counted (O(1)).
     pub fn add(&mut self, buffer: &Buffer) {
-        let id = buffer.owner_id();
-        if self.seen.contains(&id) {
+        if !self.seen.insert(buffer.owner_id()) {
             return;
         }
-        self.seen.push(id);
         match buffer.memory_kind() {
             MemoryKind::Heap => self.heap += buffer.owner_len(),
             MemoryKind::Mapped => self.mapped += buffer.owner_len(),
@@ -553,6 +589,39 @@ mod tests {
         assert!(b.try_slice(usize::MAX, 2).is_err());
         assert_eq!(b.slice(1, 2).as_slice(), &[2, 3]);
         assert!(b.slice(1, 2).shares_owner(&b));
+    }
+
+    #[test]
+    fn owner_len_counts_capacity() {
+        let mut v = Vec::<u32>::with_capacity(100);
+        v.push(1);
+        let b = Buffer::from_vec(v);
+        assert_eq!(b.len(), 4);
+        assert_eq!(b.owner_len(), 400);
+        let mut usage = MemoryUsage::default();
+        b.account(&mut usage);
+        assert_eq!(usage.heap, 400);
+        let a = AlignedVec::with_capacity(1000).into_buffer();
+        assert_eq!(a.owner_len(), 1024);
+        assert_eq!(Buffer::copy_aligned(&[1; 65]).owner_len(), 128);
+        assert_eq!(Buffer::from_static(b"abc").owner_len(), 3);
+    }
+
+    #[test]
+    fn memory_usage_counts_each_owner_once() {
+        let buffers: Vec<Buffer> = (0..5_000)
+            .map(|i| Buffer::from_vec(vec![i as u8; 2]))
+            .collect();
+        let mut usage = MemoryUsage::default();
+        for b in buffers.iter().chain(&buffers) {
+            b.account(&mut usage);
+            b.slice(1, 1).account(&mut usage);
+        }
+        assert_eq!(usage.heap, 10_000);
+        assert_eq!(usage.mapped, 0);
+        let mut usage = MemoryUsage::default();
+        Buffer::from_static(b"xyz").account(&mut usage);
+        assert_eq!(usage.total(), 0);
     }
 
     #[test]
