@@ -21,6 +21,14 @@ use crate::error::{ArrayError, Result};
 /// checked per string on access ([`StringArray::try_value`]), or all at once by
 /// [`StringArray::validate_full`].
 ///
+/// # Accessors
+/// There is no `Index` impl: an entry is an `Option<&str>`, not a reference
+/// into the array. Read entries with [`StringArray::value`] /
+/// [`StringArray::iter`] (which panic on invalid UTF-8 in an array that was
+/// read without [`StringArray::validate_full`]), or with
+/// [`StringArray::try_value`] / [`StringArray::iter_bytes`], which never panic
+/// on content.
+///
 /// ```
 /// use mempool_arrays::StringArray;
 ///
@@ -60,7 +68,32 @@ impl StringArray {
         Ok(a)
     }
 
-    /// Builds an array from its parts, checking the structure only.
+    /// Builds an array from its parts without checking them.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`StringArray::try_new`] checks: `offsets` is
+    /// an aligned, non-empty whole number of `u64`s, monotone, its last entry
+    /// at most `data.len()`; `validity`, if any, has one bit per entry; and
+    /// every string is valid UTF-8 with every offset on a character boundary
+    /// (the array is marked as checked, so [`StringArray::value`] does not
+    /// look again). Breaking this is a contract violation: this version's
+    /// accessors then panic or return wrong values, and later versions may
+    /// rely on it for memory safety.
+    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    pub unsafe fn new_unchecked(offsets: Buffer, data: Buffer, validity: Option<Bitmap>) -> Self {
+        Self {
+            offsets,
+            data,
+            validity,
+            utf8_checked: AtomicBool::new(true),
+        }
+    }
+
+    /// Builds an array from its parts, checking the structure only: O(len)
+    /// over the offsets, one branch-free pass, without reading the string
+    /// bytes. Entries are checked for UTF-8 when read
+    /// ([`StringArray::try_value`]) or all at once by
+    /// [`StringArray::validate_full`].
     ///
     /// # Errors
     /// - [`ArrayError::Misaligned`] / [`ArrayError::BadByteLength`]: `offsets`
@@ -113,8 +146,10 @@ impl StringArray {
     }
 
     /// Checks that every string is valid UTF-8 and every offset falls on a
-    /// character boundary. After it succeeds, [`StringArray::value`] never panics
-    /// for an index in bounds.
+    /// character boundary: one pass over the string bytes and one over the
+    /// offsets. After it succeeds, [`StringArray::value`] and
+    /// [`StringArray::iter`] never panic for an index in bounds. The result is
+    /// remembered, so calling it again is O(1).
     ///
     /// # Errors
     /// [`ArrayError::InvalidUtf8`] naming the first bad string.
@@ -125,20 +160,26 @@ impl StringArray {
         let offs = self.offsets();
         let data = self.data.as_slice();
         let (first, last) = (offs[0] as usize, offs[offs.len() - 1] as usize);
-        let inner = &offs[1.min(offs.len() - 1)..offs.len() - 1];
+        // Fast path: the whole span is UTF-8 and every inner offset is on a
+        // character boundary of it. An offset equal to `last` ends the span, so
+        // the byte there (outside every string) does not matter.
+        let inner = offs.get(1..offs.len() - 1).unwrap_or(&[]);
         let all_ok = std::str::from_utf8(&data[first..last]).is_ok()
             && inner
                 .iter()
-                .all(|&o| (o as usize) >= data.len() || (data[o as usize] as i8) >= -0x40);
+                .all(|&o| o as usize >= last || !is_continuation(data[o as usize]));
         if !all_ok {
-            // Find the first bad string for the message.
+            // Some string is invalid: either the span is not UTF-8 (then one of
+            // its pieces is not), or an inner offset splits a character (then
+            // the strings on both sides are not). Name the first.
             for i in 0..self.len() {
                 let (s, e) = (offs[i] as usize, offs[i + 1] as usize);
                 if std::str::from_utf8(&data[s..e]).is_err() {
                     return Err(ArrayError::InvalidUtf8 { index: i });
                 }
             }
-            return Err(ArrayError::InvalidUtf8 { index: 0 });
+            // Every string checked one by one is valid: the fast path was
+            // stricter than needed, the array is fine.
         }
         self.utf8_checked.store(true, Ordering::Relaxed);
         Ok(())
@@ -201,12 +242,17 @@ impl StringArray {
         Some(&self.data.as_slice()[offs[i] as usize..offs[i + 1] as usize])
     }
 
-    /// Entry `i`, or `None` if it is null.
+    /// Entry `i`, or `None` if it is null: the accessor for strings (there is
+    /// no `Index` impl, since an entry may be null).
     ///
     /// # Panics
-    /// If `i >= len()`, or if the entry is not valid UTF-8 — possible only for an
-    /// array read from untrusted bytes and not checked by
-    /// [`StringArray::validate_full`]; use [`StringArray::try_value`] there.
+    /// - If `i >= len()`.
+    /// - If the entry is not valid UTF-8. That is possible only for an array
+    ///   built with [`StringArray::try_new_structural`] — which is how
+    ///   `mempool-serde` reads a `StringArray` frame — and not checked with
+    ///   [`StringArray::validate_full`]. For such arrays call `validate_full`
+    ///   first, or use [`StringArray::try_value`] / [`StringArray::iter_bytes`],
+    ///   which never panic on content.
     #[inline]
     pub fn value(&self, i: usize) -> Option<&str> {
         match self.try_value(i) {
@@ -215,7 +261,8 @@ impl StringArray {
         }
     }
 
-    /// Entry `i`, or `None` if it is null, checking its UTF-8.
+    /// Entry `i`, or `None` if it is null, checking its UTF-8 (skipped when
+    /// the array is known to be valid). Never panics.
     ///
     /// # Errors
     /// [`ArrayError::OutOfBounds`] if `i >= len()`; [`ArrayError::InvalidUtf8`]
@@ -239,7 +286,9 @@ impl StringArray {
     /// The entries in order.
     ///
     /// # Panics
-    /// As [`StringArray::value`], on invalid UTF-8 in an unchecked array.
+    /// When it reaches an entry that is not valid UTF-8: possible only in an
+    /// array read without [`StringArray::validate_full`], as for
+    /// [`StringArray::value`]. [`StringArray::iter_bytes`] never panics.
     pub fn iter(&self) -> StringIter<'_> {
         StringIter {
             bytes: self.iter_bytes(),
@@ -247,7 +296,7 @@ impl StringArray {
     }
 
     /// The entries' bytes in order (`None` for nulls), without UTF-8 checks:
-    /// the fastest way through the array.
+    /// the fastest way through the array, and it never panics.
     pub fn iter_bytes(&self) -> StringBytesIter<'_> {
         StringBytesIter {
             offsets: self.offsets(),
@@ -293,7 +342,8 @@ impl StringArray {
         (&self.offsets, &self.data, self.validity.as_ref())
     }
 
-    /// Gives up the parts: offsets, data, validity.
+    /// Gives up the parts: offsets, data, validity (the arguments of
+    /// [`StringArray::try_new`]).
     pub fn into_parts(self) -> (Buffer, Buffer, Option<Bitmap>) {
         (self.offsets, self.data, self.validity)
     }
@@ -306,7 +356,8 @@ impl StringArray {
     /// Copies the entries into owned strings.
     ///
     /// # Panics
-    /// As [`StringArray::value`].
+    /// As [`StringArray::iter`], on invalid UTF-8 in an array read without
+    /// [`StringArray::validate_full`].
     pub fn to_vec(&self) -> Vec<Option<String>> {
         self.iter().map(|s| s.map(str::to_owned)).collect()
     }
@@ -322,36 +373,57 @@ impl StringArray {
     }
 }
 
-/// Checks offsets are monotone and the last is within `data_len`.
+/// Whether `b` continues a multi-byte UTF-8 character (`0b10xx_xxxx`).
+#[inline]
+fn is_continuation(b: u8) -> bool {
+    (b as i8) < -0x40
+}
+
+/// Checks `offs` (non-empty) is monotone and its last entry is within
+/// `data_len`.
+///
+/// This is the whole cost of opening a mapped string column without its
+/// checksum, so it is one branch-free pass that the compiler vectorizes: with
+/// every offset below 2<sup>63</sup>, `next - prev` (wrapping) has its top bit
+/// set exactly when `prev > next`, so OR-ing the differences and the offsets
+/// themselves flags either failure in the top bit. Eight independent
+/// accumulators keep the loop free of a serial dependency. Only on failure does
+/// a second pass find the culprit.
 fn check_offsets(offs: &[u64], data_len: usize) -> Result<()> {
-    // Branch-free pass: with every offset below 2^63, `next - prev` has its top
-    // bit set exactly when `prev > next`. OR-ing the differences and the offsets
-    // themselves flags either failure in one vectorizable loop.
-    let (head, tail) = (&offs[..offs.len() - 1], &offs[1..]);
-    let flags = head
-        .iter()
-        .zip(tail)
-        .fold(offs[0], |acc, (&p, &n)| acc | n.wrapping_sub(p) | n);
-    if flags >> 63 != 0 {
-        for (i, (&p, &n)) in head.iter().zip(tail).enumerate() {
-            if p > n {
-                return Err(ArrayError::OffsetsNotMonotone {
-                    index: i,
-                    prev: p,
-                    next: n,
-                });
-            }
+    const LANES: usize = 8;
+    let n = offs.len() - 1;
+    let (head, tail) = (&offs[..n], &offs[1..]);
+    let (heads, tails) = (head.chunks_exact(LANES), tail.chunks_exact(LANES));
+    let mut flags = offs[0];
+    for (&p, &q) in heads.remainder().iter().zip(tails.remainder()) {
+        flags |= q.wrapping_sub(p) | q;
+    }
+    let mut acc = [0u64; LANES];
+    for (h, t) in heads.zip(tails) {
+        for k in 0..LANES {
+            acc[k] |= t[k].wrapping_sub(h[k]) | t[k];
         }
     }
-    let last = offs[offs.len() - 1];
-    if last > data_len as u64 || flags >> 63 != 0 {
-        return Err(ArrayError::OffsetOutOfBounds {
-            index: offs.len() - 1,
-            offset: last,
-            len: data_len,
-        });
+    let flags = acc.iter().fold(flags, |f, &a| f | a);
+    let last = offs[n];
+    if flags >> 63 == 0 && last <= data_len as u64 {
+        return Ok(());
     }
-    Ok(())
+    for (i, (&p, &q)) in head.iter().zip(tail).enumerate() {
+        if p > q {
+            return Err(ArrayError::OffsetsNotMonotone {
+                index: i,
+                prev: p,
+                next: q,
+            });
+        }
+    }
+    // Monotone, so the last offset is the largest: it is past the data.
+    Err(ArrayError::OffsetOutOfBounds {
+        index: n,
+        offset: last,
+        len: data_len,
+    })
 }
 
 impl Clone for StringArray {
@@ -557,8 +629,11 @@ impl StringBuilder {
         self.len() == 0
     }
 
-    /// The finished array (no validity bitmap if no entry is null).
-    pub fn finish(self) -> StringArray {
+    /// The finished array (no validity bitmap if no entry is null), its
+    /// buffers shrunk to fit.
+    pub fn finish(mut self) -> StringArray {
+        self.offsets.shrink_to_fit();
+        self.data.shrink_to_fit();
         StringArray {
             offsets: Buffer::from_vec(self.offsets),
             data: Buffer::from_vec(self.data),
@@ -576,6 +651,20 @@ impl<S: AsRef<str>> FromIterator<Option<S>> for StringArray {
             b.append_option(s.as_ref().map(AsRef::as_ref));
         }
         b.finish()
+    }
+}
+
+impl<'a> FromIterator<&'a str> for StringArray {
+    /// An array of non-null strings.
+    fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Self {
+        Self::from_iter_values(iter)
+    }
+}
+
+impl FromIterator<String> for StringArray {
+    /// An array of non-null strings.
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        Self::from_iter_values(iter)
     }
 }
 
@@ -610,6 +699,7 @@ impl From<Vec<Option<&str>>> for StringArray {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
 
@@ -668,6 +758,130 @@ mod tests {
             Err(ArrayError::OutOfBounds { .. })
         ));
         assert!(lazy.validate_full().is_err());
+    }
+
+    #[test]
+    fn validate_full_ignores_the_byte_after_the_last_string() {
+        // An inner offset equal to the last offset, with a continuation byte
+        // at data[last] outside every string: valid.
+        for (offs, data) in [
+            (&[0u64, 2, 2][..], &b"ab\x80"[..]),
+            (&[0, 0], &b"\x80"[..]),
+            (&[0, 1, 1, 1], &b"a\xa5\xa5"[..]),
+        ] {
+            let a = StringArray::try_new_structural(
+                offsets(offs),
+                Buffer::from_vec(data.to_vec()),
+                None,
+            )
+            .unwrap();
+            a.validate_full().unwrap();
+            assert!(a.is_utf8_checked());
+            assert_eq!(a.value(a.len() - 1), Some(""));
+            assert!(
+                StringArray::try_new(offsets(offs), Buffer::from_vec(data.to_vec()), None).is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn validate_full_names_the_first_bad_string() {
+        let cases: [(&[u64], &[u8], usize); 6] = [
+            // The continuation byte is inside string 1.
+            (&[0, 2, 3], b"ab\x80", 1),
+            (&[0, 1, 2], b"a\x80", 1),
+            (&[0, 0, 1, 3], b"a\xff\x80", 2),
+            // Offset 2 splits 'å' (c3 a5): strings 0 and 1 are both bad.
+            (&[0, 2, 3], "aå".as_bytes(), 0),
+            // A slice of the span starting mid-character.
+            (&[1, 2], "å".as_bytes(), 0),
+            // Bad bytes only in the last of several strings.
+            (&[0, 1, 2, 3, 4], b"abc\xc3", 3),
+        ];
+        for (offs, data, index) in cases {
+            let a = StringArray::try_new_structural(
+                offsets(offs),
+                Buffer::from_vec(data.to_vec()),
+                None,
+            )
+            .unwrap();
+            match a.validate_full() {
+                Err(ArrayError::InvalidUtf8 { index: i }) => assert_eq!(i, index, "{offs:?}"),
+                other => panic!("{offs:?}: expected InvalidUtf8, got {other:?}"),
+            }
+            assert!(!a.is_utf8_checked());
+            assert!(a.try_value(index).is_err());
+            assert!(a.iter_bytes().count() == a.len());
+        }
+    }
+
+    #[test]
+    fn offsets_check_finds_the_culprit_in_every_lane() {
+        // Long enough for the chunked loop and its remainder.
+        for len in [1usize, 2, 7, 8, 9, 16, 17, 40] {
+            let good: Vec<u64> = (0..=len as u64).map(|i| i * 3).collect();
+            let data_len = 3 * len;
+            assert!(check_offsets(&good, data_len).is_ok());
+            assert!(matches!(
+                check_offsets(&good, data_len - 1),
+                Err(ArrayError::OffsetOutOfBounds { index, .. }) if index == len
+            ));
+            for at in 0..=len {
+                let mut bad = good.clone();
+                bad[at] = u64::MAX - 1;
+                let err = check_offsets(&bad, data_len).unwrap_err();
+                if at < len {
+                    assert!(
+                        matches!(err, ArrayError::OffsetsNotMonotone { index, .. } if index == at),
+                        "len {len}, at {at}: {err}"
+                    );
+                } else {
+                    assert!(matches!(err, ArrayError::OffsetOutOfBounds { .. }), "{err}");
+                }
+                if at >= 2 {
+                    // A small decrease, far from the top bit.
+                    let mut dec = good.clone();
+                    dec[at] = good[at - 1] - 1;
+                    assert!(matches!(
+                        check_offsets(&dec, data_len),
+                        Err(ArrayError::OffsetsNotMonotone { index, .. }) if index == at - 1
+                    ));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn constructor_triple_and_conversions() {
+        let a: StringArray = ["x", "yz"].into_iter().collect();
+        let b: StringArray = vec!["x".to_string(), "yz".to_string()]
+            .into_iter()
+            .collect();
+        assert_eq!(a, b);
+        assert_eq!(a.null_count(), 0);
+        let (o, d, v) = a.clone().into_parts();
+        // SAFETY: the parts of a checked array satisfy `try_new`'s checks.
+        let c = unsafe { StringArray::new_unchecked(o.clone(), d.clone(), v.clone()) };
+        assert_eq!(c, a);
+        assert!(c.is_utf8_checked());
+        assert_eq!(StringArray::new(o, d, v), a);
+        // Builders give back spare capacity.
+        let mut builder = StringBuilder::with_capacity(1000, 10_000);
+        builder.append_value("abc");
+        let built = builder.finish();
+        let (o, d, _) = built.parts();
+        assert_eq!((o.owner_len(), d.owner_len()), (16, 3));
+    }
+
+    #[test]
+    #[should_panic(expected = "not valid UTF-8")]
+    fn value_panics_on_unchecked_invalid_utf8() {
+        let a =
+            StringArray::try_new_structural(offsets(&[0, 1]), Buffer::from_vec(vec![0xffu8]), None)
+                .unwrap();
+        assert!(a.try_value(0).is_err());
+        assert_eq!(a.iter_bytes().next(), Some(Some(&[0xffu8][..])));
+        a.value(0);
     }
 
     #[test]
