@@ -26,9 +26,19 @@ pub struct Bitmap {
 impl Bitmap {
     /// Builds a bitmap of `len` bits from `buffer`, starting at bit `offset`.
     ///
+    /// # Panics
+    /// When [`Bitmap::try_new`] would fail.
+    pub fn new(buffer: Buffer, offset: usize, len: usize) -> Self {
+        Self::try_new(buffer, offset, len).unwrap_or_else(|e| panic!("Bitmap::new: {e}"))
+    }
+
+    /// Builds a bitmap of `len` bits from `buffer`, starting at bit `offset`,
+    /// checking them. This is O(1).
+    ///
     /// # Errors
-    /// [`ArrayError::LengthMismatch`] when the buffer holds fewer than
-    /// `offset + len` bits.
+    /// - [`ArrayError::OutOfBounds`] when `offset + len` overflows;
+    /// - [`ArrayError::LengthMismatch`] when the buffer holds fewer than
+    ///   `offset + len` bits.
     pub fn try_new(buffer: Buffer, offset: usize, len: usize) -> Result<Self> {
         let need = offset.checked_add(len).map(|bits| bits.div_ceil(8)).ok_or(
             ArrayError::OutOfBounds {
@@ -48,6 +58,28 @@ impl Bitmap {
             offset,
             len,
         })
+    }
+
+    /// Builds a bitmap without checking its parts.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Bitmap::try_new`] checks: `offset + len`
+    /// does not overflow and `buffer` holds at least `offset + len` bits.
+    /// Breaking this is a contract violation: this version's accessors then
+    /// panic, and later versions may rely on it for memory safety.
+    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    pub unsafe fn new_unchecked(buffer: Buffer, offset: usize, len: usize) -> Self {
+        Self {
+            buffer,
+            offset,
+            len,
+        }
+    }
+
+    /// Gives up the parts: buffer, bit offset, length in bits (the arguments
+    /// of [`Bitmap::try_new`]).
+    pub fn into_parts(self) -> (Buffer, usize, usize) {
+        (self.buffer, self.offset, self.len)
     }
 
     /// A bitmap of `len` bits all set to `value`.
@@ -273,14 +305,16 @@ impl BitmapBuilder {
             && (full * 8..self.len).all(|i| self.bytes[i / 8] & (1 << (i % 8)) != 0)
     }
 
-    /// The packed bytes.
-    pub fn into_bytes(self) -> Vec<u8> {
+    /// The packed bytes (shrunk to fit).
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        self.bytes.shrink_to_fit();
         self.bytes
     }
 
-    /// The finished bitmap.
-    pub fn finish(self) -> Bitmap {
+    /// The finished bitmap (its bytes shrunk to fit).
+    pub fn finish(mut self) -> Bitmap {
         let len = self.len;
+        self.bytes.shrink_to_fit();
         Bitmap {
             buffer: Buffer::from_vec(self.bytes),
             offset: 0,
@@ -290,6 +324,7 @@ impl BitmapBuilder {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
 
@@ -305,6 +340,27 @@ mod tests {
             Bitmap::try_new(Buffer::from_vec(s.to_packed_bytes()), 0, 50).unwrap(),
             s
         );
+    }
+
+    #[test]
+    fn constructor_triple_and_parts() {
+        let b = Bitmap::new(Buffer::from_vec(vec![0b1010_0000u8, 0b1]), 5, 4);
+        assert_eq!(b.iter().collect::<Vec<_>>(), [true, false, true, true]);
+        let (buffer, offset, len) = b.clone().into_parts();
+        assert_eq!((offset, len), (5, 4));
+        // SAFETY: the parts of a checked bitmap satisfy `try_new`'s checks.
+        let c = unsafe { Bitmap::new_unchecked(buffer, offset, len) };
+        assert_eq!(c, b);
+        // Builders give back their spare capacity.
+        let mut builder = BitmapBuilder::with_capacity(1000);
+        builder.push(true);
+        assert_eq!(builder.finish().buffer().0.owner_len(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "Bitmap::new")]
+    fn new_panics_where_try_new_fails() {
+        Bitmap::new(Buffer::from_vec(vec![0u8]), 1, 8);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 #[non_exhaustive]
 pub enum ArrayError {
     /// A buffer's byte length is not a whole number of elements.
-    #[error("{what}: {len} bytes is not a multiple of the element size {elem_size}")]
+    #[error("{what}: {len} bytes is not a multiple of the element size {elem_size}; pass whole elements (if it came from a frame, the frame is corrupt: rewrite it from its source)")]
     BadByteLength {
         /// Which buffer.
         what: &'static str,
@@ -18,7 +18,7 @@ pub enum ArrayError {
         elem_size: usize,
     },
     /// A buffer does not start at an address aligned for its element type.
-    #[error("{what}: address {addr:#x} is not aligned to {align} bytes; copy it into an aligned buffer (Buffer::copy_aligned)")]
+    #[error("{what}: address {addr:#x} is not aligned to {align} bytes; copy the bytes into an aligned buffer with Buffer::copy_aligned")]
     Misaligned {
         /// Which buffer.
         what: &'static str,
@@ -28,7 +28,7 @@ pub enum ArrayError {
         addr: usize,
     },
     /// Two parts of an array disagree about its length.
-    #[error("{what}: expected length {expected}, found {found}")]
+    #[error("{what}: expected length {expected}, found {found}; build the parts with matching lengths (if they came from a frame, the frame is corrupt: rewrite it from its source)")]
     LengthMismatch {
         /// Which part.
         what: &'static str,
@@ -38,7 +38,7 @@ pub enum ArrayError {
         found: usize,
     },
     /// String offsets decrease somewhere.
-    #[error("string offsets decrease at index {index}: {prev} > {next}")]
+    #[error("string offsets decrease at index {index} ({prev} > {next}); offsets must never decrease (if they came from a frame, the frame is corrupt: rewrite it from its source)")]
     OffsetsNotMonotone {
         /// Index of the first offset of the decreasing pair.
         index: usize,
@@ -48,7 +48,7 @@ pub enum ArrayError {
         next: u64,
     },
     /// An offset points past the end of the data buffer.
-    #[error("offset {offset} at index {index} is past the end of the {len}-byte data buffer")]
+    #[error("string offset {offset} at index {index} is past the end of the {len}-byte data buffer; offsets must stay within the data (if they came from a frame, the frame is corrupt: rewrite it from its source)")]
     OffsetOutOfBounds {
         /// Index of the offset.
         index: usize,
@@ -58,13 +58,13 @@ pub enum ArrayError {
         len: usize,
     },
     /// A string is not valid UTF-8 (or an offset splits a character).
-    #[error("string {index} is not valid UTF-8")]
+    #[error("string {index} is not valid UTF-8 (or an offset splits a character); store text as UTF-8, or read it as bytes with try_value/iter_bytes")]
     InvalidUtf8 {
         /// Index of the string.
         index: usize,
     },
     /// A dictionary code refers past the end of the pool.
-    #[error("code {code} at index {index} is not below the pool size {pool_len}")]
+    #[error("dictionary code {code} at index {index} is not below the pool size {pool_len}; every code must index the pool (if it came from a frame, the frame is corrupt: rewrite it from its source)")]
     CodeOutOfRange {
         /// Row index.
         index: usize,
@@ -74,7 +74,7 @@ pub enum ArrayError {
         pool_len: usize,
     },
     /// An index or range is past the end of an array.
-    #[error("index {index} out of bounds for length {len}")]
+    #[error("index {index} out of bounds for length {len}; check the index against len() first")]
     OutOfBounds {
         /// The index (or end of range) asked for.
         index: usize,
@@ -82,7 +82,7 @@ pub enum ArrayError {
         len: usize,
     },
     /// A table's column has a different length from the others.
-    #[error("column {name:?} has {found} rows, the table has {expected}")]
+    #[error("column {name:?} has {found} rows, the table has {expected}; give every column the same number of rows")]
     ColumnLength {
         /// Column name.
         name: String,
@@ -92,19 +92,19 @@ pub enum ArrayError {
         found: usize,
     },
     /// Two columns of a table share a name.
-    #[error("duplicate column name {name:?}")]
+    #[error("duplicate column name {name:?}; give each column a unique name")]
     DuplicateColumn {
         /// The repeated name.
         name: String,
     },
     /// A table has no column of that name.
-    #[error("no column named {name:?}")]
+    #[error("no column named {name:?}; list the columns with Table::names()")]
     NoSuchColumn {
         /// The name asked for.
         name: String,
     },
     /// A column has another type than the one asked for.
-    #[error("column {name:?} is {found}, not {expected}")]
+    #[error("column {name:?} is {found}, not {expected}; ask for the column's own type (Column::type_name)")]
     ColumnType {
         /// Column name.
         name: String,
@@ -114,7 +114,7 @@ pub enum ArrayError {
         found: &'static str,
     },
     /// A file could not be opened or mapped.
-    #[error("cannot map {path}: {source}")]
+    #[error("cannot map {}: {source}; check that the file exists and is readable", path.display())]
     Map {
         /// The file.
         path: std::path::PathBuf,

@@ -11,11 +11,18 @@
 //! - [`StringArray`]: `u64` offsets + bytes, entries may be undefined (null).
 //! - [`NullableArray<T>`]: a validity [`Bitmap`] over a primitive column.
 //! - [`PooledArray<T>`]: dictionary encoding, a pool of distinct values plus
-//!   integer codes whose width follows the pool size.
+//!   integer codes whose width follows the pool size; [`PooledBuilder`].
 //! - [`Table`]: named columns of equal length.
 //!
 //! Every array has [`ApproxSize::approx_size`], which counts a buffer shared by
 //! several arrays once.
+//!
+//! Every array (and [`Bitmap`]) has the same constructors: `new` (panics on
+//! invalid parts), `try_new` (returns an [`ArrayError`]), `unsafe
+//! new_unchecked` (skips the checks), and `into_parts` giving the parts back.
+//! Arrays read from untrusted bytes are checked structurally; the one content
+//! check left for later is the UTF-8 of a [`StringArray`]
+//! ([`StringArray::validate_full`]).
 //!
 //! ```
 //! use mempool_arrays::{ApproxSize, PrimitiveArray, StringArray};
@@ -44,7 +51,7 @@ pub use bitmap::{Bitmap, BitmapBuilder};
 pub use buffer::{AlignedVec, ApproxSize, Buffer, MemoryKind, MemoryUsage, ALIGNMENT};
 pub use error::{ArrayError, Result};
 pub use nullable::{NullableArray, NullableBuilder, NullableIter};
-pub use pooled::{Codes, CodesIter, PoolValues, PooledArray, PooledIter};
+pub use pooled::{Codes, CodesIter, PoolValues, PooledArray, PooledBuilder, PooledIter};
 pub use primitive::{BooleanArray, PrimitiveArray};
 pub use string::{StringArray, StringBuilder, StringBytesIter, StringIter};
 pub use table::{Column, ColumnType, Table};

@@ -17,6 +17,10 @@ use crate::primitive::{check_len, PrimitiveArray};
 /// under a null slot is unspecified (the builders write zeros) and is ignored by
 /// every accessor and by `==`.
 ///
+/// Read entries with [`NullableArray::get`] (an `Option<T>`); there is no
+/// `Index` impl, since a null has no value to reference. `a.values()[i]` reads
+/// the raw value, null or not.
+///
 /// ```
 /// use mempool_arrays::NullableArray;
 ///
@@ -56,6 +60,18 @@ impl<T: Pod> NullableArray<T> {
         Ok(Self { values, validity })
     }
 
+    /// Builds an array from its values and validity without checking them.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`NullableArray::try_new`] checks: `validity`,
+    /// if any, has exactly `values.len()` bits. Breaking this is a contract
+    /// violation: this version's accessors then panic or return wrong values,
+    /// and later versions may rely on it for memory safety.
+    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    pub unsafe fn new_unchecked(values: PrimitiveArray<T>, validity: Option<Bitmap>) -> Self {
+        Self { values, validity }
+    }
+
     /// Number of entries (null or not).
     #[inline]
     pub fn len(&self) -> usize {
@@ -86,7 +102,7 @@ impl<T: Pod> NullableArray<T> {
         self.validity.as_ref().is_some_and(|v| !v.get(i))
     }
 
-    /// Entry `i`, or `None` if it is null.
+    /// Entry `i`, or `None` if it is null: the accessor of this array.
     ///
     /// # Panics
     /// If `i >= len()`; see [`NullableArray::try_get`].
@@ -221,6 +237,20 @@ impl<T: Pod> From<PrimitiveArray<T>> for NullableArray<T> {
             values,
             validity: None,
         }
+    }
+}
+
+impl<T: Pod + Send + Sync> From<Vec<T>> for NullableArray<T> {
+    /// An array without nulls, taking the `Vec` without copying.
+    fn from(v: Vec<T>) -> Self {
+        PrimitiveArray::from_vec(v).into()
+    }
+}
+
+impl<T: Pod + Send + Sync> FromIterator<T> for NullableArray<T> {
+    /// An array without nulls.
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        iter.into_iter().collect::<PrimitiveArray<T>>().into()
     }
 }
 
@@ -376,8 +406,10 @@ impl<T: Pod + Send + Sync> NullableBuilder<T> {
         self.values.is_empty()
     }
 
-    /// The finished array (no validity bitmap if no entry is null).
-    pub fn finish(self) -> NullableArray<T> {
+    /// The finished array (no validity bitmap if no entry is null), its
+    /// buffers shrunk to fit.
+    pub fn finish(mut self) -> NullableArray<T> {
+        self.values.shrink_to_fit();
         NullableArray {
             values: PrimitiveArray::from_vec(self.values),
             validity: self.has_null.then(|| self.validity.finish()),
@@ -386,6 +418,7 @@ impl<T: Pod + Send + Sync> NullableBuilder<T> {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
     use crate::buffer::Buffer;
@@ -468,6 +501,33 @@ mod tests {
         a.account(&mut usage);
         a.slice(1, 2).account(&mut usage);
         assert_eq!(usage.total(), 800);
+    }
+
+    #[test]
+    fn constructor_triple_and_conversions() {
+        let a: NullableArray<i32> = vec![1, 2, 3].into();
+        assert_eq!(a.null_count(), 0);
+        assert!(a.validity().is_none());
+        let b: NullableArray<i32> = (1..=3).collect();
+        assert_eq!(a, b);
+        let c: NullableArray<i32> = [Some(1), None].into_iter().collect();
+        let (values, validity) = c.clone().into_parts();
+        // SAFETY: the parts of a checked array satisfy `try_new`'s checks.
+        let d = unsafe { NullableArray::new_unchecked(values, validity) };
+        assert_eq!(c, d);
+        assert_eq!(d.values()[1], 0, "the builder writes zeros under nulls");
+        let mut builder = NullableBuilder::<u64>::with_capacity(100);
+        builder.append_value(1);
+        assert_eq!(builder.finish().approx_size(), 8, "finish shrinks");
+    }
+
+    #[test]
+    #[should_panic(expected = "NullableArray::new")]
+    fn new_panics_where_try_new_fails() {
+        NullableArray::new(
+            PrimitiveArray::from(vec![1u8]),
+            Some(Bitmap::filled(2, true)),
+        );
     }
 
     #[test]

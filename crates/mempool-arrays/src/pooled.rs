@@ -276,7 +276,20 @@ pub trait PoolValues: Clone + ApproxSize {
     /// # Panics
     /// If `i >= len()`, and where the pool's own accessor panics (a
     /// [`StringArray`] with unchecked, invalid UTF-8; see [`StringArray::value`]).
+    /// Neither happens through a [`PooledArray`] built by
+    /// [`PooledArray::try_new`], which checks the codes and calls
+    /// [`PoolValues::validate_full`].
     fn get_item(&self, i: usize) -> Self::Item<'_>;
+
+    /// Checks the pool's contents fully, so that [`PoolValues::get_item`]
+    /// cannot panic for an index in bounds. [`PooledArray::try_new`] calls it;
+    /// pools are small (distinct values), so this costs little.
+    ///
+    /// # Errors
+    /// The pool's content error ([`ArrayError::InvalidUtf8`] for a string pool).
+    fn validate_full(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Whether entry `i` of `self` equals entry `j` of `other`.
     ///
@@ -297,6 +310,11 @@ impl PoolValues for StringArray {
     #[inline]
     fn get_item(&self, i: usize) -> Option<&str> {
         self.value(i)
+    }
+
+    /// Checks every string's UTF-8 ([`StringArray::validate_full`]).
+    fn validate_full(&self) -> Result<()> {
+        StringArray::validate_full(self)
     }
 
     /// Compares bytes, so it never panics on invalid UTF-8.
@@ -332,6 +350,12 @@ impl<T: Pod + PartialEq> PoolValues for PrimitiveArray<T> {
 /// Equality compares the decoded entries, so two encodings of the same values
 /// are equal.
 ///
+/// Read entries with [`PooledArray::get`] (for strings an `Option<&str>`: the
+/// accessor, since an entry may be null); a `PooledArray<PrimitiveArray<T>>`
+/// also has `Index<usize>` giving `&T`. Since [`PooledArray::try_new`] checks
+/// every code and the whole pool (a string pool's UTF-8 included), these never
+/// panic for an index in bounds, even on an array read from untrusted bytes.
+///
 /// ```
 /// use mempool_arrays::{PooledArray, StringArray};
 ///
@@ -361,15 +385,31 @@ impl<P: PoolValues> PooledArray<P> {
         Self::try_new(pool, codes).unwrap_or_else(|e| panic!("PooledArray::new: {e}"))
     }
 
-    /// Builds an array from a pool and codes, checking that every code is below
-    /// the pool size (one branch-free pass over the codes).
+    /// Builds an array from a pool and codes, checking them: O(codes + pool).
     ///
     /// # Errors
-    /// [`ArrayError::CodeOutOfRange`] naming the first code that is not below
-    /// `pool.len()`.
+    /// - [`ArrayError::CodeOutOfRange`] naming the first code that is not below
+    ///   `pool.len()` (one branch-free pass over the codes);
+    /// - the pool's content errors from [`PoolValues::validate_full`]: for a
+    ///   [`StringArray`] pool, [`ArrayError::InvalidUtf8`] naming the first
+    ///   string that is not UTF-8 (one pass over the pool's bytes).
     pub fn try_new(pool: P, codes: Codes) -> Result<Self> {
         codes.check_below(pool.len())?;
+        pool.validate_full()?;
         Ok(Self { pool, codes })
+    }
+
+    /// Builds an array from a pool and codes without checking them.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`PooledArray::try_new`] checks: every code
+    /// is below `pool.len()`, and the pool passes
+    /// [`PoolValues::validate_full`] (a string pool is valid UTF-8). Breaking
+    /// this is a contract violation: this version's accessors then panic, and
+    /// later versions may rely on it for memory safety.
+    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    pub unsafe fn new_unchecked(pool: P, codes: Codes) -> Self {
+        Self { pool, codes }
     }
 
     /// Number of entries.
@@ -383,23 +423,19 @@ impl<P: PoolValues> PooledArray<P> {
         self.codes.is_empty()
     }
 
-    /// Entry `i`.
+    /// Entry `i`: the accessor of this array.
     ///
     /// # Panics
-    /// If `i >= len()` (see [`PooledArray::try_get`]), or as
-    /// [`PoolValues::get_item`].
+    /// If `i >= len()` (see [`PooledArray::try_get`]).
     #[inline]
     pub fn get(&self, i: usize) -> P::Item<'_> {
         self.pool.get_item(self.code(i))
     }
 
-    /// Entry `i`.
+    /// Entry `i`. Never panics.
     ///
     /// # Errors
     /// [`ArrayError::OutOfBounds`] if `i >= len()`.
-    ///
-    /// # Panics
-    /// As [`PoolValues::get_item`] (a string pool with unchecked, invalid UTF-8).
     #[inline]
     pub fn try_get(&self, i: usize) -> Result<P::Item<'_>> {
         match self.codes.get(i) {
@@ -430,10 +466,7 @@ impl<P: PoolValues> PooledArray<P> {
         &self.pool
     }
 
-    /// The entries in order.
-    ///
-    /// # Panics
-    /// As [`PoolValues::get_item`], when an entry is read.
+    /// The entries in order. Never panics.
     pub fn iter(&self) -> PooledIter<'_, P> {
         PooledIter {
             array: self,
@@ -617,6 +650,98 @@ impl<K: Hash + Eq + Borrow<str>> StrEncoder<K> {
     }
 }
 
+/// Builds a [`PooledArray<StringArray>`] one entry at a time, storing each
+/// distinct string once (in order of first appearance) and choosing the code
+/// width by pool size when finished.
+///
+/// ```
+/// use mempool_arrays::PooledBuilder;
+///
+/// let mut b = PooledBuilder::new();
+/// b.append_value("red");
+/// b.append_null();
+/// b.append_value("red");
+/// assert_eq!(b.len(), 3);
+/// let a = b.finish();
+/// assert_eq!(a.pool().len(), 2);
+/// assert_eq!(a.iter().collect::<Vec<_>>(), [Some("red"), None, Some("red")]);
+/// ```
+pub struct PooledBuilder {
+    enc: StrEncoder<String>,
+}
+
+impl Default for PooledBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for PooledBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBuilder")
+            .field("len", &self.len())
+            .field("pool_len", &self.enc.pool.len())
+            .finish()
+    }
+}
+
+impl PooledBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty builder with room for `items` entries.
+    pub fn with_capacity(items: usize) -> Self {
+        Self {
+            enc: StrEncoder::with_capacity(items),
+        }
+    }
+
+    /// Appends a string.
+    ///
+    /// # Panics
+    /// When the pool already holds 2<sup>32</sup> distinct values.
+    #[inline]
+    pub fn append_value(&mut self, s: &str) {
+        self.enc.push_value(s, || s.to_owned());
+    }
+
+    /// Appends a null (all nulls share one pool entry).
+    ///
+    /// # Panics
+    /// When the pool already holds 2<sup>32</sup> distinct values.
+    pub fn append_null(&mut self) {
+        self.enc.push_null();
+    }
+
+    /// Appends a string or a null.
+    ///
+    /// # Panics
+    /// When the pool already holds 2<sup>32</sup> distinct values.
+    pub fn append_option(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.append_value(s),
+            None => self.append_null(),
+        }
+    }
+
+    /// Entries appended so far.
+    pub fn len(&self) -> usize {
+        self.enc.codes.len()
+    }
+
+    /// Whether nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.enc.codes.is_empty()
+    }
+
+    /// The finished array: its codes as narrow as the pool size allows.
+    pub fn finish(self) -> PooledArray<StringArray> {
+        self.enc.finish()
+    }
+}
+
 impl PooledArray<StringArray> {
     /// Dictionary-encodes non-null strings.
     ///
@@ -645,10 +770,8 @@ impl PooledArray<StringArray> {
             .count()
     }
 
-    /// Decodes into a plain [`StringArray`] (copies every string).
-    ///
-    /// # Panics
-    /// As [`StringArray::value`], if the pool holds unchecked, invalid UTF-8.
+    /// Decodes into a plain [`StringArray`] (copies every string). Never
+    /// panics: the pool's UTF-8 was checked at construction.
     pub fn to_string_array(&self) -> StringArray {
         let mut b = StringBuilder::with_capacity(self.len(), 0);
         for s in self.iter() {
@@ -690,6 +813,31 @@ impl From<&StringArray> for PooledArray<StringArray> {
             }
         }
         enc.finish()
+    }
+}
+
+impl<'a> FromIterator<&'a str> for PooledArray<StringArray> {
+    /// Dictionary-encodes non-null strings.
+    ///
+    /// # Panics
+    /// With more than 2<sup>32</sup> distinct strings.
+    fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        let mut enc = StrEncoder::<&str>::with_capacity(iter.size_hint().0);
+        for s in iter {
+            enc.push_value(s, || s);
+        }
+        enc.finish()
+    }
+}
+
+impl FromIterator<String> for PooledArray<StringArray> {
+    /// Dictionary-encodes non-null strings.
+    ///
+    /// # Panics
+    /// With more than 2<sup>32</sup> distinct strings.
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        Self::from_iter_values(iter)
     }
 }
 
@@ -745,6 +893,7 @@ impl<T: Pod + Eq + Hash + Send + Sync> PooledArray<PrimitiveArray<T>> {
             codes.push(code);
         }
         let codes = Codes::narrow(&codes, pool.len());
+        pool.shrink_to_fit();
         Self {
             pool: PrimitiveArray::from_vec(pool),
             codes,
@@ -758,6 +907,38 @@ impl<T: Pod + Eq + Hash + Send + Sync> From<&PrimitiveArray<T>> for PooledArray<
     }
 }
 
+impl<T: Pod + Eq + Hash + Send + Sync> From<Vec<T>> for PooledArray<PrimitiveArray<T>> {
+    /// Dictionary-encodes `values` (see [`PooledArray::from_values`]).
+    ///
+    /// # Panics
+    /// With more than 2<sup>32</sup> distinct values.
+    fn from(values: Vec<T>) -> Self {
+        Self::from_values(&values)
+    }
+}
+
+impl<T: Pod + Eq + Hash + Send + Sync> FromIterator<T> for PooledArray<PrimitiveArray<T>> {
+    /// Dictionary-encodes the values (see [`PooledArray::from_values`]).
+    ///
+    /// # Panics
+    /// With more than 2<sup>32</sup> distinct values.
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Self::from_values(&iter.into_iter().collect::<Vec<T>>())
+    }
+}
+
+impl<T: Pod + PartialEq> std::ops::Index<usize> for PooledArray<PrimitiveArray<T>> {
+    type Output = T;
+
+    /// The pool value of entry `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    fn index(&self, i: usize) -> &T {
+        &self.pool.values()[self.code(i)]
+    }
+}
+
 impl<T: Pod + PartialEq> PooledArray<PrimitiveArray<T>> {
     /// Decodes into a `Vec`.
     pub fn to_vec(&self) -> Vec<T> {
@@ -767,6 +948,7 @@ impl<T: Pod + PartialEq> PooledArray<PrimitiveArray<T>> {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
 
@@ -889,6 +1071,61 @@ mod tests {
         a.account(&mut usage);
         b.account(&mut usage);
         assert_eq!(usage.total(), pool_size + 16);
+    }
+
+    #[test]
+    fn try_new_validates_a_string_pool() {
+        let pool = StringArray::try_new_structural(
+            Buffer::from_vec(vec![0u64, 1, 3]),
+            Buffer::from_vec(b"a\xff\xfe".to_vec()),
+            None,
+        )
+        .unwrap();
+        let codes = Codes::U8(PrimitiveArray::from(vec![0u8, 0]));
+        assert!(matches!(
+            PooledArray::try_new(pool.clone(), codes.clone()),
+            Err(ArrayError::InvalidUtf8 { index: 1 })
+        ));
+        // SAFETY: deliberately broken to show what the check guards: the codes
+        // used (0) are in range and entry 0 ("a") is valid UTF-8.
+        let unchecked = unsafe { PooledArray::new_unchecked(pool, codes) };
+        assert_eq!(unchecked.get(1), Some("a"));
+    }
+
+    #[test]
+    fn builder_conversions_and_index() {
+        let mut b = PooledBuilder::with_capacity(4);
+        assert!(b.is_empty());
+        b.append_option(Some("x"));
+        b.append_null();
+        b.append_value("y");
+        b.append_value("x");
+        let a = b.finish();
+        assert_eq!(
+            a,
+            PooledArray::from(vec![Some("x"), None, Some("y"), Some("x")])
+        );
+        assert_eq!(a.pool().len(), 3);
+        let s: PooledArray = ["p", "q", "p"].into_iter().collect();
+        let t: PooledArray = ["p", "q", "p"].map(String::from).into_iter().collect();
+        assert_eq!(s, t);
+        assert_eq!(s.pool().len(), 2);
+        let n: PooledArray<PrimitiveArray<i32>> = vec![5, -1, 5].into();
+        let m: PooledArray<PrimitiveArray<i32>> = [5, -1, 5].into_iter().collect();
+        assert_eq!(n, m);
+        assert_eq!((n[0], n[1], n[2]), (5, -1, 5));
+        assert_eq!(
+            n.pool().buffer().owner_len(),
+            8,
+            "the pool is shrunk to fit"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn index_out_of_bounds_panics() {
+        let n: PooledArray<PrimitiveArray<i32>> = vec![5].into();
+        let _ = n[1];
     }
 
     #[test]

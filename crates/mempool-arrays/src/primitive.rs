@@ -39,7 +39,7 @@ impl<T: Pod> PrimitiveArray<T> {
         Self::try_new(buffer).unwrap_or_else(|e| panic!("PrimitiveArray::new: {e}"))
     }
 
-    /// Wraps a buffer of `T`s, checking it.
+    /// Wraps a buffer of `T`s, checking it. This is O(1).
     ///
     /// # Errors
     /// - [`ArrayError::BadByteLength`] when the length is not a multiple of
@@ -52,6 +52,22 @@ impl<T: Pod> PrimitiveArray<T> {
             buffer,
             _t: PhantomData,
         })
+    }
+
+    /// Wraps a buffer of `T`s without checking it.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`PrimitiveArray::try_new`] checks: the
+    /// buffer's length is a multiple of `size_of::<T>()` and it starts at an
+    /// address aligned for `T`. Breaking this is a contract violation: this
+    /// version's accessors then panic, and later versions may rely on it for
+    /// memory safety.
+    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    pub unsafe fn new_unchecked(buffer: Buffer) -> Self {
+        Self {
+            buffer,
+            _t: PhantomData,
+        }
     }
 
     /// Takes a `Vec` without copying.
@@ -123,7 +139,7 @@ impl<T: Pod> PrimitiveArray<T> {
         &self.buffer
     }
 
-    /// Gives up the buffer.
+    /// Gives up the buffer (the argument of [`PrimitiveArray::try_new`]).
     pub fn into_parts(self) -> Buffer {
         self.buffer
     }
@@ -193,7 +209,9 @@ impl<T: Pod + Send + Sync> From<&[T]> for PrimitiveArray<T> {
 
 impl<T: Pod + Send + Sync> FromIterator<T> for PrimitiveArray<T> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
-        Self::from_vec(iter.into_iter().collect())
+        let mut v: Vec<T> = iter.into_iter().collect();
+        v.shrink_to_fit();
+        Self::from_vec(v)
     }
 }
 
@@ -221,7 +239,33 @@ pub struct BooleanArray {
 
 impl BooleanArray {
     /// Wraps a bitmap.
+    ///
+    /// # Panics
+    /// Never: every [`Bitmap`] is a valid boolean array (the bitmap's own
+    /// constructors check it). `new`, [`BooleanArray::try_new`] and
+    /// [`BooleanArray::new_unchecked`] exist so that every array has the same
+    /// constructors.
     pub fn new(bits: Bitmap) -> Self {
+        Self { bits }
+    }
+
+    /// Wraps a bitmap.
+    ///
+    /// # Errors
+    /// None: every [`Bitmap`] was checked when it was built (see
+    /// [`Bitmap::try_new`]); to check raw bytes, build the bitmap with
+    /// `Bitmap::try_new(buffer, offset, len)` first.
+    pub fn try_new(bits: Bitmap) -> Result<Self> {
+        Ok(Self { bits })
+    }
+
+    /// Wraps a bitmap.
+    ///
+    /// # Safety
+    /// None beyond the bitmap's own invariants, which a safely built [`Bitmap`]
+    /// always has (see [`Bitmap::new_unchecked`]).
+    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    pub unsafe fn new_unchecked(bits: Bitmap) -> Self {
         Self { bits }
     }
 
@@ -273,7 +317,7 @@ impl BooleanArray {
         &self.bits
     }
 
-    /// Gives up the bitmap.
+    /// Gives up the bitmap (the argument of [`BooleanArray::try_new`]).
     pub fn into_parts(self) -> Bitmap {
         self.bits
     }
@@ -304,7 +348,8 @@ impl From<Vec<bool>> for BooleanArray {
 
 impl FromIterator<bool> for BooleanArray {
     fn from_iter<I: IntoIterator<Item = bool>>(iter: I) -> Self {
-        let mut b = BitmapBuilder::new();
+        let iter = iter.into_iter();
+        let mut b = BitmapBuilder::with_capacity(iter.size_hint().0);
         for x in iter {
             b.push(x);
         }
@@ -332,6 +377,7 @@ pub(crate) fn check_len(what: &'static str, expected: usize, found: usize) -> Re
 }
 
 #[cfg(test)]
+#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
 
@@ -356,6 +402,29 @@ mod tests {
         assert_eq!(s.get(1), Some(Point { x: 9.0, y: -9.0 }));
         assert_eq!(s.get(2), None);
         assert_eq!(s.approx_size(), 160, "slice keeps the whole buffer alive");
+    }
+
+    #[test]
+    fn constructor_triples() {
+        let a = PrimitiveArray::from(vec![1u16, 2, 3]);
+        // SAFETY: the buffer of a checked array satisfies `try_new`'s checks.
+        let b = unsafe { PrimitiveArray::<u16>::new_unchecked(a.clone().into_parts()) };
+        assert_eq!(a, b);
+        let bits = BooleanArray::from(vec![true, false]);
+        let again = BooleanArray::try_new(bits.clone().into_parts()).unwrap();
+        assert_eq!(again, bits);
+        // SAFETY: a safely built bitmap has the bitmap invariants.
+        let unchecked = unsafe { BooleanArray::new_unchecked(bits.clone().into_parts()) };
+        assert_eq!(unchecked, bits);
+        // Collected arrays give back spare capacity.
+        let c: PrimitiveArray<u64> = (0..100u64).filter(|x| x % 10 == 0).collect();
+        assert_eq!(c.buffer().owner_len(), 80);
+    }
+
+    #[test]
+    #[should_panic(expected = "PrimitiveArray::new")]
+    fn new_panics_where_try_new_fails() {
+        PrimitiveArray::<u32>::new(Buffer::from_vec(vec![0u8; 3]));
     }
 
     #[test]

@@ -275,6 +275,24 @@ impl Table {
         })
     }
 
+    /// Builds a table from named columns without checking them.
+    ///
+    /// # Safety
+    /// The caller guarantees what [`Table::try_new`] checks: names are unique
+    /// and every column has as many rows as the first. Breaking this is a
+    /// contract violation: this version's lookups and slices then return wrong
+    /// columns or panic, and later versions may rely on it for memory safety.
+    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    pub unsafe fn new_unchecked(columns: Vec<(String, Column)>) -> Self {
+        let num_rows = columns.first().map_or(0, |(_, c)| c.len());
+        let (names, columns) = columns.into_iter().unzip();
+        Self {
+            names,
+            columns,
+            num_rows,
+        }
+    }
+
     /// A table with no columns and no rows.
     pub fn empty() -> Self {
         Self {
@@ -294,7 +312,8 @@ impl Table {
         self.columns.len()
     }
 
-    /// The column named `name`.
+    /// The column named `name` (`table["name"]` panics where this gives
+    /// `None`).
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.names
             .iter()
@@ -386,6 +405,46 @@ impl Table {
     }
 }
 
+impl std::ops::Index<&str> for Table {
+    type Output = Column;
+
+    /// The column named `name`.
+    ///
+    /// # Panics
+    /// If there is no such column; see [`Table::column`].
+    fn index(&self, name: &str) -> &Column {
+        match self.column(name) {
+            Some(c) => c,
+            None => panic!("no column named {name:?} in the table"),
+        }
+    }
+}
+
+impl TryFrom<Vec<(String, Column)>> for Table {
+    type Error = ArrayError;
+
+    /// [`Table::try_new`].
+    fn try_from(columns: Vec<(String, Column)>) -> Result<Self> {
+        Self::try_new(columns)
+    }
+}
+
+impl<S: Into<String>, C: Into<Column>> FromIterator<(S, C)> for Table {
+    /// A table of the named columns, in order.
+    ///
+    /// # Panics
+    /// When [`Table::try_new`] would fail (a repeated name, columns of
+    /// different lengths); use [`Table::try_new`] or `Table::try_from` for
+    /// untrusted columns.
+    fn from_iter<I: IntoIterator<Item = (S, C)>>(iter: I) -> Self {
+        Self::new(
+            iter.into_iter()
+                .map(|(name, column)| (name.into(), column.into()))
+                .collect(),
+        )
+    }
+}
+
 impl Default for Table {
     fn default() -> Self {
         Self::empty()
@@ -421,6 +480,7 @@ impl ApproxSize for Table {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
     use crate::buffer::Buffer;
@@ -560,6 +620,36 @@ mod tests {
             ),
         ]);
         assert_eq!(t.approx_size(), 64);
+    }
+
+    #[test]
+    fn constructor_triple_index_and_collect() {
+        let t: Table = [
+            ("a", Column::from(PrimitiveArray::from(vec![1u8, 2]))),
+            ("b", StringArray::from(vec!["x", "y"]).into()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(t["b"].type_name(), "string");
+        assert_eq!(t["a"].len(), 2);
+        // SAFETY: the parts of a checked table satisfy `try_new`'s checks.
+        let u = unsafe { Table::new_unchecked(t.clone().into_parts()) };
+        assert_eq!(u, t);
+        assert_eq!(Table::try_from(t.clone().into_parts()).unwrap(), t);
+        let dup = vec![
+            ("a".to_string(), t["a"].clone()),
+            ("a".into(), t["a"].clone()),
+        ];
+        assert!(matches!(
+            Table::try_from(dup),
+            Err(ArrayError::DuplicateColumn { .. })
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "no column named \"zz\"")]
+    fn index_of_a_missing_column_panics() {
+        let _ = &sample()["zz"];
     }
 
     #[test]
