@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use crate::Policy;
 
-/// How a [`Pool`](crate::Pool) bounds and places its data. Build it with struct
-/// update syntax from [`PoolConfig::default`] or with the setters.
+/// How a [`Pool`](crate::Pool) bounds and places its data. Start from
+/// [`PoolConfig::default`] and change what you need with the setters (the
+/// struct is `#[non_exhaustive]`, so new settings can come without breaking
+/// you); every field stays public for reading.
 ///
 /// ```
 /// use mempool_core::{Policy, PoolConfig};
@@ -40,6 +42,14 @@ pub struct PoolConfig {
     /// (spill files need not survive a crash: the session directory is
     /// discarded). Default: `true`.
     pub sync_saves: bool,
+    /// Write-behind (LRU only): once memory is three-quarters full, a
+    /// background thread writes disk copies of the least recently used values
+    /// that have none, within the quarter of `max_memsize` next in line to
+    /// leave. Evicting a value with a disk copy is just dropping it, so
+    /// `set` and `get` rarely wait for a write. Costs: one thread per pool
+    /// (started on first need), and disk writes of values that might have
+    /// been deleted before leaving memory. Default: `true`.
+    pub write_behind: bool,
 }
 
 impl Default for PoolConfig {
@@ -51,6 +61,7 @@ impl Default for PoolConfig {
             policy: Policy::Lru,
             verify_checksums: true,
             sync_saves: true,
+            write_behind: true,
         }
     }
 }
@@ -83,6 +94,12 @@ impl PoolConfig {
     /// Sets [`PoolConfig::verify_checksums`] (default `true`).
     pub fn verify_checksums(mut self, verify: bool) -> Self {
         self.verify_checksums = verify;
+        self
+    }
+
+    /// Sets [`PoolConfig::write_behind`] (default `true`).
+    pub fn write_behind(mut self, on: bool) -> Self {
+        self.write_behind = on;
         self
     }
 

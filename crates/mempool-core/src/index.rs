@@ -76,6 +76,7 @@ impl Entry {
 
 const LINKED: u8 = 1;
 const SPILLING: u8 = 2;
+const FLUSHING: u8 = 4;
 
 /// One value's slot: the recency links and the entry share one cache line.
 #[repr(C, align(64))]
@@ -91,6 +92,25 @@ impl Slot {
     /// Whether a write of this value out of memory is in flight.
     pub(crate) fn spilling(&self) -> bool {
         self.flags & SPILLING != 0
+    }
+
+    /// Whether a disk copy of this resident value is being written
+    /// (write-behind or `copy_to_disk`); it stays resident meanwhile.
+    pub(crate) fn flushing(&self) -> bool {
+        self.flags & FLUSHING != 0
+    }
+
+    pub(crate) fn set_flushing(&mut self, on: bool) {
+        if on {
+            self.flags |= FLUSHING;
+        } else {
+            self.flags &= !FLUSHING;
+        }
+    }
+
+    /// Whether any write of this value is in flight.
+    pub(crate) fn writing(&self) -> bool {
+        self.flags & (SPILLING | FLUSHING) != 0
     }
 
     /// Whether the value is resident (in the recency list).
@@ -317,6 +337,10 @@ impl State {
             assert!(
                 !(s.linked() && s.spilling()),
                 "a value is resident or spilling, not both"
+            );
+            assert!(
+                !s.flushing() || s.linked(),
+                "only a resident value is flushed"
             );
             if s.linked() || s.spilling() {
                 assert!(e.mem.is_some(), "a resident or spilling value is in memory");

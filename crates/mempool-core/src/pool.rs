@@ -15,10 +15,19 @@
 //! `settled`, which every settling write signals. Every write settles — a
 //! failure or a panic while encoding puts the value back in memory — so a
 //! waiter always wakes.
+//!
+//! # Write-behind
+//! With [`PoolConfig::write_behind`] (LRU only), a flusher thread writes disk
+//! copies of the values next in line to leave while they are still resident
+//! (marked flushing, like `copy_to_disk`), so that evicting them is just
+//! dropping them. Eviction never skips a value: when the next victim is being
+//! flushed, the caller helps by flushing another one, or waits for it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mempool_serde::{EncodedFrame, Frame, FrameError, ReadOptions};
 
@@ -55,6 +64,8 @@ enum Why {
     Evict,
     /// `move_to_disk`.
     Move,
+    /// A disk copy of a resident value (write-behind, `copy_to_disk`).
+    Flush,
 }
 
 /// A value being written out of memory, outside the lock.
@@ -74,6 +85,22 @@ struct Room {
     victims: Vec<Victim>,
     /// Values dropped from memory that already had a disk copy.
     released: Vec<Arc<dyn Stored>>,
+    /// The next victim is being flushed: its write must settle first.
+    blocked: bool,
+}
+
+/// Most values the flusher looks at, from the least recent, per pick.
+const FLUSH_SCAN: usize = 64;
+
+/// The flusher thread's controls, shared by the pool and the thread.
+#[derive(Default)]
+struct FlushCtl {
+    /// Work may be waiting; set by `kick`, cleared by the flusher.
+    pending: AtomicBool,
+    /// The pool is shutting down.
+    stopping: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    cv: Condvar,
 }
 
 struct Inner {
@@ -86,6 +113,32 @@ struct Inner {
     counters: Arc<Counters>,
     file_seq: AtomicU64,
     swept: usize,
+}
+
+/// What user clones of a [`Pool`] share beyond the index: dropping the last
+/// one stops and joins the flusher thread (which holds the index), so that
+/// the index, and with it the session directory, goes when the user's last
+/// `Pool` does.
+struct Handle {
+    flush: Option<Arc<FlushCtl>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let Some(ctl) = &self.flush else {
+            return;
+        };
+        ctl.stopping.store(true, Ordering::SeqCst);
+        let thread = {
+            let mut t = ctl.thread.lock().unwrap_or_else(|e| e.into_inner());
+            // Taking the lock orders this with the flusher's check-then-wait.
+            ctl.cv.notify_all();
+            t.take()
+        };
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
 }
 
 /// One process's memory-bounded object pool (MemPool.jl's `poolset`/`poolget`).
@@ -115,6 +168,8 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct Pool {
+    // Declared before `inner`: see [`Handle`].
+    handle: Arc<Handle>,
     inner: Arc<Inner>,
 }
 
@@ -191,7 +246,9 @@ impl Pool {
         let owner = random_u64();
         let (session, swept) = SessionDir::create(&config.spill_dir, owner)?;
         let state = State::new(config.policy);
+        let flush = Arc::new(FlushCtl::default());
         Ok(Self {
+            handle: Arc::new(Handle { flush: Some(flush) }),
             inner: Arc::new(Inner {
                 config,
                 owner,
@@ -260,10 +317,15 @@ impl Pool {
         let mut victims = Vec::new();
         let mut released = Vec::new();
         let mut freeing = 0;
+        let mut blocked = false;
         while st.used() + incoming > max + freeing {
             let Some(idx) = st.recency.victim() else {
                 break;
             };
+            if st.slots[idx as usize].flushing() {
+                blocked = true;
+                break;
+            }
             st.unlink_resident(idx);
             let slot = &mut st.slots[idx as usize];
             let gen = slot.gen();
@@ -290,7 +352,80 @@ impl Pool {
             fits: st.used() + incoming <= max,
             victims,
             released,
+            blocked,
         }
+    }
+
+    /// Whether write-behind should run: LRU, enabled, memory three-quarters full.
+    fn wants_flush(&self, st: &State) -> bool {
+        let c = &self.inner.config;
+        c.write_behind
+            && st.recency.policy() == crate::Policy::Lru
+            && st.used() > c.max_memsize / 4 * 3
+    }
+
+    /// Picks the least recent resident value without a disk copy, within the
+    /// quarter of `max_memsize` next in line to leave, and marks it flushing.
+    fn pick_flush(&self, st: &mut State) -> Option<Victim> {
+        if !self.wants_flush(st) {
+            return None;
+        }
+        let window = self.inner.config.max_memsize / 4;
+        let mut idx = st.recency.least_recent()?;
+        let mut before = 0u64;
+        for _ in 0..FLUSH_SCAN {
+            if before >= window {
+                return None;
+            }
+            let slot = &mut st.slots[idx as usize];
+            let gen = slot.gen();
+            let flushing = slot.flushing();
+            let e = slot.entry.as_ref()?;
+            let size = e.size;
+            if e.file.is_none() && !flushing {
+                let value = Arc::clone(e.mem.as_ref()?);
+                slot.set_flushing(true);
+                return Some(Victim {
+                    idx,
+                    gen,
+                    value,
+                    size,
+                    why: Why::Flush,
+                });
+            }
+            before += size;
+            idx = st.recency.more_recent(&st.slots, idx)?;
+        }
+        None
+    }
+
+    /// Wakes the flusher (starting it on first need) if write-behind wants to
+    /// run. Cheap when it is already awake.
+    fn kick_flusher(&self) {
+        let Some(ctl) = &self.handle.flush else {
+            return;
+        };
+        if ctl.pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut t = ctl.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if ctl.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if t.is_none() {
+            let pool = Pool {
+                handle: Arc::new(Handle { flush: None }),
+                inner: Arc::clone(&self.inner),
+            };
+            let ctl2 = Arc::clone(ctl);
+            // Without a thread, evictions simply write for themselves.
+            *t = std::thread::Builder::new()
+                .name("mempool-flush".into())
+                .spawn(move || flusher(&pool, &ctl2))
+                .ok();
+        }
+        drop(t);
+        ctl.cv.notify_all();
     }
 
     /// Writes a frame to a new file in the session directory, with its bytes
@@ -337,29 +472,54 @@ impl Pool {
             })
             .collect();
         let mut first_err = None;
-        for mut g in guards {
-            let v = g.victim.as_ref().expect("unsettled");
-            let written = self.write_value(&*v.value);
-            let v = g.victim.take().expect("unsettled");
-            let dref = self.dref(v.idx, v.gen, v.size);
-            match written {
-                Ok(file) => self.settle(v, Some(file)),
-                Err(source) => {
-                    self.settle(v, None);
-                    first_err.get_or_insert(PoolError::Spill {
+        for g in guards {
+            let (dref, why) = {
+                let v = g.victim.as_ref().expect("unsettled");
+                (self.dref(v.idx, v.gen, v.size), v.why)
+            };
+            if let Err(source) = self.write_guarded(g) {
+                first_err.get_or_insert(match why {
+                    Why::Flush => source,
+                    Why::Evict | Why::Move => PoolError::Spill {
                         dref,
                         source: Box::new(source),
-                    });
-                }
+                    },
+                });
             }
         }
         first_err
+    }
+
+    /// Writes one victim and settles it; the write's own error on failure.
+    fn write_one(&self, v: Victim) -> Result<()> {
+        self.write_guarded(Settle {
+            pool: self,
+            victim: Some(v),
+        })
+    }
+
+    fn write_guarded(&self, mut g: Settle<'_>) -> Result<()> {
+        let written = self.write_value(&*g.victim.as_ref().expect("unsettled").value);
+        let v = g.victim.take().expect("unsettled");
+        match written {
+            Ok(file) => {
+                self.settle(v, Some(file));
+                Ok(())
+            }
+            Err(e) => {
+                self.settle(v, None);
+                Err(e)
+            }
+        }
     }
 
     /// Ends a write out of memory: with its file the value leaves memory;
     /// without (the write failed) it is resident again, first in line to
     /// leave. Wakes every caller waiting for room.
     fn settle(&self, v: Victim, written: Option<SpillFile>) {
+        if v.why == Why::Flush {
+            return self.settle_flush(v, written);
+        }
         let mut st = self.lock();
         st.spilling_bytes -= v.size;
         let mut released: Vec<Arc<dyn Stored>> = Vec::new();
@@ -414,6 +574,42 @@ impl Pool {
         }
     }
 
+    /// Ends a write of a disk copy of a resident value: the value gets its file
+    /// (unless another write won) and stays resident.
+    fn settle_flush(&self, v: Victim, written: Option<SpillFile>) {
+        let mut st = self.lock();
+        let mut orphan = None;
+        match st.live(v.idx, v.gen) {
+            Some(slot) => {
+                slot.set_flushing(false);
+                match written {
+                    Some(file) => {
+                        let e = slot.entry_mut();
+                        if e.file.is_some() {
+                            orphan = Some(file);
+                        } else {
+                            e.file = Some(Box::new(file));
+                            st.disk_values += 1;
+                            st.spills += 1;
+                        }
+                    }
+                    None => st.spill_failures += 1,
+                }
+            }
+            None => orphan = written,
+        }
+        if let Some(f) = &orphan {
+            st.disk_bytes -= f.len;
+        }
+        drop(st);
+        self.inner.settled.notify_all();
+        // The pool still holds the value, or delete already let it go.
+        drop(v.value);
+        if let Some(f) = orphan {
+            let _ = std::fs::remove_file(&f.path);
+        }
+    }
+
     /// Stores `value` (MemPool.jl's `poolset`) and returns its reference.
     ///
     /// If memory is full, values leave memory first, in policy order
@@ -438,18 +634,12 @@ impl Pool {
             Arc::new(Held::new(value, size, Arc::clone(&self.inner.counters)));
         let mut st = self.lock();
         loop {
-            if st.used() + size <= self.inner.config.max_memsize {
-                let (idx, gen) = st.insert(Entry {
-                    size,
-                    mem: Some(held),
-                    tag: tag_of::<T>(),
-                    file: None,
-                });
-                st.link_resident(idx);
-                return Ok(self.dref(idx, gen, size));
-            }
-            let room = self.make_room(&mut st, size);
-            if room.fits && room.victims.is_empty() {
+            let room = if st.used() + size <= self.inner.config.max_memsize {
+                None
+            } else {
+                Some(self.make_room(&mut st, size))
+            };
+            if room.as_ref().is_none_or(|r| r.fits && r.victims.is_empty()) {
                 // Values with disk copies made the room: link now, drop them after.
                 let (idx, gen) = st.insert(Entry {
                     size,
@@ -458,11 +648,17 @@ impl Pool {
                     file: None,
                 });
                 st.link_resident(idx);
+                let flush = self.wants_flush(&st);
                 drop(st);
-                release(room.released);
+                if let Some(room) = room {
+                    release(room.released);
+                }
+                if flush {
+                    self.kick_flusher();
+                }
                 return Ok(self.dref(idx, gen, size));
             }
-            st = self.await_room(st, room)?;
+            st = self.await_room(st, room.expect("needed room"))?;
         }
     }
 
@@ -476,8 +672,17 @@ impl Pool {
         st: MutexGuard<'g, State>,
         room: Room,
     ) -> Result<MutexGuard<'g, State>> {
+        let mut st = st;
         if room.victims.is_empty() && room.released.is_empty() {
-            // All the room is held by writes in flight elsewhere.
+            // All the room is held by writes in flight elsewhere. Rather than
+            // only wait for the flush of the next victim, flush another.
+            if room.blocked {
+                if let Some(v) = self.pick_flush(&mut st) {
+                    drop(st);
+                    let _ = self.write_one(v);
+                    return Ok(self.lock());
+                }
+            }
             return Ok(self.wait(st));
         }
         drop(st);
@@ -596,9 +801,13 @@ impl Pool {
                 e.mem = Some(Arc::clone(&held) as Arc<dyn Stored>);
                 st.link_resident(idx);
                 st.restores += 1;
+                let flush = self.wants_flush(&st);
                 drop(st);
                 if let Some(room) = room {
                     release(room.released);
+                }
+                if flush {
+                    self.kick_flusher();
                 }
                 return Ok(Ref::from_held(held));
             }
@@ -681,7 +890,7 @@ impl Pool {
         let mut st = self.lock();
         loop {
             let idx = st.find(self.inner.owner, r)?;
-            if !st.slots[idx as usize].spilling() {
+            if !st.slots[idx as usize].writing() {
                 return Ok((st, idx));
             }
             st = self.wait(st);
@@ -747,40 +956,31 @@ impl Pool {
     /// [`PoolError::NotFound`]; [`PoolError::DiskFull`] or [`PoolError::Frame`]
     /// when the write fails (nothing changes).
     pub fn copy_to_disk(&self, r: &DRef) -> Result<FileRef> {
-        let (st, idx) = self.lock_settled(r)?;
-        let e = st.slots[idx as usize].entry.as_ref().expect("found");
+        let (mut st, idx) = self.lock_settled(r)?;
+        let slot = &mut st.slots[idx as usize];
+        let gen = slot.gen();
+        let e = slot.entry_mut();
         if let Some(f) = e.file.as_deref() {
             return Ok(Self::file_ref(f));
         }
         let value = Arc::clone(e.mem.as_ref().expect("in memory when not on disk"));
+        let size = e.size;
+        slot.set_flushing(true);
         drop(st);
-        let file = self.write_value(&*value)?;
-        drop(value);
-        let mut st = self.lock();
-        let gen = split_id(r.id).1;
-        let (result, orphan) = match st.live(idx, gen).map(|s| s.entry_mut()) {
-            Some(e) if e.file.is_none() => {
-                let f = Self::file_ref(&file);
-                e.file = Some(Box::new(file));
-                st.disk_values += 1;
-                st.spills += 1;
-                (Ok(f), None)
-            }
-            // Another caller wrote a copy first; keep that one.
-            Some(e) => (
-                Ok(Self::file_ref(e.file.as_deref().expect("checked"))),
-                Some(file),
-            ),
-            None => (Err(PoolError::NotFound { dref: *r }), Some(file)),
-        };
-        if let Some(f) = &orphan {
-            st.disk_bytes -= f.len;
-        }
-        drop(st);
-        if let Some(f) = orphan {
-            let _ = std::fs::remove_file(&f.path);
-        }
-        result
+        self.write_one(Victim {
+            idx,
+            gen,
+            value,
+            size,
+            why: Why::Flush,
+        })?;
+        let st = self.lock();
+        let idx = st.find(self.inner.owner, r)?;
+        let e = st.slots[idx as usize].entry.as_ref().expect("found");
+        e.file
+            .as_deref()
+            .map(Self::file_ref)
+            .ok_or(PoolError::NotFound { dref: *r })
     }
 
     /// Writes the value to `path` as a frame (MemPool.jl's `savetodisk`): to a
@@ -853,6 +1053,36 @@ impl Pool {
             restores: st.restores,
             bytes_written: Counters::get(&c.bytes_written),
             bytes_read: Counters::get(&c.bytes_read),
+        }
+    }
+}
+
+/// The flusher thread: waits for a kick, then writes disk copies while
+/// write-behind wants them. After a failed write it pauses, so that a full
+/// disk is not retried in a loop.
+fn flusher(pool: &Pool, ctl: &FlushCtl) {
+    loop {
+        {
+            let mut t = ctl.thread.lock().unwrap_or_else(|e| e.into_inner());
+            while !ctl.pending.load(Ordering::Acquire) && !ctl.stopping.load(Ordering::SeqCst) {
+                t = ctl.cv.wait(t).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if ctl.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        ctl.pending.store(false, Ordering::Release);
+        loop {
+            let Some(v) = pool.pick_flush(&mut pool.lock()) else {
+                break;
+            };
+            if pool.write_one(v).is_err() {
+                std::thread::sleep(Duration::from_millis(50));
+                break;
+            }
+            if ctl.stopping.load(Ordering::SeqCst) {
+                return;
+            }
         }
     }
 }

@@ -12,10 +12,13 @@ fn array(x: f64) -> PrimitiveArray<f64> {
 }
 
 fn pool(policy: Policy, dir: &tempfile::TempDir) -> Pool {
-    // Room for three arrays, not four.
+    // Room for three arrays, not four. Write-behind is off so that the spill
+    // files and counters are exactly MemPool.jl's; `write_behind.rs` checks
+    // the same residency with it on.
     let config = PoolConfig::default()
         .max_memsize(3 * 8000 + 4000)
         .policy(policy)
+        .write_behind(false)
         .spill_dir(dir.path());
     Pool::new(config).unwrap()
 }

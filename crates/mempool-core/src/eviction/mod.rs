@@ -65,6 +65,21 @@ impl Recency {
         self.list.remove(links, idx)
     }
 
+    /// The least recently used resident value.
+    pub(crate) fn least_recent(&self) -> Option<u32> {
+        self.list.least_recent()
+    }
+
+    /// The resident value used just after `idx`.
+    pub(crate) fn more_recent<L: Links + ?Sized>(&self, links: &L, idx: u32) -> Option<u32> {
+        self.list.more_recent(links, idx)
+    }
+
+    /// The configured policy.
+    pub(crate) fn policy(&self) -> Policy {
+        self.policy
+    }
+
     pub(crate) fn victim(&self) -> Option<u32> {
         match self.policy {
             Policy::Lru => lru::Lru.victim(&self.list),
