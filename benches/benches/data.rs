@@ -1,10 +1,11 @@
 //! Micro-benchmarks of the workload data generator's checksums: `data/checksum_f64`
-//! (one W1 value) and `data/checksum_strings` (one W3 array).
+//! (one W1 value), `data/checksum_strings` (one W3 array, strings one by one)
+//! and `data/checksum_string_array` (the same from a `StringArray`'s buffers).
 
 use criterion::{black_box, criterion_main, Criterion, Throughput};
 use mempool_benches::data::{
-    checksum_f64, checksum_strings, w1_value, w3_array_bytes, w3_strings, F64Pool, Letters,
-    W3_STRINGS_PER_ARRAY,
+    checksum_f64, checksum_string_array, checksum_strings, w1_value, w3_array_bytes, w3_strings,
+    F64Pool, Letters, W3_STRINGS_PER_ARRAY,
 };
 
 fn checksums(c: &mut Criterion) {
@@ -23,6 +24,14 @@ fn checksums(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(joined_len as u64));
     group.bench_function("checksum_strings", |b| {
         b.iter(|| checksum_strings(black_box(&strings).iter().copied()))
+    });
+    let array = mempool_arrays::StringArray::from_iter_values(
+        strings
+            .iter()
+            .map(|s| std::str::from_utf8(s).expect("ASCII")),
+    );
+    group.bench_function("checksum_string_array", |b| {
+        b.iter(|| checksum_string_array(black_box(&array)))
     });
 
     group.finish();

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use mempool_arrays::{Buffer, PrimitiveArray, StringArray};
 use mempool_benches::data::{
-    checksum_f64, checksum_strings, perm, w1_value, w2_value, w3_strings, F64Pool, Letters,
-    W1_GET_STREAM, W1_VALUES, W1_VALUE_LEN, W2_GET_STREAM, W2_OPS, W3_ARRAYS, W3_GET_STREAM,
+    checksum_f64, checksum_string_array, checksum_strings, perm, w1_value, w2_value, w3_strings,
+    F64Pool, Letters, W1_GET_STREAM, W1_VALUES, W1_VALUE_LEN, W2_GET_STREAM, W2_OPS, W3_ARRAYS,
+    W3_GET_STREAM,
 };
 use mempool_core::{Pool, PoolConfig};
 
@@ -122,6 +123,7 @@ struct Limits {
     memcpy: f64,
     page_cache_write: f64,
     mmap_read: f64,
+    file_writes: f64,
 }
 
 /// The machine's limits: memcpy bandwidth, page-cache write, mapped read.
@@ -139,12 +141,39 @@ fn limits(dir: &Path) -> Limits {
     }
     let memcpy = n as f64 / MB / best.as_secs_f64();
 
-    // Spill-shaped I/O: 1024 files of 1 MiB, each written to a temporary name
-    // and renamed, then each mapped and read.
-    let files = dir.join("limits");
-    std::fs::create_dir_all(&files).unwrap();
+    // Page cache, as the issue defines it: one 1 GiB file written in 1 MiB
+    // chunks, then mapped and read (cached).
     let chunk = vec![7u8; MIB as usize];
     let total = 1024 * MIB;
+    let big = dir.join("limits-1GiB");
+    let t = Instant::now();
+    {
+        let mut f = std::fs::File::create(&big).unwrap();
+        for _ in 0..1024 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let page_cache_write = total as f64 / MB / t.elapsed().as_secs_f64();
+    let mut best = Duration::MAX;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let file = std::fs::File::open(&big).unwrap();
+        let map = Buffer::map_open_file(&file, true).unwrap();
+        let sum = map
+            .typed::<u64>()
+            .unwrap()
+            .iter()
+            .fold(0u64, |a, &x| a.wrapping_add(x));
+        std::hint::black_box(sum);
+        best = best.min(t.elapsed());
+    }
+    let mmap_read = total as f64 / MB / best.as_secs_f64();
+    let _ = std::fs::remove_file(&big);
+
+    // Spill-shaped: 1024 files of 1 MiB, each written to a temporary name and
+    // renamed (what a synchronous spill does, minus the pool).
+    let files = dir.join("limits");
+    std::fs::create_dir_all(&files).unwrap();
     let t = Instant::now();
     for i in 0..1024 {
         let tmp = files.join(format!("{i}.tmp"));
@@ -153,29 +182,13 @@ fn limits(dir: &Path) -> Limits {
         drop(f);
         std::fs::rename(&tmp, files.join(format!("{i}"))).unwrap();
     }
-    let page_cache_write = total as f64 / MB / t.elapsed().as_secs_f64();
-    let mut best = Duration::MAX;
-    for _ in 0..2 {
-        let t = Instant::now();
-        let mut sum = 0u64;
-        for i in 0..1024 {
-            let file = std::fs::File::open(files.join(format!("{i}"))).unwrap();
-            let map = Buffer::map_open_file(&file, true).unwrap();
-            sum = map
-                .typed::<u64>()
-                .unwrap()
-                .iter()
-                .fold(sum, |a, &x| a.wrapping_add(x));
-        }
-        std::hint::black_box(sum);
-        best = best.min(t.elapsed());
-    }
-    let mmap_read = total as f64 / MB / best.as_secs_f64();
+    let file_writes = total as f64 / MB / t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&files);
     Limits {
         memcpy,
         page_cache_write,
         mmap_read,
+        file_writes,
     }
 }
 
@@ -370,7 +383,7 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
     for i in perm(W3_ARRAYS as u64, W3_GET_STREAM) {
         let t = Instant::now();
         let a = pool.get::<StringArray>(&refs[i as usize]).unwrap();
-        let crc = checksum_strings(a.iter_bytes().map(Option::unwrap_or_default));
+        let crc = checksum_string_array(&a);
         drop(a);
         get += t.elapsed();
         assert_eq!(crc, crcs[i as usize], "W3 array {i} corrupted");
@@ -462,34 +475,46 @@ fn main() {
         eprintln!("cannot make a scratch directory: {e}");
         std::process::exit(1);
     });
-    println!("limits of this machine");
-    let lim = limits(dir.path());
-    let mut l = Workload::new("limits");
-    l.add("memcpy", lim.memcpy, "MB/s", "", String::new());
-    l.add(
-        "page-cache write (1024 x 1 MiB files)",
-        lim.page_cache_write,
-        "MB/s",
-        "",
-        String::new(),
-    );
-    l.add(
-        "mmap read (1024 x 1 MiB files, cached)",
-        lim.mmap_read,
-        "MB/s",
-        "",
-        String::new(),
-    );
-    let mut all = vec![l];
     let want = |w: &str| only.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(w));
-    if want("W1") {
-        all.push(w1(dir.path(), &lim));
+    let mut all = Vec::new();
+    // The limits are what W1 and W3 are compared with; W2 stays in memory.
+    let lim = (want("W1") || want("W3")).then(|| {
+        println!("limits of this machine");
+        let lim = limits(dir.path());
+        let mut l = Workload::new("limits");
+        l.add("memcpy", lim.memcpy, "MB/s", "", String::new());
+        l.add(
+            "page-cache write (one 1 GiB file)",
+            lim.page_cache_write,
+            "MB/s",
+            "",
+            String::new(),
+        );
+        l.add(
+            "mmap read (1 GiB, cached)",
+            lim.mmap_read,
+            "MB/s",
+            "",
+            String::new(),
+        );
+        l.add(
+            "1024 new 1 MiB files (temp + rename)",
+            lim.file_writes,
+            "MB/s",
+            "",
+            String::new(),
+        );
+        all.push(l);
+        lim
+    });
+    if let Some(lim) = lim.as_ref().filter(|_| want("W1")) {
+        all.push(w1(dir.path(), lim));
     }
     if want("W2") {
         all.push(w2(dir.path()));
     }
-    if want("W3") {
-        all.push(w3(dir.path(), &lim));
+    if let Some(lim) = lim.as_ref().filter(|_| want("W3")) {
+        all.push(w3(dir.path(), lim));
     }
     if let Some(path) = json {
         std::fs::write(&path, to_json(&all)).unwrap();
