@@ -163,6 +163,9 @@ impl Links for Vec<Slot> {
     }
 }
 
+/// Reads buffered before they are applied to the recency list.
+const TOUCH_BATCH: usize = 128;
+
 /// A value's id: its slot in the low 32 bits, the slot's generation in the high.
 pub(crate) fn make_id(idx: u32, gen: u32) -> u64 {
     (u64::from(gen) << 32) | u64::from(idx)
@@ -184,7 +187,13 @@ pub(crate) fn split_id(id: u64) -> (u32, u32) {
 pub(crate) struct State {
     pub(crate) slots: Vec<Slot>,
     free: Vec<u32>,
-    pub(crate) recency: Recency,
+    recency: Recency,
+    /// Reads of resident values not yet applied to the recency list, oldest
+    /// first (slot, generation). Applying them in order before anything that
+    /// depends on the order (picking a victim, linking a value) gives exactly
+    /// the list that eager moves would; a read meanwhile costs no write to
+    /// its neighbours' slots.
+    touched: Vec<(u32, u32)>,
     pub(crate) mem_values: u64,
     pub(crate) mem_bytes: u64,
     pub(crate) spilling_bytes: u64,
@@ -204,6 +213,7 @@ impl State {
             slots: Vec::new(),
             free: Vec::new(),
             recency: Recency::new(policy),
+            touched: Vec::with_capacity(TOUCH_BATCH),
             mem_values: 0,
             mem_bytes: 0,
             spilling_bytes: 0,
@@ -277,8 +287,51 @@ impl State {
         Some(e)
     }
 
+    /// Applies the buffered reads to the recency list, in order; reads of
+    /// values that left memory (or whose slot now holds another value) are
+    /// dropped.
+    pub(crate) fn apply_touches(&mut self) {
+        let State {
+            slots,
+            recency,
+            touched,
+            ..
+        } = self;
+        for (idx, gen) in touched.drain(..) {
+            let s = &slots[idx as usize];
+            if s.gen == gen && s.linked() {
+                recency.touch(slots, idx);
+            }
+        }
+    }
+
+    /// The next value to leave memory, per the policy.
+    pub(crate) fn victim(&mut self) -> Option<u32> {
+        self.apply_touches();
+        self.recency.victim()
+    }
+
+    /// The least recently used resident value.
+    pub(crate) fn least_recent(&mut self) -> Option<u32> {
+        self.apply_touches();
+        self.recency.least_recent()
+    }
+
+    /// The resident value used just after `idx` (call after `least_recent`,
+    /// with no read in between).
+    pub(crate) fn more_recent(&self, idx: u32) -> Option<u32> {
+        debug_assert!(self.touched.is_empty());
+        self.recency.more_recent(&self.slots, idx)
+    }
+
+    /// The eviction policy.
+    pub(crate) fn policy(&self) -> Policy {
+        self.recency.policy()
+    }
+
     /// Takes a resident value out of the recency list and the memory count;
-    /// false if it was not resident.
+    /// false if it was not resident. (Buffered reads of it are dropped when
+    /// applied.)
     pub(crate) fn unlink_resident(&mut self, idx: u32) -> bool {
         if self.recency.remove(&mut self.slots, idx) {
             let size = self.slots[idx as usize].entry_mut().size;
@@ -292,6 +345,7 @@ impl State {
 
     /// Makes a value resident and most recent.
     pub(crate) fn link_resident(&mut self, idx: u32) {
+        self.apply_touches();
         let size = self.slots[idx as usize].entry_mut().size;
         self.recency.insert(&mut self.slots, idx);
         self.mem_bytes += size;
@@ -301,6 +355,7 @@ impl State {
     /// Makes a value resident again after a failed write, first in line to
     /// leave.
     pub(crate) fn relink_as_victim(&mut self, idx: u32) {
+        self.apply_touches();
         let size = self.slots[idx as usize].entry_mut().size;
         let State { slots, recency, .. } = self;
         recency.reinsert_as_victim(slots, idx);
@@ -308,10 +363,14 @@ impl State {
         self.mem_values += 1;
     }
 
-    /// Marks a resident value as resident-and-read.
+    /// Records a read of a resident value (applied to the recency list in
+    /// batches, in order).
     pub(crate) fn touch(&mut self, idx: u32) {
-        let State { slots, recency, .. } = self;
-        recency.touch(slots, idx);
+        let gen = self.slots[idx as usize].gen;
+        self.touched.push((idx, gen));
+        if self.touched.len() == TOUCH_BATCH {
+            self.apply_touches();
+        }
     }
 
     /// Bytes in memory that count against the bound.
@@ -370,5 +429,66 @@ impl State {
             "{} bytes in memory over the bound {max_memsize}",
             self.used()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(size: u64) -> Entry {
+        Entry {
+            size,
+            mem: None,
+            tag: tag_of::<Vec<u8>>(),
+            file: None,
+        }
+    }
+
+    /// Buffered reads, applied at batch boundaries and before links and
+    /// victim picks, give exactly the order of eager moves.
+    #[test]
+    fn buffered_touches_match_eager_lru() {
+        let mut st = State::new(Policy::Lru);
+        let mut model: Vec<u32> = Vec::new(); // most recent first
+        let mut x = 42u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> 33
+        };
+        for step in 0..5_000 {
+            match next() % 10 {
+                0 | 1 => {
+                    let (idx, _) = st.insert(entry(1));
+                    st.link_resident(idx);
+                    model.insert(0, idx);
+                }
+                2 if !model.is_empty() => {
+                    let v = st.victim().expect("resident values");
+                    assert_eq!(Some(&v), model.last(), "step {step}: victim");
+                    model.pop();
+                    assert!(st.unlink_resident(v));
+                    st.remove(v);
+                }
+                3 if !model.is_empty() => {
+                    // delete a random resident value
+                    let i = (next() as usize) % model.len();
+                    let idx = model.remove(i);
+                    assert!(st.unlink_resident(idx));
+                    st.remove(idx);
+                }
+                _ if !model.is_empty() => {
+                    let i = (next() as usize) % model.len();
+                    let idx = model.remove(i);
+                    model.insert(0, idx);
+                    st.touch(idx);
+                }
+                _ => {}
+            }
+        }
+        st.apply_touches();
+        assert_eq!(st.recency.order(&st.slots), model);
     }
 }

@@ -25,7 +25,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
+
+use parking_lot::{Condvar as StateCondvar, Mutex as StateMutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -107,9 +109,9 @@ struct Inner {
     config: PoolConfig,
     owner: u64,
     session: SessionDir,
-    state: Mutex<State>,
+    state: StateMutex<State>,
     /// Signalled whenever a write out of memory settles.
-    settled: Condvar,
+    settled: StateCondvar,
     counters: Arc<Counters>,
     file_seq: AtomicU64,
     swept: usize,
@@ -253,8 +255,8 @@ impl Pool {
                 config,
                 owner,
                 session,
-                state: Mutex::new(state),
-                settled: Condvar::new(),
+                state: StateMutex::new(state),
+                settled: StateCondvar::new(),
                 counters: Arc::new(Counters::default()),
                 file_seq: AtomicU64::new(0),
                 swept,
@@ -283,21 +285,17 @@ impl Pool {
         self.inner.owner
     }
 
+    /// The index lock. (parking_lot's: it spins briefly before parking,
+    /// which suits critical sections of a few cache misses, and it does not
+    /// poison — index updates complete before any call that could panic.)
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Index updates complete before any call that could panic, so a
-        // poisoned lock still guards a consistent index.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.state.lock()
     }
 
     /// Waits until some write out of memory settles.
-    fn wait<'g>(&self, guard: MutexGuard<'g, State>) -> MutexGuard<'g, State> {
-        self.inner
-            .settled
-            .wait(guard)
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn wait<'g>(&self, mut guard: MutexGuard<'g, State>) -> MutexGuard<'g, State> {
+        self.inner.settled.wait(&mut guard);
+        guard
     }
 
     fn dref(&self, idx: u32, gen: u32, size: u64) -> DRef {
@@ -319,7 +317,7 @@ impl Pool {
         let mut freeing = 0;
         let mut blocked = false;
         while st.used() + incoming > max + freeing {
-            let Some(idx) = st.recency.victim() else {
+            let Some(idx) = st.victim() else {
                 break;
             };
             if st.slots[idx as usize].flushing() {
@@ -359,9 +357,7 @@ impl Pool {
     /// Whether write-behind should run: LRU, enabled, memory three-quarters full.
     fn wants_flush(&self, st: &State) -> bool {
         let c = &self.inner.config;
-        c.write_behind
-            && st.recency.policy() == crate::Policy::Lru
-            && st.used() > c.max_memsize / 4 * 3
+        c.write_behind && st.policy() == crate::Policy::Lru && st.used() > c.max_memsize / 4 * 3
     }
 
     /// Picks the least recent resident value without a disk copy, within the
@@ -371,7 +367,7 @@ impl Pool {
             return None;
         }
         let window = self.inner.config.max_memsize / 4;
-        let mut idx = st.recency.least_recent()?;
+        let mut idx = st.least_recent()?;
         let mut before = 0u64;
         for _ in 0..FLUSH_SCAN {
             if before >= window {
@@ -394,7 +390,7 @@ impl Pool {
                 });
             }
             before += size;
-            idx = st.recency.more_recent(&st.slots, idx)?;
+            idx = st.more_recent(idx)?;
         }
         None
     }
@@ -1280,9 +1276,9 @@ mod tests {
         let b = p.set(Flaky::new(2, 400, &good)).unwrap();
         // Needs both out of memory: `a` panics first, `b` is never reached.
         let p2 = p.clone();
-        let r = std::panic::catch_unwind(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             p2.set(Flaky::new(3, 900, &Arc::new(AtomicU8::new(OK))))
-        });
+        }));
         assert!(r.is_err(), "the encode panic reaches the caller");
         check(&p);
         let s = p.stats();

@@ -65,6 +65,12 @@ impl Recency {
         self.list.remove(links, idx)
     }
 
+    /// Indices from most to least recent (for tests; O(n)).
+    #[cfg(test)]
+    pub(crate) fn order<L: Links + ?Sized>(&self, links: &L) -> Vec<u32> {
+        self.list.order(links)
+    }
+
     /// The least recently used resident value.
     pub(crate) fn least_recent(&self) -> Option<u32> {
         self.list.least_recent()
