@@ -1,8 +1,9 @@
 //! Model-based property test of a pool's residency, spill files and
 //! accounting, for LRU and MRU.
 //!
-//! Random sequences of `set`, `get`, `delete`, `move_to_disk`, `copy_to_disk`
-//! and `save_to_disk` (on live references, and sometimes on deleted ones) run
+//! Random sequences of `set`, `get`, `delete`, `move_to_disk`, `copy_to_disk`,
+//! `save_to_disk`, and gets whose `Ref`s are kept across later operations
+//! (on live references, and sometimes on deleted ones) run
 //! against a pool and against a small reference model that simulates its
 //! eviction exactly: a recency list of the resident values (most recent first)
 //! with each one's counted size. After every step the contents read back, each
@@ -83,6 +84,10 @@ enum Op {
     MoveToDisk(Pick),
     CopyToDisk(Pick),
     SaveToDisk(Pick),
+    /// A `get` whose `Ref` the test keeps (until a `Release`).
+    Hold(Pick),
+    /// Drops one kept `Ref`.
+    Release(u16),
 }
 
 fn len_strategy() -> impl Strategy<Value = usize> {
@@ -112,6 +117,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => pick_strategy().prop_map(Op::MoveToDisk),
         1 => pick_strategy().prop_map(Op::CopyToDisk),
         1 => pick_strategy().prop_map(Op::SaveToDisk),
+        1 => pick_strategy().prop_map(Op::Hold),
+        1 => any::<u16>().prop_map(Op::Release),
     ]
 }
 
@@ -125,6 +132,17 @@ struct MVal {
     size: u64,
     resident: bool,
     file: bool,
+    /// Which in-memory copy the pool holds: a new one is made at every
+    /// restore (a `Ref` to an older copy keeps that copy alive, detached).
+    obj: u64,
+}
+
+/// A `Ref` the test keeps: which value, which copy of it, and its size.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    id: u64,
+    obj: u64,
+    size: u64,
 }
 
 /// The reference model: live values, the recency list, deleted refs, counters.
@@ -137,6 +155,8 @@ struct Model {
     /// Model ids of resident values, most recent first.
     recency: Vec<u64>,
     dead: Vec<DRef>,
+    held: Vec<Held>,
+    next_obj: u64,
     next_id: u64,
     hits: u64,
     misses: u64,
@@ -154,6 +174,8 @@ impl Model {
             live: Vec::new(),
             recency: Vec::new(),
             dead: Vec::new(),
+            held: Vec::new(),
+            next_obj: 0,
             next_id: 0,
             hits: 0,
             misses: 0,
@@ -189,6 +211,27 @@ impl Model {
             }
             self.evictions += 1;
         }
+    }
+
+    /// Bytes of kept copies the pool no longer holds (evicted, deleted, or
+    /// never made resident), each copy once.
+    fn detached_bytes(&self) -> u64 {
+        let mut seen = std::collections::BTreeSet::new();
+        self.held
+            .iter()
+            .filter(|h| seen.insert((h.id, h.obj)))
+            .filter(|h| {
+                self.vals
+                    .get(&h.id)
+                    .is_none_or(|v| !(v.resident && v.obj == h.obj))
+            })
+            .map(|h| h.size)
+            .sum()
+    }
+
+    fn new_obj(&mut self) -> u64 {
+        self.next_obj += 1;
+        self.next_obj
     }
 
     fn make_most_recent(&mut self, id: u64) {
@@ -321,8 +364,8 @@ fn check(pool: &Pool, m: &Model, step: usize) -> Result<(), TestCaseError> {
     prop_assert_eq!(s.spilling_bytes, 0, "step {}: spilling_bytes", step);
     prop_assert_eq!(
         s.detached_bytes,
-        0,
-        "step {}: detached_bytes (no Ref held)",
+        m.detached_bytes(),
+        "step {}: detached_bytes (copies kept by Refs the pool let go of)",
         step
     );
     prop_assert_eq!(
@@ -363,6 +406,8 @@ fn run_case(policy: Policy, ops: &[Op]) -> Result<(), TestCaseError> {
     )
     .unwrap();
     let mut m = Model::new(MAX_MEMSIZE, policy);
+    // The Refs of `Hold`, index for index with `m.held`.
+    let mut kept: Vec<mempool_core::Ref<Value>> = Vec::new();
 
     for (step, &op) in ops.iter().enumerate() {
         let what = format!("step {step} {op:?}");
@@ -394,11 +439,14 @@ fn run_case(policy: Policy, ops: &[Op]) -> Result<(), TestCaseError> {
                         size,
                         resident,
                         file,
+                        obj: 0,
                     },
                 );
+                let obj = m.new_obj();
+                m.vals.get_mut(&id).unwrap().obj = obj;
                 m.live.push(id);
             }
-            Op::Get(p) => {
+            Op::Get(p) | Op::Hold(p) => {
                 if let Some(d) = m.pick_dead(p) {
                     not_found(&what, pool.get::<Value>(&d), d)?;
                 } else if let Some(id) = m.pick_live(p) {
@@ -407,14 +455,17 @@ fn run_case(policy: Policy, ops: &[Op]) -> Result<(), TestCaseError> {
                         .map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
                     let v = &m.vals[&id];
                     check_contents(&what, &got, v.seed, v.len)?;
+                    let obj;
                     if v.resident {
                         m.hits += 1;
                         prop_assert_eq!(got.mem_size(), v.size, "{}: resident value's size", what);
+                        obj = v.obj;
                         m.make_most_recent(id);
                     } else {
                         m.misses += 1;
                         // A mapped value counts its mapped bytes.
                         let size = got.mem_size();
+                        obj = m.new_obj();
                         if size <= m.max {
                             m.make_room(size);
                             m.recency.insert(0, id);
@@ -422,9 +473,24 @@ fn run_case(policy: Policy, ops: &[Op]) -> Result<(), TestCaseError> {
                             let v = m.vals.get_mut(&id).unwrap();
                             v.size = size;
                             v.resident = true;
+                            v.obj = obj;
                         }
                     }
-                    drop(got);
+                    if matches!(op, Op::Hold(_)) {
+                        m.held.push(Held {
+                            id,
+                            obj,
+                            size: got.mem_size(),
+                        });
+                        kept.push(got);
+                    }
+                }
+            }
+            Op::Release(i) => {
+                if !kept.is_empty() {
+                    let i = usize::from(i) % kept.len();
+                    m.held.swap_remove(i);
+                    drop(kept.swap_remove(i));
                 }
             }
             Op::Delete(p) => {
@@ -510,6 +576,10 @@ fn run_case(policy: Policy, ops: &[Op]) -> Result<(), TestCaseError> {
         m.dead.push(v.dref);
     }
     m.recency.clear();
+    // Kept Refs still count as detached until they are dropped.
+    prop_assert_eq!(pool.stats().detached_bytes, m.detached_bytes());
+    kept.clear();
+    m.held.clear();
     let s = pool.stats();
     prop_assert_eq!(
         (
