@@ -24,6 +24,8 @@ fn show(label: &str, s: &Stats) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Ctrl-C removes the spill directory too.
+    mempool_core::cleanup_on_signals()?;
     let spill_dir = std::env::temp_dir().join("mempool-demo");
     let config = PoolConfig::default()
         .max_memsize(64 * MIB)
