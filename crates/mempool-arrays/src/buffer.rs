@@ -41,6 +41,11 @@ trait Allocation: Send + Sync + 'static {
     fn held(&self) -> usize {
         self.bytes().len()
     }
+    /// Asks the kernel to read bytes `offset..offset + len` in now (a no-op
+    /// for memory that is not mapped).
+    fn populate(&self, _offset: usize, _len: usize) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct VecAlloc<T: Pod + Send + Sync>(Vec<T>);
@@ -63,6 +68,18 @@ impl Allocation for memmap2::Mmap {
     }
     fn kind(&self) -> MemoryKind {
         MemoryKind::Mapped
+    }
+    #[cfg(unix)]
+    fn populate(&self, offset: usize, len: usize) -> std::io::Result<()> {
+        use memmap2::Advice;
+        // MADV_POPULATE_READ (Linux 5.14) faults every page in, as MAP_POPULATE
+        // does at map time; older kernels get the weaker MADV_WILLNEED
+        // (read-ahead without mapping the pages).
+        #[cfg(target_os = "linux")]
+        if self.advise_range(Advice::PopulateRead, offset, len).is_ok() {
+            return Ok(());
+        }
+        self.advise_range(Advice::WillNeed, offset, len)
     }
 }
 
@@ -217,6 +234,21 @@ impl Buffer {
         //   directory and are never written after they are renamed into place.
         let map = unsafe { opts.map(file)? };
         Ok(Self::from_mmap(map))
+    }
+
+    /// Asks the kernel to read all of this buffer's pages in now, when the
+    /// buffer is a lazily mapped file that will be read whole (a checksum
+    /// pass): what `populate` does for [`Buffer::map_open_file`], after the
+    /// fact. A no-op for heap and static memory. Only advice: the bytes are
+    /// readable whether or not it succeeds.
+    ///
+    /// # Errors
+    /// The error of `madvise(2)`; callers may ignore it.
+    pub fn populate(&self) -> std::io::Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.owner.populate(self.offset, self.len)
     }
 
     /// The bytes.
@@ -631,7 +663,10 @@ mod tests {
         std::fs::write(&p, [1u8, 2, 3]).unwrap();
         let b = Buffer::map_file(&p).unwrap();
         assert_eq!(b.memory_kind(), MemoryKind::Mapped);
+        b.populate().unwrap();
+        b.slice(1, 2).populate().unwrap();
         assert_eq!(b.as_slice(), &[1, 2, 3]);
+        Buffer::from_vec(vec![1u8]).populate().unwrap();
         let e = Buffer::map_file(&dir.path().join("missing")).unwrap_err();
         assert!(e.to_string().contains("missing"), "{e}");
     }

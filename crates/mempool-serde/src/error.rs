@@ -6,12 +6,15 @@ use std::path::PathBuf;
 ///
 /// A reader never trusts a frame: truncation, corruption, a hostile length or a
 /// frame of another type all come back as one of these, with the expected and
-/// found values.
+/// found values. Every message ends with what to do about it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
     /// Fewer bytes than the frame needs.
-    #[error("frame truncated: {what} needs {needed} bytes, only {available} present")]
+    #[error(
+        "frame truncated: {what} needs {needed} bytes, only {available} present; \
+         the frame is incomplete (an interrupted write or copy): rewrite it from its source"
+    )]
     Truncated {
         /// What was being read.
         what: &'static str,
@@ -21,7 +24,10 @@ pub enum FrameError {
         available: u64,
     },
     /// The bytes do not start with the frame magic.
-    #[error("not a mempool frame: magic {found:02x?}, expected {expected:02x?}")]
+    #[error(
+        "not a mempool frame (magic {found:02x?}, expected {expected:02x?}); \
+         check that the path or bytes hold a frame written by mempool"
+    )]
     BadMagic {
         /// The magic of the format.
         expected: [u8; 8],
@@ -29,7 +35,10 @@ pub enum FrameError {
         found: [u8; 8],
     },
     /// A frame version this build cannot read.
-    #[error("frame version {found} is not supported (this build reads version {supported}); upgrade mempool")]
+    #[error(
+        "frame version {found} is not supported (this build reads version {supported}); \
+         read it with a mempool that supports version {found}, or rewrite it with this one"
+    )]
     UnsupportedVersion {
         /// Version in the frame.
         found: u16,
@@ -45,7 +54,10 @@ pub enum FrameError {
         found: String,
     },
     /// The header's checksum does not match (the header or section table is corrupt).
-    #[error("frame header checksum mismatch (stored {stored:#018x}, computed {computed:#018x}): the frame is corrupt")]
+    #[error(
+        "frame header checksum mismatch (stored {stored:#018x}, computed {computed:#018x}); \
+         the frame header is corrupt: rewrite the frame from its source"
+    )]
     HeaderChecksum {
         /// Checksum stored in the frame.
         stored: u64,
@@ -53,7 +65,10 @@ pub enum FrameError {
         computed: u64,
     },
     /// The body's checksum does not match (the data is corrupt).
-    #[error("frame body checksum mismatch (stored {stored:#018x}, computed {computed:#018x}): the data is corrupt")]
+    #[error(
+        "frame body checksum mismatch (stored {stored:#018x}, computed {computed:#018x}); \
+         the frame data is corrupt: rewrite the frame from its source"
+    )]
     BodyChecksum {
         /// Checksum stored in the frame.
         stored: u64,
@@ -61,7 +76,10 @@ pub enum FrameError {
         computed: u64,
     },
     /// A header field is out of its allowed range.
-    #[error("frame field {field} = {value} is invalid: {reason}")]
+    #[error(
+        "frame field {field} = {value} is invalid ({reason}); \
+         the frame is corrupt: rewrite it from its source"
+    )]
     BadField {
         /// Field name.
         field: &'static str,
@@ -71,7 +89,10 @@ pub enum FrameError {
         reason: &'static str,
     },
     /// A value's reader asked for more sections than the frame has.
-    #[error("frame of `{type_name}` has too few sections: section {index} is missing")]
+    #[error(
+        "frame of `{type_name}` has too few sections (section {index} is missing); \
+         the frame is corrupt: rewrite it from its source"
+    )]
     MissingSection {
         /// Type being read.
         type_name: String,
@@ -79,15 +100,75 @@ pub enum FrameError {
         index: usize,
     },
     /// A value's reader left sections unread.
-    #[error("frame of `{type_name}` has {extra} unexpected trailing sections")]
+    #[error(
+        "frame of `{type_name}` has {extra} unexpected trailing sections; \
+         the frame is corrupt: rewrite it from its source"
+    )]
     TrailingSections {
         /// Type being read.
         type_name: String,
         /// Number of sections left.
         extra: usize,
     },
+    /// A section does not have the length its metadata implies.
+    #[error(
+        "section {index} of `{type_name}` ({what}) has {found} bytes, expected {expected}; \
+         the frame is corrupt: rewrite it from its source"
+    )]
+    SectionLength {
+        /// Type being read.
+        type_name: String,
+        /// Section index.
+        index: usize,
+        /// What the section holds.
+        what: &'static str,
+        /// Length implied by the metadata.
+        expected: u64,
+        /// Length found.
+        found: u64,
+    },
+    /// A pooled array's code width is not 1, 2 or 4 bytes.
+    #[error(
+        "section {index} of `{type_name}`: code width is {width} bytes, expected 1, 2 or 4; \
+         the frame is corrupt: rewrite it from its source"
+    )]
+    CodeWidth {
+        /// Type being read.
+        type_name: String,
+        /// Section index of the metadata.
+        index: usize,
+        /// The width found.
+        width: u8,
+    },
+    /// The first string offset of a string section is not zero.
+    #[error(
+        "section {index} of `{type_name}`: the first string offset is {found}, expected 0; \
+         the frame is corrupt: rewrite it from its source"
+    )]
+    FirstOffset {
+        /// Type being read.
+        type_name: String,
+        /// Section index of the offsets.
+        index: usize,
+        /// The first offset found.
+        found: u64,
+    },
+    /// A table column's kind tag is unknown to this version.
+    #[error(
+        "table column {name:?} has unknown kind tag {kind}; the frame is corrupt or was \
+         written by a newer mempool: read it with that version, or rewrite it"
+    )]
+    UnknownColumnKind {
+        /// Column name.
+        name: String,
+        /// The tag found.
+        kind: u8,
+    },
     /// A section's content does not fit the type being read.
-    #[error("section {index} of `{type_name}` is malformed: {reason}")]
+    #[error(
+        "section {index} of `{type_name}` is malformed ({reason}); \
+         the frame is corrupt: rewrite it from its source"
+    )]
     BadSection {
         /// Type being read.
         type_name: String,
@@ -97,7 +178,10 @@ pub enum FrameError {
         reason: String,
     },
     /// A count or length exceeds what the frame can hold or a configured maximum.
-    #[error("{what} is {value}, more than the maximum {max}")]
+    #[error(
+        "{what} is {value}, more than the maximum {max}; a frame cannot hold it \
+         (when reading, the frame is corrupt or hostile: rewrite it from its source)"
+    )]
     LimitExceeded {
         /// What was counted.
         what: &'static str,
@@ -107,7 +191,10 @@ pub enum FrameError {
         max: u64,
     },
     /// Postcard could not encode or decode metadata or a `Serde<T>` value.
-    #[error("postcard {op} of `{type_name}` failed: {source}")]
+    #[error(
+        "postcard {op} of `{type_name}` failed: {source}; when decoding, the frame is corrupt \
+         or the type changed since it was written: rewrite it from its source"
+    )]
     Postcard {
         /// "encoding" or "decoding".
         op: &'static str,
@@ -118,10 +205,13 @@ pub enum FrameError {
         source: postcard::Error,
     },
     /// The arrays in the frame are inconsistent.
-    #[error("invalid array in frame: {0}")]
+    #[error("invalid array in the frame: {0}")]
     Array(#[from] mempool_arrays::ArrayError),
     /// Reading or writing a file failed.
-    #[error("I/O on {}: {source}", path.as_ref().map_or_else(|| "stream".to_string(), |p| p.display().to_string()))]
+    #[error(
+        "reading or writing {} failed: {source}; check the path, its permissions and the free disk space",
+        path.as_ref().map_or_else(|| "a stream".to_string(), |p| p.display().to_string())
+    )]
     Io {
         /// The file, when there is one.
         path: Option<PathBuf>,
@@ -139,3 +229,103 @@ impl From<std::io::Error> for FrameError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = FrameError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message is lower-case and says what to do.
+    #[test]
+    fn messages_say_what_to_do() {
+        let io = || std::io::Error::other("boom");
+        let postcard_err = postcard::from_bytes::<u64>(&[]).unwrap_err();
+        let errors = [
+            FrameError::Truncated {
+                what: "frame",
+                needed: 2,
+                available: 1,
+            },
+            FrameError::BadMagic {
+                expected: *b"MPFRAME\0",
+                found: [0; 8],
+            },
+            FrameError::UnsupportedVersion {
+                found: 9,
+                supported: 1,
+            },
+            FrameError::TypeMismatch {
+                expected: "A".into(),
+                found: "B".into(),
+            },
+            FrameError::HeaderChecksum {
+                stored: 1,
+                computed: 2,
+            },
+            FrameError::BodyChecksum {
+                stored: 1,
+                computed: 2,
+            },
+            FrameError::BadField {
+                field: "flags",
+                value: 1,
+                reason: "no flags are defined in version 1",
+            },
+            FrameError::MissingSection {
+                type_name: "T".into(),
+                index: 1,
+            },
+            FrameError::TrailingSections {
+                type_name: "T".into(),
+                extra: 1,
+            },
+            FrameError::SectionLength {
+                type_name: "T".into(),
+                index: 1,
+                what: "bitmap",
+                expected: 1,
+                found: 2,
+            },
+            FrameError::CodeWidth {
+                type_name: "T".into(),
+                index: 0,
+                width: 3,
+            },
+            FrameError::FirstOffset {
+                type_name: "T".into(),
+                index: 1,
+                found: 3,
+            },
+            FrameError::UnknownColumnKind {
+                name: "c".into(),
+                kind: 200,
+            },
+            FrameError::BadSection {
+                type_name: "T".into(),
+                index: 1,
+                reason: "x".into(),
+            },
+            FrameError::LimitExceeded {
+                what: "section count",
+                value: 2,
+                max: 1,
+            },
+            FrameError::Postcard {
+                op: "decoding",
+                type_name: "T".into(),
+                source: postcard_err,
+            },
+            FrameError::Array(mempool_arrays::ArrayError::InvalidUtf8 { index: 0 }),
+            FrameError::Io {
+                path: Some("/x".into()),
+                source: io(),
+            },
+            FrameError::from(io()),
+        ];
+        let verbs = ["rewrite", "read it", "check", "store", "use"];
+        for e in &errors {
+            let m = e.to_string();
+            assert!(m.starts_with(|c: char| !c.is_uppercase()), "{m}");
+            assert!(verbs.iter().any(|v| m.contains(v)), "no advice in: {m}");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::error::{FrameError, Result};
-use crate::{MmRead, MmWrite};
+use crate::{FrameType, MmRead, MmWrite};
 
 /// The first eight bytes of every frame.
 pub const MAGIC: [u8; 8] = *b"MPFRAME\0";
@@ -30,8 +30,13 @@ pub const MAX_SECTIONS: usize = 1 << 24;
 #[derive(Debug, Clone)]
 pub struct ReadOptions {
     /// Verify the body checksum (a pass over all the data). Default: `true`.
-    /// Turning it off keeps reading a mapped frame O(structure), for data whose
-    /// integrity is checked elsewhere; the structural checks always run.
+    ///
+    /// Turning it off keeps reading a mapped frame O(structure): the file is
+    /// mapped lazily and only the pages the structural checks touch (header,
+    /// section table, metadata, string offsets, codes) are read, for data
+    /// whose integrity is checked elsewhere. The structural checks always run.
+    /// With it on, [`read_file_with`] has the kernel read the whole file in
+    /// (it is all hashed anyway), after the type name was checked.
     pub verify_checksum: bool,
 }
 
@@ -166,6 +171,23 @@ impl<'f> SectionReader<'f> {
     /// The type name of the frame.
     pub fn type_name(&self) -> &str {
         &self.frame.type_name
+    }
+
+    /// A [`FrameError::SectionLength`] for section `index` of this frame.
+    pub fn bad_length(
+        &self,
+        index: usize,
+        what: &'static str,
+        expected: u64,
+        found: u64,
+    ) -> FrameError {
+        FrameError::SectionLength {
+            type_name: self.frame.type_name.clone(),
+            index,
+            what,
+            expected,
+            found,
+        }
     }
 
     /// A [`FrameError::BadSection`] for section `index` of this frame.
@@ -326,7 +348,7 @@ fn hash_zeros(h: &mut Xxh3, n: usize) {
 }
 
 /// xxh3 of the header (bytes 0..48), the type name and the section table.
-fn header_checksum(head: &[u8]) -> u64 {
+pub(crate) fn header_checksum(head: &[u8]) -> u64 {
     let mut h = Xxh3::new();
     h.update(&head[..48]);
     h.update(&head[HEADER_LEN..]);
@@ -337,7 +359,7 @@ fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-fn le_u32(b: &[u8], at: usize) -> u32 {
+pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
@@ -374,6 +396,16 @@ impl Frame {
     /// [`FrameError::HeaderChecksum`], [`FrameError::LimitExceeded`], and with
     /// `verify_checksum`, [`FrameError::BodyChecksum`].
     pub fn parse(buffer: &Buffer, opts: &ReadOptions) -> Result<Self> {
+        let frame = Self::parse_structure(buffer)?;
+        if opts.verify_checksum {
+            frame.verify_checksum()?;
+        }
+        Ok(frame)
+    }
+
+    /// Parses and checks everything but the body checksum: steps 1-4 of
+    /// FORMAT.md, O(sections), reading only the header and section table.
+    fn parse_structure(buffer: &Buffer) -> Result<Self> {
         let buffer = if buffer.as_slice().as_ptr() as usize % SECTION_ALIGN == 0 {
             buffer.clone()
         } else {
@@ -409,6 +441,13 @@ impl Frame {
                 field: "flags",
                 value: flags.into(),
                 reason: "no flags are defined in version 1",
+            });
+        }
+        if le_u32(b, 20) != 0 {
+            return Err(FrameError::BadField {
+                field: "reserved (bytes 20..24)",
+                value: le_u32(b, 20).into(),
+                reason: "must be zero in version 1",
             });
         }
         if le_u64(b, 56) != 0 {
@@ -503,25 +542,27 @@ impl Frame {
             });
         }
         let body_checksum = le_u64(b, 40);
-        let frame = Self {
+        Ok(Self {
             buffer,
             type_name,
             sections,
             body_checksum,
             data_start,
-        };
-        if opts.verify_checksum {
-            frame.verify_checksum()?;
-        }
-        Ok(frame)
+        })
     }
 
-    /// Checks the body checksum (a pass over all the data).
+    /// Checks the body checksum (a pass over all the data). For a lazily
+    /// mapped frame, first asks the kernel to read the data in at once.
     ///
     /// # Errors
     /// [`FrameError::BodyChecksum`].
     pub fn verify_checksum(&self) -> Result<()> {
-        let computed = xxh3_64(&self.buffer.as_slice()[self.data_start..]);
+        let body = self
+            .buffer
+            .slice(self.data_start, self.buffer.len() - self.data_start);
+        // Only advice: the checksum reads every page whether or not it works.
+        let _ = body.populate();
+        let computed = xxh3_64(body.as_slice());
         if computed != self.body_checksum {
             return Err(FrameError::BodyChecksum {
                 stored: self.body_checksum,
@@ -556,12 +597,11 @@ impl Frame {
         &self.buffer
     }
 
-    /// Reads the value, checking that the frame holds a `T`.
+    /// Fails unless the frame holds a `T`.
     ///
     /// # Errors
-    /// [`FrameError::TypeMismatch`] naming both types, and whatever
-    /// `T`'s reader reports for malformed sections.
-    pub fn decode<T: MmRead>(&self) -> Result<T> {
+    /// [`FrameError::TypeMismatch`] naming both types.
+    pub fn check_type<T: FrameType + ?Sized>(&self) -> Result<()> {
         let expected = T::type_name();
         if self.type_name != expected {
             return Err(FrameError::TypeMismatch {
@@ -569,6 +609,21 @@ impl Frame {
                 found: self.type_name.clone(),
             });
         }
+        Ok(())
+    }
+
+    /// Reads the value, checking that the frame holds a `T`.
+    ///
+    /// # Errors
+    /// [`FrameError::TypeMismatch`] naming both types, and whatever
+    /// `T`'s reader reports for malformed sections.
+    pub fn decode<T: MmRead>(&self) -> Result<T> {
+        self.check_type::<T>()?;
+        self.decode_sections()
+    }
+
+    /// Runs `T`'s reader over the sections (the type was checked).
+    fn decode_sections<T: MmRead>(&self) -> Result<T> {
         let mut r = SectionReader {
             frame: self,
             next: 0,
@@ -611,16 +666,25 @@ pub fn decode<T: MmRead>(buffer: &Buffer) -> Result<T> {
 
 /// Decodes a frame with explicit options.
 ///
+/// The checks run in the order of FORMAT.md: header and section table, then
+/// the type name (so reading a big frame as the wrong type fails before its
+/// data is read), then the body checksum if asked for, then `T`'s reader.
+///
 /// # Errors
 /// As [`Frame::parse`] and [`Frame::decode`].
 pub fn decode_with<T: MmRead>(buffer: &Buffer, opts: &ReadOptions) -> Result<T> {
-    Frame::parse(buffer, opts)?.decode()
+    let frame = Frame::parse_structure(buffer)?;
+    frame.check_type::<T>()?;
+    if opts.verify_checksum {
+        frame.verify_checksum()?;
+    }
+    frame.decode_sections()
 }
 
 /// Writes `value` to `path` as a frame: to a temporary name in the same
 /// directory first, then renamed, so that a crash never leaves a partial file
 /// under `path`. With `sync`, the data is flushed to the device before the
-/// rename. Returns the bytes written.
+/// rename and the directory after it. Returns the bytes written.
 ///
 /// # Errors
 /// As [`EncodedFrame::new`], and [`FrameError::Io`] naming the file.
@@ -629,10 +693,19 @@ pub fn write_file<T: MmWrite + ?Sized>(value: &T, path: &Path, sync: bool) -> Re
     write_encoded_file(&frame, path, sync)
 }
 
-/// Writes an already laid-out frame to `path` (temporary name, then rename).
+/// Writes an already laid-out frame to `path`, returning the bytes written.
+///
+/// The frame goes to a temporary file `<path>.tmp-<pid>-<n>` in the same
+/// directory (`n` counts the writes of this process, so concurrent writers
+/// never share a name), created with `O_CREAT | O_EXCL` (an existing file or
+/// a planted symlink under that name is an error, never followed or
+/// truncated), then renamed over `path`. With `sync`, the file is fsynced
+/// before the rename and its directory after it, so the new name survives a
+/// power loss.
 ///
 /// # Errors
-/// [`FrameError::Io`] naming the file; the temporary file is removed on error.
+/// [`FrameError::Io`] naming the file. On every error after the temporary
+/// file was created, it is removed.
 pub fn write_encoded_file(frame: &EncodedFrame<'_>, path: &Path, sync: bool) -> Result<u64> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -647,8 +720,14 @@ pub fn write_encoded_file(frame: &EncodedFrame<'_>, path: &Path, sync: bool) -> 
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let tmp = std::path::PathBuf::from(tmp);
+    // create_new: O_CREAT | O_EXCL, which also refuses to follow a symlink.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io(e, &tmp))?;
+    // From here on the temporary file is ours: remove it on every error.
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
         let n = frame.write_to(&mut f).map_err(|e| io(e, &tmp))?;
         if sync {
             f.sync_all().map_err(|e| io(e, &tmp))?;
@@ -659,8 +738,21 @@ pub fn write_encoded_file(frame: &EncodedFrame<'_>, path: &Path, sync: bool) -> 
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    if sync {
+        sync_parent_dir(path).map_err(|e| io(e, path))?;
     }
     result
+}
+
+/// Fsyncs the directory holding `path`, so that a rename into it is durable.
+fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Maps the file at `path` and decodes it, verifying the checksum; arrays in the
@@ -674,6 +766,11 @@ pub fn read_file<T: MmRead>(path: &Path) -> Result<T> {
 
 /// [`read_file`] with explicit options.
 ///
+/// The file is mapped lazily; the header and the type name are checked first
+/// (reading one page), then, with `verify_checksum`, the kernel is asked to
+/// read the whole file in for the checksum pass. Without it, opening is
+/// O(structure) and reads only the pages the structural checks touch.
+///
 /// # Errors
 /// As [`read_file`].
 pub fn read_file_with<T: MmRead>(path: &Path, opts: &ReadOptions) -> Result<T> {
@@ -681,7 +778,9 @@ pub fn read_file_with<T: MmRead>(path: &Path, opts: &ReadOptions) -> Result<T> {
     decode_with(&buffer, opts)
 }
 
-/// Maps a frame file read-only (whole file, pages read ahead).
+/// Maps a frame file read-only, lazily: O(1), pages are read on first access
+/// (see [`Buffer::map_file`] for the rule that the file must not change while
+/// mapped; mempool never writes a frame file after its rename).
 ///
 /// # Errors
 /// [`FrameError::Io`] naming the file.
@@ -691,5 +790,49 @@ pub fn map_file(path: &Path) -> Result<Buffer> {
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    Buffer::map_open_file(&file, true).map_err(io)
+    Buffer::map_open_file(&file, false).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_parent_dir_of_bare_and_nested_names() {
+        // A bare name's directory is ".", which exists.
+        sync_parent_dir(Path::new("no-such-file.frame")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sync_parent_dir(&dir.path().join("x.frame")).unwrap();
+        assert!(sync_parent_dir(&dir.path().join("missing").join("x")).is_err());
+    }
+
+    #[test]
+    fn wrong_type_is_reported_before_the_body_checksum() {
+        let mut bytes = encode(&vec![1.0f64; 64]).unwrap().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let buf = Buffer::copy_aligned(&bytes);
+        assert!(matches!(
+            decode::<Vec<u64>>(&buf),
+            Err(FrameError::TypeMismatch { .. })
+        ));
+        assert!(matches!(
+            decode::<Vec<f64>>(&buf),
+            Err(FrameError::BodyChecksum { .. })
+        ));
+        // Frame::parse verifies first, as documented.
+        assert!(matches!(
+            Frame::parse(&buf, &ReadOptions::default()),
+            Err(FrameError::BodyChecksum { .. })
+        ));
+        let f = Frame::parse(
+            &buf,
+            &ReadOptions {
+                verify_checksum: false,
+            },
+        )
+        .unwrap();
+        assert!(f.check_type::<Vec<f64>>().is_ok());
+        assert!(f.verify_checksum().is_err());
+    }
 }

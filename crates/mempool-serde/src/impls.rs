@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use mempool_arrays::{Bitmap, BooleanArray, Buffer, PrimitiveArray, StringArray};
+use mempool_arrays::{Bitmap, BooleanArray, PrimitiveArray, StringArray};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FrameError, Result};
@@ -75,13 +75,11 @@ pub(crate) fn read_bitmap(r: &mut SectionReader<'_>, len: usize) -> Result<Bitma
     let index = r.position();
     let b = r.buffer()?;
     if b.len() != len.div_ceil(8) {
-        return Err(r.bad(
+        return Err(r.bad_length(
             index,
-            format!(
-                "bitmap of {len} bits has {} bytes, expected {}",
-                b.len(),
-                len.div_ceil(8)
-            ),
+            "bitmap bytes",
+            len.div_ceil(8) as u64,
+            b.len() as u64,
         ));
     }
     Ok(Bitmap::try_new(b, 0, len)?)
@@ -152,10 +150,23 @@ pub(crate) fn write_strings<'a>(a: &'a StringArray, w: &mut SectionWriter<'a>) -
     Ok(())
 }
 
-/// Reads a string array's sections with structural checks only (no UTF-8).
+/// Reads a string array's sections with structural checks only (no UTF-8):
+/// the first offset is 0, the offsets are monotone and within the data, the
+/// bitmap has one bit per string.
 pub(crate) fn read_strings(r: &mut SectionReader<'_>) -> Result<StringArray> {
     let meta: StrMeta = r.meta()?;
+    let offsets_index = r.position();
     let offsets = r.buffer()?;
+    if let Some(first) = offsets.get(..8) {
+        let first = u64::from_le_bytes(first.try_into().unwrap_or([0; 8]));
+        if first != 0 {
+            return Err(FrameError::FirstOffset {
+                type_name: r.type_name().to_owned(),
+                index: offsets_index,
+                found: first,
+            });
+        }
+    }
     let data = r.buffer()?;
     let len = (offsets.len() / 8).saturating_sub(1);
     let validity = if meta.has_validity {
@@ -257,7 +268,10 @@ impl MmRead for Vec<String> {
         let index = r.position();
         let a = read_strings(r)?;
         if a.validity().is_some() {
-            return Err(r.bad(index, "Vec<String> frame has a validity bitmap"));
+            return Err(r.bad(
+                index,
+                "a Vec<String> frame has a validity bitmap (nulls); read it as Vec<Option<String>>",
+            ));
         }
         a.validate_full()?;
         Ok(a.iter().map(|s| s.unwrap_or_default().to_owned()).collect())
@@ -282,15 +296,4 @@ impl MmRead for Vec<Option<String>> {
         a.validate_full()?;
         Ok(a.to_vec())
     }
-}
-
-/// A helper for impls of composite types: reads a buffer and checks its length.
-#[allow(dead_code)]
-pub(crate) fn read_exact_buffer(r: &mut SectionReader<'_>, len: usize) -> Result<Buffer> {
-    let index = r.position();
-    let b = r.buffer()?;
-    if b.len() != len {
-        return Err(r.bad(index, format!("expected {len} bytes, found {}", b.len())));
-    }
-    Ok(b)
 }

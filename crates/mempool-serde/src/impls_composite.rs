@@ -93,33 +93,37 @@ impl<P: PoolValues + MmWrite> MmWrite for PooledArray<P> {
 }
 
 /// Reading borrows the codes and the pool, checks the code width and the codes'
-/// byte length, reads the pool with its own structural checks (for a string
-/// pool: offsets, not UTF-8), and checks every code is below the pool size (one
-/// pass over the codes, in [`PooledArray::try_new`]).
+/// byte length, reads the pool with its own structural checks, then
+/// [`PooledArray::try_new`] checks every code is below the pool size (one pass
+/// over the codes) and validates the pool fully — for a string pool its UTF-8,
+/// one pass over the (small) pool — so that `get`, `iter` and
+/// `to_string_array` of the result never panic.
 impl<P: PoolValues + MmRead> MmRead for PooledArray<P> {
     fn read_sections(r: &mut SectionReader<'_>) -> Result<Self> {
         let meta_index = r.position();
         let meta: PooledMeta = r.meta()?;
         let width = meta.code_width;
         if !matches!(width, 1 | 2 | 4) {
-            return Err(r.bad(
-                meta_index,
-                format!("code width is {width} bytes, expected 1, 2 or 4"),
-            ));
+            return Err(FrameError::CodeWidth {
+                type_name: r.type_name().to_owned(),
+                index: meta_index,
+                width,
+            });
         }
         let index = r.position();
         let bytes = r.buffer()?;
-        let expected = meta.len.checked_mul(u64::from(width));
-        if expected != Some(bytes.len() as u64) {
-            return Err(r.bad(
-                index,
-                format!(
-                    "{} codes of {width} bytes need {} bytes, found {}",
-                    meta.len,
-                    expected.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
-                    bytes.len()
-                ),
-            ));
+        match meta.len.checked_mul(u64::from(width)) {
+            Some(n) if n == bytes.len() as u64 => {}
+            Some(n) => return Err(r.bad_length(index, "codes", n, bytes.len() as u64)),
+            None => {
+                return Err(r.bad(
+                    index,
+                    format!(
+                        "{} codes of {width} bytes need more than 2^64 bytes",
+                        meta.len
+                    ),
+                ))
+            }
         }
         let codes = match width {
             1 => Codes::U8(PrimitiveArray::try_new(bytes)?),
@@ -261,10 +265,7 @@ impl MmRead for Table {
         let mut columns = Vec::with_capacity(n);
         for ColumnMeta { name, kind } in meta.columns {
             let Some(column) = read_column(kind, r)? else {
-                return Err(r.bad(
-                    meta_index,
-                    format!("column {name:?} has unknown kind tag {kind}"),
-                ));
+                return Err(FrameError::UnknownColumnKind { name, kind });
             };
             if column.len() as u64 != meta.rows {
                 return Err(ArrayError::ColumnLength {
