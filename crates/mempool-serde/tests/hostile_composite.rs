@@ -6,26 +6,22 @@
 
 use std::borrow::Cow;
 
+mod common;
+
+use common::{check_value, mutation, opts, proptest_config};
 use mempool_arrays::{
-    ArrayError, BooleanArray, Column, NullableArray, PoolValues, PooledArray, PrimitiveArray,
-    StringArray, Table,
+    ArrayError, BooleanArray, Buffer, Codes, Column, NullableArray, PoolValues, PooledArray,
+    PrimitiveArray, StringArray, Table,
 };
-use mempool_serde::fuzzing::decode_all_types;
+use mempool_serde::fuzzing::{decode_all_types, reseal};
 use mempool_serde::{
-    decode, decode_with, encode, FrameError, FrameType, MmRead, MmWrite, ReadOptions, Result,
-    SectionReader, SectionWriter,
+    decode, decode_with, encode, FrameError, FrameType, MmWrite, ReadOptions, Result, SectionWriter,
 };
 use proptest::prelude::*;
+use proptest::sample::Index;
 
+/// Cases per property test.
 const CASES: u32 = 2000;
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: CASES,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// A column of `kind` (0..15, the order of `Column`'s variants) from `ints`
 /// and `strs`, which have the same length.
@@ -95,84 +91,168 @@ fn tables() -> impl Strategy<Value = Table> {
         })
 }
 
-/// Frames of every composite type, built from random values.
-fn any_frame() -> impl Strategy<Value = (mempool_arrays::Buffer, &'static str)> {
-    prop_oneof![
-        (
-            prop::collection::vec(prop::option::of(any::<f64>()), 0..40),
-            0usize..5
-        )
-            .prop_map(|(v, cut)| {
-                let a = NullableArray::from(v);
-                let cut = cut.min(a.len());
-                (
-                    encode(&a.slice(cut, a.len() - cut)).unwrap(),
-                    "NullableArray<f64>",
-                )
-            }),
-        prop::collection::vec(prop::option::of(any::<i64>()), 0..40).prop_map(|v| (
-            encode(&NullableArray::from(v)).unwrap(),
-            "NullableArray<i64>"
-        )),
-        prop::collection::vec(prop::option::of("[a-d]{0,2}|.{0,6}"), 0..30).prop_map(|v| (
-            encode(&PooledArray::from(v)).unwrap(),
-            "PooledArray<StringArray>"
-        )),
-        prop::collection::vec(0u32..600, 0..300).prop_map(|v| (
-            encode(&PooledArray::from_values(&v)).unwrap(),
-            "PooledArray<PrimitiveArray<u32>>"
-        )),
-        tables().prop_map(|t| (encode(&t).unwrap(), "Table")),
-    ]
+/// A value of every composite type, for the tests that feed one frame to every
+/// decoder.
+#[derive(Debug, Clone)]
+enum Composite {
+    NullableF64(NullableArray<f64>),
+    NullableI64(NullableArray<i64>),
+    PooledStr(PooledArray<StringArray>),
+    PooledU32(PooledArray<PrimitiveArray<u32>>),
+    PooledF64(PooledArray<PrimitiveArray<f64>>),
+    Table(Table),
 }
 
-fn decode_as_named(frame: &mempool_arrays::Buffer, name: &str, opts: &ReadOptions) -> bool {
-    match name {
-        "NullableArray<f64>" => decode_with::<NullableArray<f64>>(frame, opts).is_ok(),
-        "NullableArray<i64>" => decode_with::<NullableArray<i64>>(frame, opts).is_ok(),
-        "PooledArray<StringArray>" => decode_with::<PooledArray<StringArray>>(frame, opts).is_ok(),
-        "PooledArray<PrimitiveArray<u32>>" => {
-            decode_with::<PooledArray<PrimitiveArray<u32>>>(frame, opts).is_ok()
+impl Composite {
+    fn frame(&self) -> Buffer {
+        match self {
+            Self::NullableF64(a) => encode(a),
+            Self::NullableI64(a) => encode(a),
+            Self::PooledStr(a) => encode(a),
+            Self::PooledU32(a) => encode(a),
+            Self::PooledF64(a) => encode(a),
+            Self::Table(t) => encode(t),
         }
-        _ => decode_with::<Table>(frame, opts).is_ok(),
+        .unwrap()
+    }
+
+    /// Whether `frame` decodes, with `opts`, to a value equal to this one.
+    fn decodes_equal(&self, frame: &Buffer, opts: &ReadOptions) -> bool {
+        match self {
+            Self::NullableF64(a) => {
+                decode_with(frame, opts).is_ok_and(|b: NullableArray<f64>| &b == a)
+            }
+            Self::NullableI64(a) => {
+                decode_with(frame, opts).is_ok_and(|b: NullableArray<i64>| &b == a)
+            }
+            Self::PooledStr(a) => {
+                decode_with(frame, opts).is_ok_and(|b: PooledArray<StringArray>| &b == a)
+            }
+            Self::PooledU32(a) => {
+                decode_with(frame, opts).is_ok_and(|b: PooledArray<PrimitiveArray<u32>>| &b == a)
+            }
+            Self::PooledF64(a) => {
+                decode_with(frame, opts).is_ok_and(|b: PooledArray<PrimitiveArray<f64>>| &b == a)
+            }
+            Self::Table(t) => decode_with(frame, opts).is_ok_and(|b: Table| &b == t),
+        }
     }
 }
 
+fn nullable_f64() -> impl Strategy<Value = NullableArray<f64>> {
+    (
+        prop::collection::vec(prop::option::of(-1e9f64..1e9), 0..40),
+        0usize..5,
+    )
+        .prop_map(|(v, cut)| {
+            let a = NullableArray::from(v);
+            let cut = cut.min(a.len());
+            a.slice(cut, a.len() - cut)
+        })
+}
+
+fn nullable_i64() -> impl Strategy<Value = NullableArray<i64>> {
+    prop::collection::vec(prop::option::of(any::<i64>()), 0..40).prop_map(NullableArray::from)
+}
+
+fn pooled_str() -> impl Strategy<Value = PooledArray<StringArray>> {
+    (
+        prop::collection::vec(prop::option::of("[a-d]{0,2}|.{0,6}"), 0..30),
+        0usize..4,
+    )
+        .prop_map(|(v, cut)| {
+            let a = PooledArray::from(v);
+            let cut = cut.min(a.len());
+            a.slice(cut, a.len() - cut)
+        })
+}
+
+fn pooled_u32() -> impl Strategy<Value = PooledArray<PrimitiveArray<u32>>> {
+    prop::collection::vec(0u32..600, 0..300).prop_map(|v| PooledArray::from_values(&v))
+}
+
+/// A float pool (floats are not `Eq`, so built from a pool and codes), with
+/// unused entries and codes wider than needed.
+fn pooled_f64() -> impl Strategy<Value = PooledArray<PrimitiveArray<f64>>> {
+    (
+        prop::collection::vec(-1e9f64..1e9, 1..20),
+        prop::collection::vec(any::<Index>(), 0..40),
+        prop_oneof![Just(1usize), Just(2), Just(4)],
+    )
+        .prop_map(|(pool, codes, width)| {
+            let codes: Vec<u32> = codes.iter().map(|c| c.index(pool.len()) as u32).collect();
+            let codes = match width {
+                1 => Codes::U8(codes.iter().map(|&c| c as u8).collect()),
+                2 => Codes::U16(codes.iter().map(|&c| c as u16).collect()),
+                _ => Codes::U32(PrimitiveArray::from(codes)),
+            };
+            PooledArray::new(PrimitiveArray::from(pool), codes)
+        })
+}
+
+fn any_value() -> impl Strategy<Value = Composite> {
+    prop_oneof![
+        nullable_f64().prop_map(Composite::NullableF64),
+        nullable_i64().prop_map(Composite::NullableI64),
+        pooled_str().prop_map(Composite::PooledStr),
+        pooled_u32().prop_map(Composite::PooledU32),
+        pooled_f64().prop_map(Composite::PooledF64),
+        tables().prop_map(Composite::Table),
+    ]
+}
+
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config(CASES))]
 
     #[test]
-    fn frames_decode_as_their_type((frame, name) in any_frame()) {
-        prop_assert!(decode_as_named(&frame, name, &ReadOptions::default()));
+    fn nullable_array_f64(a in nullable_f64(), m in mutation()) {
+        check_value(&a, &m)?;
+    }
+
+    #[test]
+    fn nullable_array_i64(a in nullable_i64(), m in mutation()) {
+        check_value(&a, &m)?;
+    }
+
+    #[test]
+    fn pooled_string_array(a in pooled_str(), m in mutation()) {
+        check_value(&a, &m)?;
+    }
+
+    #[test]
+    fn pooled_primitive_f64(a in pooled_f64(), m in mutation()) {
+        check_value(&a, &m)?;
+    }
+
+    #[test]
+    fn pooled_primitive_u32(a in pooled_u32(), m in mutation()) {
+        check_value(&a, &m)?;
+    }
+
+    #[test]
+    fn table(t in tables(), m in mutation()) {
+        check_value(&t, &m)?;
+    }
+
+    /// Every frame decodes, with and without the checksum, to a value equal to
+    /// the one written, and as no other type.
+    #[test]
+    fn frames_decode_as_their_type(v in any_value()) {
+        let frame = v.frame();
+        prop_assert!(v.decodes_equal(&frame, &opts(true)));
+        prop_assert!(v.decodes_equal(&frame, &opts(false)));
         // Exactly one type (twice: with and without the checksum) reads it.
         prop_assert_eq!(decode_all_types(&frame), 2);
     }
 
     #[test]
-    fn truncation_is_an_error((frame, name) in any_frame(), cut in any::<prop::sample::Index>()) {
-        let len = cut.index(frame.len());
-        let short = frame.slice(0, len);
-        prop_assert!(!decode_as_named(&short, name, &ReadOptions::default()));
-        prop_assert_eq!(decode_all_types(&short), 0);
-    }
-
-    #[test]
-    fn any_byte_flip_is_detected((frame, name) in any_frame(), at in any::<prop::sample::Index>(), x in 1u8..) {
-        let mut bytes = frame.to_vec();
-        let i = at.index(bytes.len());
-        bytes[i] ^= x;
-        let flipped = mempool_arrays::Buffer::copy_aligned(&bytes);
-        prop_assert!(!decode_as_named(&flipped, name, &ReadOptions::default()), "flip at {} undetected", i);
-        // Without the checksum the flip may decode; it must not panic.
-        decode_all_types(&bytes);
-    }
-
-    #[test]
-    fn random_bytes_after_a_real_header_never_panic((frame, _name) in any_frame(), tail in prop::collection::vec(any::<u8>(), 0..300), keep in 0usize..400) {
-        let mut bytes = frame.to_vec();
+    fn random_bytes_after_a_real_header_never_panic(v in any_value(), tail in prop::collection::vec(any::<u8>(), 0..300), keep in 0usize..400) {
+        let mut bytes = v.frame().to_vec();
         bytes.truncate(keep.min(bytes.len()));
         bytes.extend_from_slice(&tail);
-        decode_all_types(&bytes);
+        let _ = decode_all_types(&bytes);
+        reseal(&mut bytes);
+        let _ = decode_all_types(&bytes);
     }
 }
 
@@ -193,11 +273,6 @@ macro_rules! hostile {
                     w.bytes(s);
                 }
                 Ok(())
-            }
-        }
-        impl MmRead for $name {
-            fn read_sections(_: &mut SectionReader<'_>) -> Result<Self> {
-                unreachable!("only written")
             }
         }
     };
@@ -242,7 +317,7 @@ fn section() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config(CASES))]
 
     #[test]
     fn hostile_frames_with_valid_checksums(sections in prop::collection::vec(section(), 0..10)) {
@@ -299,7 +374,7 @@ fn encode_codes(codes: &[u32], width: u8) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config(CASES))]
 
     /// A model of the pooled reader: a code width other than 1, 2 or 4, or a
     /// codes section that is not `len × width` bytes, is a bad section; a code
@@ -331,8 +406,16 @@ proptest! {
             decode::<PooledArray<PrimitiveArray<u32>>>(&frame).map(|a| a.to_vec())
         };
         let width = usize::from(claimed);
-        if !matches!(claimed, 1 | 2 | 4) || len as usize * width != bytes.len() {
-            prop_assert!(matches!(result, Err(FrameError::BadSection { .. })), "{:?}", result);
+        if !matches!(claimed, 1 | 2 | 4) {
+            let is_width = matches!(result, Err(FrameError::CodeWidth { index: 0, width, .. }) if width == claimed);
+            prop_assert!(is_width, "{:?}", result);
+        } else if len as usize * width != bytes.len() {
+            let is_length = matches!(
+                result,
+                Err(FrameError::SectionLength { index: 1, what: "codes", expected, found, .. })
+                    if expected == len * claimed as u64 && found == bytes.len() as u64
+            );
+            prop_assert!(is_length, "{:?}", result);
         } else {
             let model: Vec<u32> = bytes
                 .chunks(width)
@@ -392,7 +475,15 @@ fn hostile_pooled_metadata_is_an_error() {
     // Codes written as u16 but claimed as u8 (twice as many bytes as entries).
     let err = pooled(postcard(&(2u64, 1u8)), encode_codes(&[0, 1], 2)).unwrap_err();
     assert!(
-        matches!(err, FrameError::BadSection { index: 1, .. }),
+        matches!(
+            err,
+            FrameError::SectionLength {
+                index: 1,
+                expected: 2,
+                found: 4,
+                ..
+            }
+        ),
         "{err}"
     );
     // A code equal to the pool size.
@@ -444,7 +535,12 @@ fn hostile_nullable_sections_are_errors() {
     // A validity bitmap of the wrong length, or missing.
     assert!(matches!(
         nullable(vec![vec![1], vec![0; 80], vec![0xff; 3]]),
-        Err(FrameError::BadSection { index: 2, .. })
+        Err(FrameError::SectionLength {
+            index: 2,
+            expected: 2,
+            found: 3,
+            ..
+        })
     ));
     assert!(matches!(
         nullable(vec![vec![1], vec![0; 80]]),
@@ -468,6 +564,10 @@ fn hostile_table_metadata_is_an_error() {
     let table = |sections: Vec<Vec<u8>>| decode::<Table>(&encode(&HostileTable(sections)).unwrap());
     // An unknown kind tag.
     let err = table(vec![postcard(&(1u64, vec![("a", 200u8)])), f64_col(1)]).unwrap_err();
+    assert!(
+        matches!(err, FrameError::UnknownColumnKind { ref name, kind: 200 } if name == "a"),
+        "{err}"
+    );
     assert!(err.to_string().contains("unknown kind tag 200"), "{err}");
     // A column with fewer rows than the table claims.
     let err = table(vec![

@@ -4,8 +4,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::roundtrip;
-use mempool_arrays::{Bitmap, BooleanArray, MemoryKind, PrimitiveArray, StringArray};
+use common::{roundtrip, Borrows};
+use mempool_arrays::{Bitmap, BooleanArray, MemoryKind, MemoryUsage, PrimitiveArray, StringArray};
 use mempool_serde::{decode, encode, read_file, FrameError, PodElement, Serde};
 
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -15,6 +15,12 @@ struct Row {
 }
 
 impl PodElement for Row {}
+
+impl Borrows for Vec<Row> {
+    fn account_frame_buffers(&self, _: &mut MemoryUsage) -> bool {
+        false
+    }
+}
 
 fn tricky_strings() -> Vec<Option<String>> {
     vec![
