@@ -1,21 +1,39 @@
 //! mempool-serde against postcard: write, read from memory, read from a
 //! memory-mapped file, for a 1M-string StringArray, a 10M f64 column, a
-//! 1M-row PooledArray of 100 distinct strings, and a 4-column Table.
+//! 1M-row PooledArray of 100 distinct strings, and a 4-column Table; and the
+//! cost of opening a ~100 MB StringArray frame file, with and without its
+//! checksum.
+//!
+//! The byte sizes of the frames go to `<criterion dir>/frame-sizes.json`
+//! (`{"name": bytes, …}`), so that the report can compare them (the pooled
+//! frame against the plain string frame of the same strings).
 #![allow(
     missing_docs,
     reason = "criterion_group! generates an undocumented pub fn"
 )]
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mempool_arrays::{Buffer, Column, PooledArray, PrimitiveArray, StringArray, Table};
+use mempool_arrays::{
+    Buffer, Column, PooledArray, PrimitiveArray, StringArray, StringBuilder, Table,
+};
 use mempool_benches::data::rnd;
-use mempool_serde::{decode, decode_with, EncodedFrame, MmRead, MmWrite, ReadOptions};
+use mempool_serde::{
+    decode, decode_with, read_file_with, EncodedFrame, MmRead, MmWrite, ReadOptions,
+};
 
 const STRINGS: usize = 1_000_000;
 const F64S: usize = 10_000_000;
+/// Strings in the ~100 MB frame of the open benchmark (8-byte offset plus
+/// 22.5 bytes on average each).
+const BIG_STRINGS: u64 = 3_300_000;
+/// The file the frame sizes are written to, in criterion's output directory.
+const SIZES_FILE: &str = "frame-sizes.json";
 
 /// 1M ASCII strings of lengths 5..40, seeded.
 fn strings() -> Vec<String> {
@@ -38,6 +56,59 @@ fn pooled_strings() -> Vec<String> {
         .collect()
 }
 
+/// ~100 MB of string frame: `BIG_STRINGS` ASCII strings of lengths 5..40,
+/// slices of one seeded 1 MiB run of letters (built without a `Vec<String>`).
+fn big_string_array() -> StringArray {
+    const LETTERS: u64 = 1 << 20;
+    let letters: Vec<u8> = (0..LETTERS)
+        .map(|k| b'a' + (rnd(20, k) % 26) as u8)
+        .collect();
+    let mut b = StringBuilder::with_capacity(BIG_STRINGS as usize, BIG_STRINGS as usize * 23);
+    for i in 0..BIG_STRINGS {
+        let len = 5 + rnd(21, i) % 36;
+        let off = rnd(22, i) % (LETTERS - 40);
+        let s = &letters[off as usize..(off + len) as usize];
+        // ASCII letters are UTF-8.
+        b.append_value(std::str::from_utf8(s).unwrap());
+    }
+    b.finish()
+}
+
+/// Criterion's output directory, found as criterion finds it:
+/// `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`, else `criterion` in the
+/// target directory that holds this binary (`<target>/<profile>/deps/`).
+fn criterion_dir() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return Some(home.into());
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Some(PathBuf::from(target).join("criterion"));
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.ancestors().nth(3)?.join("criterion"))
+}
+
+/// The frame sizes recorded by this run.
+static SIZES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// Records the size of `value`'s frame under `name` and rewrites the sizes
+/// file with every size recorded so far in this run.
+fn record_size<T: MmWrite>(name: &str, value: &T) {
+    let len = EncodedFrame::new(value).unwrap().len() as u64;
+    let mut sizes = SIZES.lock().unwrap_or_else(|e| e.into_inner());
+    sizes.insert(name.to_string(), len);
+    let Some(dir) = criterion_dir() else {
+        eprintln!("formats: no criterion directory found; frame sizes not written");
+        return;
+    };
+    let body: Vec<String> = sizes.iter().map(|(k, v)| format!("  {k:?}: {v}")).collect();
+    let json = format!("{{\n{}\n}}\n", body.join(",\n"));
+    let path = dir.join(SIZES_FILE);
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, json)) {
+        eprintln!("formats: cannot write {}: {e}", path.display());
+    }
+}
+
 fn write_file<T: MmWrite>(v: &T, path: &Path) -> Buffer {
     mempool_serde::write_file(v, path, false).unwrap();
     mempool_serde::map_file(path).unwrap()
@@ -45,6 +116,7 @@ fn write_file<T: MmWrite>(v: &T, path: &Path) -> Buffer {
 
 /// write / read/memory / read/mmap / read/mmap/no_checksum for one value.
 fn bench_frame<T: MmWrite + MmRead>(c: &mut Criterion, group: &str, value: &T, bytes: u64) {
+    record_size(group, value);
     let dir = tempfile::tempdir().unwrap();
     let frame = mempool_serde::encode(value).unwrap();
     let mapped = write_file(value, &dir.path().join("frame"));
@@ -114,6 +186,8 @@ fn f64_column(c: &mut Criterion) {
 fn pooled(c: &mut Criterion) {
     let v = pooled_strings();
     let bytes: u64 = v.iter().map(|s| s.len() as u64).sum();
+    // The same strings unpooled: the size the pooled frame is compared with.
+    record_size("pooled_1M_plain", &StringArray::from_iter_values(&v));
     let p = PooledArray::<StringArray>::from(v.clone());
     bench_frame(c, "pooled_1M", &p, bytes);
     bench_postcard(c, "pooled_1M", &v, bytes);
@@ -151,9 +225,40 @@ fn table(c: &mut Criterion) {
     bench_postcard(c, "table_4col_1M", &rows, bytes);
 }
 
+/// Opening a ~100 MB StringArray frame from its file, map and all, inside the
+/// timed loop: `read_file_with` verifying the checksum (the whole file is
+/// read) and without (only the header and the offsets are read).
+fn open_big_strings(c: &mut Criterion) {
+    let a = big_string_array();
+    record_size("strings_100MB", &a);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strings.frame");
+    let file_len = mempool_serde::write_file(&a, &path, false).unwrap();
+    drop(a);
+    let mut g = c.benchmark_group("open_strings_100MB");
+    g.throughput(Throughput::Bytes(file_len));
+    g.sample_size(10);
+    for (name, verify_checksum) in [
+        ("read_file/checksum", true),
+        ("read_file/no_checksum", false),
+    ] {
+        let opts = ReadOptions { verify_checksum };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let a: StringArray = read_file_with(&path, &opts).unwrap();
+                black_box(a.len())
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(20);
-    targets = string_array, f64_column, pooled, table
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = string_array, f64_column, pooled, table, open_big_strings
 }
 criterion_main!(benches);
