@@ -219,6 +219,12 @@ fn bench(args: &BenchArgs) -> Result<()> {
         "\n{}",
         report::render_criterion_table(&criterion_dir, Some(started))?
     );
+    let results = report::collect_criterion(&criterion_dir, Some(started))?;
+    let sizes = report::read_frame_sizes(&criterion_dir, Some(started))?;
+    println!(
+        "Targets:\n\n{}",
+        report::render_targets(&report::compute_targets(&results, sizes.as_ref()))
+    );
     println!("Report: {}", report_path.display());
 
     match workloads_error {

@@ -1,6 +1,7 @@
-//! `bench-report.md`: criterion's results, the workloads' figures and the
-//! machine they ran on.
+//! `bench-report.md`: criterion's results, the workloads' figures, the
+//! issue's targets computed from them, and the machine they ran on.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -313,6 +314,197 @@ pub(crate) fn render_criterion_table(
     Ok(out)
 }
 
+/// The file, in criterion's output directory, where the `formats` benchmark
+/// writes the byte sizes of its frames: `{"name": bytes, …}`.
+pub(crate) const FRAME_SIZES_FILE: &str = "frame-sizes.json";
+
+/// The frame sizes the `formats` benchmark wrote under `criterion_dir`, or
+/// `None` when there is no such file (or, with `since`, none written by this
+/// run).
+pub(crate) fn read_frame_sizes(
+    criterion_dir: &Path,
+    since: Option<SystemTime>,
+) -> Result<Option<BTreeMap<String, u64>>> {
+    let path = criterion_dir.join(FRAME_SIZES_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    if let Some(since) = since {
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if modified < since {
+            return Ok(None);
+        }
+    }
+    let value = read_json(&path)?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| format!("{}: expected a JSON object", path.display()))?;
+    object
+        .iter()
+        .map(|(k, v)| {
+            v.as_u64()
+                .map(|n| (k.clone(), n))
+                .ok_or_else(|| format!("{}: `{k}` is not a byte count", path.display()))
+        })
+        .collect::<Result<_>>()
+        .map(Some)
+}
+
+/// One target of the issue, checked against this run's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TargetRow {
+    /// What is measured.
+    pub(crate) name: &'static str,
+    /// The required value, as text (`≥ 100×`).
+    pub(crate) required: &'static str,
+    /// The figure, formatted, or why it is missing.
+    pub(crate) figure: String,
+    /// Which results it is computed from.
+    pub(crate) from: String,
+    /// `Some(true)` met, `Some(false)` missed, `None` not measured.
+    pub(crate) met: Option<bool>,
+}
+
+/// The median of benchmark `id`, if it ran.
+fn median(results: &[BenchResult], id: &str) -> Option<f64> {
+    results
+        .iter()
+        .find(|r| r.id == id)
+        .map(|r| r.median_ns)
+        .filter(|&ns| ns > 0.0)
+}
+
+/// A speed-up target: `slow` must take at least `times` as long as `fast`.
+fn speedup_row(
+    results: &[BenchResult],
+    name: &'static str,
+    required: &'static str,
+    times: f64,
+    slow: &str,
+    fast: &str,
+) -> TargetRow {
+    let from = format!("median `{slow}` / median `{fast}`");
+    match (median(results, slow), median(results, fast)) {
+        (Some(s), Some(f)) => {
+            let ratio = s / f;
+            TargetRow {
+                name,
+                required,
+                figure: format!("{}×", significant(ratio)),
+                from,
+                met: Some(ratio >= times),
+            }
+        }
+        _ => TargetRow {
+            name,
+            required,
+            figure: "not measured".into(),
+            from,
+            met: None,
+        },
+    }
+}
+
+/// The issue's targets, from the criterion `results` of this run and the
+/// frame sizes of the `formats` benchmark:
+/// - reading the mapped StringArray ≥ 100× faster than postcard's decode of
+///   the `Vec<String>` (without and with the body checksum);
+/// - writing the f64 column ≥ 4 GB/s;
+/// - the pooled frame ≤ 30% of the plain string frame of the same strings.
+pub(crate) fn compute_targets(
+    results: &[BenchResult],
+    sizes: Option<&BTreeMap<String, u64>>,
+) -> Vec<TargetRow> {
+    let mut rows = vec![
+        speedup_row(
+            results,
+            "mapped StringArray read vs postcard decode of the Vec<String> (no checksum)",
+            "≥ 100×",
+            100.0,
+            "strings_1M/postcard/decode",
+            "strings_1M/read/mmap/no_checksum",
+        ),
+        speedup_row(
+            results,
+            "mapped StringArray read vs postcard decode of the Vec<String> (checksum verified)",
+            "≥ 100×",
+            100.0,
+            "strings_1M/postcard/decode",
+            "strings_1M/read/mmap",
+        ),
+    ];
+
+    let write_id = "f64_10M/write";
+    let write = results.iter().find(|r| r.id == write_id);
+    rows.push(match write {
+        Some(BenchResult {
+            median_ns,
+            throughput: Some(Throughput::Bytes(bytes)),
+            ..
+        }) if *median_ns > 0.0 => {
+            let gb_per_s = *bytes as f64 / median_ns; // bytes per ns = GB/s
+            TargetRow {
+                name: "f64 column write (frame into memory)",
+                required: "≥ 4 GB/s",
+                figure: format!("{} GB/s", significant(gb_per_s)),
+                from: format!("bytes of `{write_id}` / its median"),
+                met: Some(gb_per_s >= 4.0),
+            }
+        }
+        _ => TargetRow {
+            name: "f64 column write (frame into memory)",
+            required: "≥ 4 GB/s",
+            figure: "not measured".into(),
+            from: format!("bytes of `{write_id}` / its median"),
+            met: None,
+        },
+    });
+
+    let from = format!("`pooled_1M` / `pooled_1M_plain` in {FRAME_SIZES_FILE}");
+    let pooled = sizes.and_then(|s| Some((*s.get("pooled_1M")?, *s.get("pooled_1M_plain")?)));
+    rows.push(match pooled {
+        Some((pooled, plain)) if plain > 0 => {
+            let ratio = pooled as f64 / plain as f64;
+            TargetRow {
+                name: "pooled string frame size vs the plain string frame",
+                required: "≤ 30%",
+                figure: format!("{}% ({pooled} / {plain} bytes)", significant(ratio * 100.0)),
+                from,
+                met: Some(ratio <= 0.30),
+            }
+        }
+        _ => TargetRow {
+            name: "pooled string frame size vs the plain string frame",
+            required: "≤ 30%",
+            figure: "not measured".into(),
+            from,
+            met: None,
+        },
+    });
+    rows
+}
+
+/// The markdown table of the targets.
+pub(crate) fn render_targets(rows: &[TargetRow]) -> String {
+    let mut out = String::from("| target | required | figure | status | computed from |\n");
+    out.push_str("|---|---|---:|---|---|\n");
+    for r in rows {
+        let status = match r.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            r.name, r.required, r.figure, status, r.from
+        );
+    }
+    out
+}
+
 /// The whole `bench-report.md`.
 pub(crate) fn render_report(
     criterion_dir: &Path,
@@ -325,6 +517,10 @@ pub(crate) fn render_report(
     let _ = writeln!(out, "- commit: {}", header.commit);
     let _ = writeln!(out, "- machine: {} × {}", header.cpus, header.cpu_model);
     let _ = writeln!(out, "- rustc: {}", header.rustc);
+    out.push_str("\n## Targets\n\nThe issue's targets, computed from this run's medians and frame sizes.\n\n");
+    let results = collect_criterion(criterion_dir, since)?;
+    let sizes = read_frame_sizes(criterion_dir, since)?;
+    out.push_str(&render_targets(&compute_targets(&results, sizes.as_ref())));
     out.push_str("\n## Workloads\n\n");
     match workloads {
         Workloads::Ran(w) if w.is_empty() => out.push_str("The workloads reported no figures.\n\n"),
@@ -335,6 +531,13 @@ pub(crate) fn render_report(
     }
     out.push_str("## Criterion micro-benchmarks\n\nMedians; MB = 10^6 bytes.\n\n");
     out.push_str(&render_criterion_table(criterion_dir, since)?);
+    if let Some(sizes) = &sizes {
+        out.push_str("\n## Frame sizes\n\nBytes of the `formats` benchmark's frames.\n\n");
+        out.push_str("| frame | bytes |\n|---|---:|\n");
+        for (name, bytes) in sizes {
+            let _ = writeln!(out, "| {name} | {bytes} |");
+        }
+    }
     Ok(out)
 }
 
@@ -460,6 +663,118 @@ mod tests {
         // No criterion directory at all.
         let none = render_report(&tmp.path().join("missing"), &header(), &workloads, None).unwrap();
         assert!(none.contains("No criterion results"), "{none}");
+    }
+
+    /// A criterion result directory for benchmark `group/function[/value]`.
+    fn fake(root: &Path, group: &str, function: &str, value: Option<&str>, bytes: u64, ns: f64) {
+        let dir = match value {
+            Some(v) => format!("{group}/{function}/{v}"),
+            None => format!("{group}/{function}"),
+        };
+        let value = value.map_or("null".to_string(), |v| format!("{v:?}"));
+        write_bench(
+            root,
+            &dir,
+            &format!(
+                r#"{{"group_id":{group:?},"function_id":{function:?},"value_str":{value},
+                    "throughput":{{"Bytes":{bytes}}}}}"#
+            ),
+            ns,
+        );
+    }
+
+    #[test]
+    fn targets_met_missed_and_not_measured() {
+        let tmp = tempfile::tempdir().unwrap();
+        let criterion = tmp.path().join("criterion");
+        fake(
+            &criterion,
+            "strings_1M",
+            "postcard",
+            Some("decode"),
+            30_000_000,
+            100e6,
+        );
+        fake(
+            &criterion,
+            "strings_1M",
+            "read/mmap/no_checksum",
+            None,
+            30_000_000,
+            0.5e6,
+        );
+        fake(&criterion, "strings_1M", "read/mmap", None, 30_000_000, 5e6);
+        fake(&criterion, "f64_10M", "write", None, 80_000_000, 10e6);
+        std::fs::write(
+            criterion.join(FRAME_SIZES_FILE),
+            r#"{"pooled_1M": 1000000, "pooled_1M_plain": 24000000, "strings_1M": 30515442}"#,
+        )
+        .unwrap();
+
+        let results = collect_criterion(&criterion, None).unwrap();
+        let sizes = read_frame_sizes(&criterion, None).unwrap().unwrap();
+        let rows = compute_targets(&results, Some(&sizes));
+        let by = |needle: &str| {
+            rows.iter()
+                .find(|r| r.name.contains(needle))
+                .unwrap()
+                .clone()
+        };
+        let no_sum = by("(no checksum)");
+        assert_eq!((no_sum.figure.as_str(), no_sum.met), ("200×", Some(true)));
+        let sum = by("(checksum verified)");
+        assert_eq!((sum.figure.as_str(), sum.met), ("20.0×", Some(false)));
+        let write = by("f64 column write");
+        assert_eq!(
+            (write.figure.as_str(), write.met),
+            ("8.00 GB/s", Some(true))
+        );
+        let pooled = by("pooled");
+        assert_eq!(pooled.met, Some(true));
+        assert!(pooled.figure.starts_with("4.17% "), "{}", pooled.figure);
+
+        let table = render_targets(&rows);
+        assert!(table.contains("| 200× | met |"), "{table}");
+        assert!(table.contains("| 20.0× | **missed** |"), "{table}");
+        let report =
+            render_report(&criterion, &header(), &Workloads::Skipped("x".into()), None).unwrap();
+        assert!(report.contains("## Targets"), "{report}");
+        assert!(report.contains("| 8.00 GB/s | met |"), "{report}");
+        // The existing tables are still there.
+        assert!(
+            report.contains("| strings_1M/postcard/decode | 100 ms | 300 MB/s |"),
+            "{report}"
+        );
+        assert!(
+            report.contains("| pooled_1M_plain | 24000000 |"),
+            "{report}"
+        );
+
+        // Slow writes and a big pooled frame miss; missing figures are not measured.
+        fake(&criterion, "f64_10M", "write", None, 80_000_000, 40e6);
+        let sizes: BTreeMap<String, u64> = [
+            ("pooled_1M".to_string(), 9),
+            ("pooled_1M_plain".to_string(), 10),
+        ]
+        .into();
+        let results = collect_criterion(&criterion, None).unwrap();
+        let rows = compute_targets(&results, Some(&sizes));
+        assert_eq!(rows[2].met, Some(false), "{rows:?}");
+        assert_eq!(rows[2].figure, "2.00 GB/s");
+        assert_eq!(rows[3].met, Some(false), "{rows:?}");
+        let none = compute_targets(&[], None);
+        assert_eq!(none.len(), 4);
+        assert!(none
+            .iter()
+            .all(|r| r.met.is_none() && r.figure == "not measured"));
+        assert!(render_targets(&none).contains("| not measured | not measured |"));
+
+        // Sizes older than the run, a missing file, a malformed one.
+        let future = SystemTime::now() + std::time::Duration::from_secs(3600);
+        assert_eq!(read_frame_sizes(&criterion, Some(future)).unwrap(), None);
+        assert_eq!(read_frame_sizes(tmp.path(), None).unwrap(), None);
+        std::fs::write(criterion.join(FRAME_SIZES_FILE), r#"{"pooled_1M": "big"}"#).unwrap();
+        assert!(read_frame_sizes(&criterion, None).is_err());
     }
 
     #[test]
