@@ -67,7 +67,7 @@ impl Bitmap {
     /// does not overflow and `buffer` holds at least `offset + len` bits.
     /// Breaking this is a contract violation: this version's accessors then
     /// panic, and later versions may rely on it for memory safety.
-    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(buffer: Buffer, offset: usize, len: usize) -> Self {
         Self {
             buffer,
@@ -324,7 +324,7 @@ impl BitmapBuilder {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
+#[expect(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
 

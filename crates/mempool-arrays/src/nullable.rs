@@ -67,7 +67,7 @@ impl<T: Pod> NullableArray<T> {
     /// if any, has exactly `values.len()` bits. Breaking this is a contract
     /// violation: this version's accessors then panic or return wrong values,
     /// and later versions may rely on it for memory safety.
-    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(values: PrimitiveArray<T>, validity: Option<Bitmap>) -> Self {
         Self { values, validity }
     }
@@ -418,7 +418,7 @@ impl<T: Pod + Send + Sync> NullableBuilder<T> {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
+#[expect(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
     use crate::buffer::Buffer;

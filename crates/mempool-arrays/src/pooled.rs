@@ -407,7 +407,7 @@ impl<P: PoolValues> PooledArray<P> {
     /// [`PoolValues::validate_full`] (a string pool is valid UTF-8). Breaking
     /// this is a contract violation: this version's accessors then panic, and
     /// later versions may rely on it for memory safety.
-    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(pool: P, codes: Codes) -> Self {
         Self { pool, codes }
     }
@@ -948,7 +948,7 @@ impl<T: Pod + PartialEq> PooledArray<PrimitiveArray<T>> {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
+#[expect(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
 
@@ -1083,13 +1083,16 @@ mod tests {
         .unwrap();
         let codes = Codes::U8(PrimitiveArray::from(vec![0u8, 0]));
         assert!(matches!(
-            PooledArray::try_new(pool.clone(), codes.clone()),
+            PooledArray::try_new(pool, codes),
             Err(ArrayError::InvalidUtf8 { index: 1 })
         ));
-        // SAFETY: deliberately broken to show what the check guards: the codes
-        // used (0) are in range and entry 0 ("a") is valid UTF-8.
-        let unchecked = unsafe { PooledArray::new_unchecked(pool, codes) };
-        assert_eq!(unchecked.get(1), Some("a"));
+        // The checked parts of an array can skip the checks.
+        let a = PooledArray::from(vec![Some("x"), None]);
+        let (pool, codes) = a.clone().into_parts();
+        // SAFETY: the parts of a checked array satisfy `try_new`'s checks
+        // (codes below the pool size, the pool valid UTF-8).
+        let b = unsafe { PooledArray::new_unchecked(pool, codes) };
+        assert_eq!(a, b);
     }
 
     #[test]

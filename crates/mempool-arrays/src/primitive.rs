@@ -62,7 +62,7 @@ impl<T: Pod> PrimitiveArray<T> {
     /// address aligned for `T`. Breaking this is a contract violation: this
     /// version's accessors then panic, and later versions may rely on it for
     /// memory safety.
-    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(buffer: Buffer) -> Self {
         Self {
             buffer,
@@ -264,7 +264,7 @@ impl BooleanArray {
     /// # Safety
     /// None beyond the bitmap's own invariants, which a safely built [`Bitmap`]
     /// always has (see [`Bitmap::new_unchecked`]).
-    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(bits: Bitmap) -> Self {
         Self { bits }
     }
@@ -377,7 +377,7 @@ pub(crate) fn check_len(what: &'static str, expected: usize, found: usize) -> Re
 }
 
 #[cfg(test)]
-#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
+#[expect(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
 

@@ -79,7 +79,7 @@ impl StringArray {
     /// look again). Breaking this is a contract violation: this version's
     /// accessors then panic or return wrong values, and later versions may
     /// rely on it for memory safety.
-    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(offsets: Buffer, data: Buffer, validity: Option<Bitmap>) -> Self {
         Self {
             offsets,
@@ -699,7 +699,7 @@ impl From<Vec<Option<&str>>> for StringArray {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
+#[expect(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
 

@@ -282,7 +282,7 @@ impl Table {
     /// and every column has as many rows as the first. Breaking this is a
     /// contract violation: this version's lookups and slices then return wrong
     /// columns or panic, and later versions may rely on it for memory safety.
-    #[allow(unsafe_code, reason = "the unchecked constructor of the triple")]
+    #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(columns: Vec<(String, Column)>) -> Self {
         let num_rows = columns.first().map_or(0, |(_, c)| c.len());
         let (names, columns) = columns.into_iter().unzip();
@@ -480,7 +480,7 @@ impl ApproxSize for Table {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code, reason = "tests of the unchecked constructor")]
+#[expect(unsafe_code, reason = "tests of the unchecked constructor")]
 mod tests {
     use super::*;
     use crate::buffer::Buffer;
