@@ -164,6 +164,17 @@ pub enum FrameError {
         /// The tag found.
         kind: u8,
     },
+    /// A table column has an array type that this version cannot write.
+    #[error(
+        "column {name:?} of type {column_type:?} has no frame format in this version of \
+         mempool-serde; convert the column to a supported type or upgrade mempool-serde"
+    )]
+    UnsupportedColumn {
+        /// Column name.
+        name: String,
+        /// The column's type name.
+        column_type: &'static str,
+    },
     /// A section's content does not fit the type being read.
     #[error(
         "section {index} of `{type_name}` is malformed ({reason}); \
@@ -192,8 +203,8 @@ pub enum FrameError {
     },
     /// Postcard could not encode or decode metadata or a `Serde<T>` value.
     #[error(
-        "postcard {op} of `{type_name}` failed: {source}; when decoding, the frame is corrupt \
-         or the type changed since it was written: rewrite it from its source"
+        "postcard {op} of `{type_name}` failed: {source}; {}",
+        postcard_advice(op)
     )]
     Postcard {
         /// "encoding" or "decoding".
@@ -219,6 +230,17 @@ pub enum FrameError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What to do about a postcard error, by operation.
+fn postcard_advice(op: &str) -> &'static str {
+    if op == "encoding" {
+        "check that the value serializes with serde (postcard needs the length of every \
+         sequence and map up front)"
+    } else {
+        "the frame is corrupt, or the type changed since the frame was written: \
+         rewrite it from its source"
+    }
 }
 
 impl From<std::io::Error> for FrameError {
@@ -299,6 +321,10 @@ mod tests {
                 name: "c".into(),
                 kind: 200,
             },
+            FrameError::UnsupportedColumn {
+                name: "c".into(),
+                column_type: "decimal",
+            },
             FrameError::BadSection {
                 type_name: "T".into(),
                 index: 1,
@@ -312,6 +338,11 @@ mod tests {
             FrameError::Postcard {
                 op: "decoding",
                 type_name: "T".into(),
+                source: postcard_err.clone(),
+            },
+            FrameError::Postcard {
+                op: "encoding",
+                type_name: "T".into(),
                 source: postcard_err,
             },
             FrameError::Array(mempool_arrays::ArrayError::InvalidUtf8 { index: 0 }),
@@ -321,7 +352,7 @@ mod tests {
             },
             FrameError::from(io()),
         ];
-        let verbs = ["rewrite", "read it", "check", "store", "use"];
+        let verbs = ["rewrite", "read it", "check", "store", "use", "convert"];
         for e in &errors {
             let m = e.to_string();
             assert!(m.starts_with(|c: char| !c.is_uppercase()), "{m}");

@@ -202,15 +202,10 @@ column_kinds! {
 }
 
 /// The error for a column variant added to mempool-arrays after this format.
-fn unsupported_column(index: usize, name: &str, column: &Column) -> FrameError {
-    FrameError::BadSection {
-        type_name: Table::type_name().into_owned(),
-        index,
-        reason: format!(
-            "column {name:?} of type {:?} has no frame format in this version of \
-             mempool-serde; convert the column or upgrade mempool-serde",
-            column.type_name()
-        ),
+fn unsupported_column(name: &str, column: &Column) -> FrameError {
+    FrameError::UnsupportedColumn {
+        name: name.to_owned(),
+        column_type: column.type_name(),
     }
 }
 
@@ -224,11 +219,10 @@ impl FrameType for Table {
 /// array type's layout (a sliced column writes only its rows).
 ///
 /// # Errors
-/// [`FrameError::BadSection`] for a column variant this version has no format
-/// for (`Column` is `#[non_exhaustive]`), before any section is written.
+/// [`FrameError::UnsupportedColumn`] for a column variant this version has no
+/// format for (`Column` is `#[non_exhaustive]`), before any section is written.
 impl MmWrite for Table {
     fn write_sections<'a>(&'a self, w: &mut SectionWriter<'a>) -> Result<()> {
-        let start = w.len();
         let columns = self
             .columns()
             .map(|(name, column)| match column_kind(column) {
@@ -236,7 +230,7 @@ impl MmWrite for Table {
                     name: name.to_owned(),
                     kind,
                 }),
-                None => Err(unsupported_column(start, name, column)),
+                None => Err(unsupported_column(name, column)),
             })
             .collect::<Result<Vec<_>>>()?;
         w.meta(&TableMeta {
@@ -244,9 +238,8 @@ impl MmWrite for Table {
             columns,
         })?;
         for (name, column) in self.columns() {
-            let index = w.len();
             if !write_column(column, w)? {
-                return Err(unsupported_column(index, name, column));
+                return Err(unsupported_column(name, column));
             }
         }
         Ok(())

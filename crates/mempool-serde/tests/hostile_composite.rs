@@ -523,6 +523,44 @@ fn hostile_pooled_metadata_is_an_error() {
 }
 
 #[test]
+fn pooled_string_pools_are_validated_at_read() {
+    // A pool whose second string is not UTF-8, behind valid checksums: the
+    // reader refuses it, so get/iter of a decoded pooled array cannot panic.
+    let sections = vec![
+        postcard(&(3u64, 1u8)),
+        vec![0, 1, 0],
+        vec![0],
+        le_u64s(&[0, 1, 3]),
+        b"a\xc3(".to_vec(),
+    ];
+    let frame = encode(&HostilePooledStr(sections.clone())).unwrap();
+    assert!(matches!(
+        decode::<PooledArray<StringArray>>(&frame),
+        Err(FrameError::Array(ArrayError::InvalidUtf8 { index: 1 }))
+    ));
+    // The same pool in a table column.
+    let mut table = vec![postcard(&(3u64, vec![("p", 14u8)]))];
+    table.extend(sections);
+    assert!(matches!(
+        decode::<Table>(&encode(&HostileTable(table)).unwrap()),
+        Err(FrameError::Array(ArrayError::InvalidUtf8 { index: 1 }))
+    ));
+    // Valid UTF-8 decodes, and reads as strings.
+    let ok = vec![
+        postcard(&(3u64, 1u8)),
+        vec![0, 1, 0],
+        vec![0],
+        le_u64s(&[0, 1, 3]),
+        "aå".as_bytes().to_vec(),
+    ];
+    let a: PooledArray<StringArray> = decode(&encode(&HostilePooledStr(ok)).unwrap()).unwrap();
+    assert_eq!(
+        a.iter().collect::<Vec<_>>(),
+        [Some("a"), Some("å"), Some("a")]
+    );
+}
+
+#[test]
 fn hostile_nullable_sections_are_errors() {
     let nullable = |sections: Vec<Vec<u8>>| {
         decode::<NullableArray<f64>>(&encode(&HostileNullable(sections)).unwrap())
