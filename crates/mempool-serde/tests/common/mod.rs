@@ -17,14 +17,14 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 
 /// Checksum verification on or off.
-#[allow(dead_code)]
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) fn opts(verify_checksum: bool) -> ReadOptions {
     ReadOptions { verify_checksum }
 }
 
 /// A fixed-seed proptest configuration of `cases` cases: the runs are
 /// deterministic, and no failure files are written.
-#[allow(dead_code)]
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
     proptest::test_runner::Config {
         cases,
@@ -99,9 +99,21 @@ impl<T> Borrows for Serde<T> {
 
 /// Places to cut a frame of `len` bytes: inside the header, at its end,
 /// inside the section table, in the middle, near the end.
-#[allow(dead_code)]
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) fn cut_points(len: usize) -> Vec<usize> {
-    let mut cuts = vec![0, 1, 8, 47, 63, 64, 72, 100, len / 2, len - 8, len - 1];
+    let mut cuts = vec![
+        0,
+        1,
+        8,
+        47,
+        63,
+        64,
+        72,
+        100,
+        len / 2,
+        len.saturating_sub(8),
+        len - 1,
+    ];
     cuts.retain(|&c| c < len);
     cuts.sort_unstable();
     cuts.dedup();
@@ -114,7 +126,7 @@ pub(crate) fn cut_points(len: usize) -> Vec<usize> {
 /// that a mapped read of a mempool-arrays type borrows the map (no heap
 /// buffer, the map's owner counted once). Cutting the frame at several points
 /// is an error with and without the checksum. Returns the encoded frame.
-#[allow(dead_code)]
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) fn roundtrip<T>(value: &T) -> Buffer
 where
     T: MmWrite + MmRead + PartialEq + Debug + Borrows,
@@ -178,7 +190,7 @@ where
 
 /// One mutation of a valid frame.
 #[derive(Debug, Clone)]
-#[allow(dead_code)]
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) struct Mutation {
     /// Keep this many bytes (an index into the frame).
     pub(crate) cut: Index,
@@ -192,7 +204,7 @@ pub(crate) struct Mutation {
     pub(crate) word: u64,
 }
 
-#[allow(dead_code)]
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
     (
         any::<Index>(),
@@ -223,7 +235,7 @@ pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
 ///   is verified, and decodes or fails without a panic when it is not;
 /// - the same flip resealed, and an overwritten word resealed, decode or fail
 ///   without a panic, and whatever decodes has accessors that do not panic.
-#[allow(dead_code)]
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) fn check_mutations<T: MmRead + Exercise>(
     frame: &Buffer,
     m: &Mutation,
@@ -274,7 +286,7 @@ pub(crate) fn check_mutations<T: MmRead + Exercise>(
 }
 
 /// Encodes `value`, checks it decodes equal, then runs [`check_mutations`].
-#[allow(dead_code)]
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) fn check_value<T>(value: &T, m: &Mutation) -> Result<(), TestCaseError>
 where
     T: MmWrite + MmRead + Exercise + PartialEq + Debug,
