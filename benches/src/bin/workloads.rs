@@ -449,14 +449,16 @@ fn main() {
     let mut json: Option<PathBuf> = None;
     let mut only: Option<String> = None;
     let mut dir_arg: Option<PathBuf> = None;
+    let mut no_limits = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => json = args.next().map(PathBuf::from),
             "--only" => only = args.next(),
             "--dir" => dir_arg = args.next().map(PathBuf::from),
+            "--no-limits" => no_limits = true,
             "-h" | "--help" => {
-                println!("usage: workloads [--json FILE] [--only W1|W2|W3] [--dir SPILL_PARENT]");
+                println!("usage: workloads [--json FILE] [--only W1|W2|W3] [--dir SPILL_PARENT] [--no-limits]");
                 return;
             }
             other => {
@@ -479,6 +481,15 @@ fn main() {
     let mut all = Vec::new();
     // The limits are what W1 and W3 are compared with; W2 stays in memory.
     let lim = (want("W1") || want("W3")).then(|| {
+        if no_limits {
+            // For profiling a workload alone: no limits to compare with.
+            return Limits {
+                memcpy: f64::NAN,
+                page_cache_write: f64::NAN,
+                mmap_read: f64::NAN,
+                file_writes: f64::NAN,
+            };
+        }
         println!("limits of this machine");
         let lim = limits(dir.path());
         let mut l = Workload::new("limits");

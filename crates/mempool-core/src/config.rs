@@ -43,12 +43,12 @@ pub struct PoolConfig {
     /// discarded). Default: `true`.
     pub sync_saves: bool,
     /// Write-behind (LRU only): once memory is three-quarters full, a
-    /// background thread writes disk copies of the least recently used values
-    /// that have none, within the quarter of `max_memsize` next in line to
-    /// leave. Evicting a value with a disk copy is just dropping it, so
-    /// `set` and `get` rarely wait for a write. Costs: one thread per pool
-    /// (started on first need), and disk writes of values that might have
-    /// been deleted before leaving memory. Default: `true`.
+    /// background thread writes disk copies of the resident values that have
+    /// none, oldest stored first. Evicting a value with a disk copy is just
+    /// dropping it, so `set` and `get` rarely wait for a write. Costs: one
+    /// thread per pool (started on first need), 8 bytes per stored value for
+    /// its queue, and disk writes of values that are deleted before they
+    /// would have left memory. Default: `true`.
     pub write_behind: bool,
 }
 

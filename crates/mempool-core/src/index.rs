@@ -6,6 +6,7 @@
 
 use std::any::TypeId;
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -194,6 +195,10 @@ pub(crate) struct State {
     /// the list that eager moves would; a read meanwhile costs no write to
     /// its neighbours' slots.
     touched: Vec<(u32, u32)>,
+    /// Values stored without a disk copy, in the order stored (slot,
+    /// generation), for write-behind; stale entries (values since deleted,
+    /// written, or out of memory) are skipped when popped.
+    dirty: Option<VecDeque<(u32, u32)>>,
     pub(crate) mem_values: u64,
     pub(crate) mem_bytes: u64,
     pub(crate) spilling_bytes: u64,
@@ -208,12 +213,14 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(policy: Policy) -> Self {
+    /// An empty index; `write_behind` keeps the queue of values to copy.
+    pub(crate) fn new(policy: Policy, write_behind: bool) -> Self {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
             recency: Recency::new(policy),
             touched: Vec::with_capacity(TOUCH_BATCH),
+            dirty: write_behind.then(VecDeque::new),
             mem_values: 0,
             mem_bytes: 0,
             spilling_bytes: 0,
@@ -305,23 +312,35 @@ impl State {
         }
     }
 
+    /// Queues a newly stored value for write-behind.
+    pub(crate) fn push_dirty(&mut self, idx: u32) {
+        let gen = self.slots[idx as usize].gen;
+        if let Some(q) = &mut self.dirty {
+            q.push_back((idx, gen));
+        }
+    }
+
+    /// The oldest queued value that is still resident, without a disk copy,
+    /// and not being written.
+    pub(crate) fn pop_dirty(&mut self) -> Option<u32> {
+        let q = self.dirty.as_mut()?;
+        while let Some((idx, gen)) = q.pop_front() {
+            let s = &self.slots[idx as usize];
+            if s.gen == gen
+                && s.linked()
+                && !s.flushing()
+                && s.entry.as_ref().is_some_and(|e| e.file.is_none())
+            {
+                return Some(idx);
+            }
+        }
+        None
+    }
+
     /// The next value to leave memory, per the policy.
     pub(crate) fn victim(&mut self) -> Option<u32> {
         self.apply_touches();
         self.recency.victim()
-    }
-
-    /// The least recently used resident value.
-    pub(crate) fn least_recent(&mut self) -> Option<u32> {
-        self.apply_touches();
-        self.recency.least_recent()
-    }
-
-    /// The resident value used just after `idx` (call after `least_recent`,
-    /// with no read in between).
-    pub(crate) fn more_recent(&self, idx: u32) -> Option<u32> {
-        debug_assert!(self.touched.is_empty());
-        self.recency.more_recent(&self.slots, idx)
     }
 
     /// The eviction policy.
@@ -449,7 +468,7 @@ mod tests {
     /// victim picks, give exactly the order of eager moves.
     #[test]
     fn buffered_touches_match_eager_lru() {
-        let mut st = State::new(Policy::Lru);
+        let mut st = State::new(Policy::Lru, false);
         let mut model: Vec<u32> = Vec::new(); // most recent first
         let mut x = 42u64;
         let mut next = || {

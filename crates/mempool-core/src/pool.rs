@@ -17,10 +17,11 @@
 //! waiter always wakes.
 //!
 //! # Write-behind
-//! With [`PoolConfig::write_behind`] (LRU only), a flusher thread writes disk
-//! copies of the values next in line to leave while they are still resident
-//! (marked flushing, like `copy_to_disk`), so that evicting them is just
-//! dropping them. Eviction never skips a value: when the next victim is being
+//! With [`PoolConfig::write_behind`] (LRU only), once memory is
+//! three-quarters full a flusher thread writes disk copies of resident values
+//! that have none, oldest stored first, while they stay resident (marked
+//! flushing, like `copy_to_disk`), so that evicting them is just dropping
+//! them. Eviction never skips a value: when the next victim is being
 //! flushed, the caller helps by flushing another one, or waits for it.
 
 use std::path::{Path, PathBuf};
@@ -90,9 +91,6 @@ struct Room {
     /// The next victim is being flushed: its write must settle first.
     blocked: bool,
 }
-
-/// Most values the flusher looks at, from the least recent, per pick.
-const FLUSH_SCAN: usize = 64;
 
 /// The flusher thread's controls, shared by the pool and the thread.
 #[derive(Default)]
@@ -247,7 +245,10 @@ impl Pool {
         }
         let owner = random_u64();
         let (session, swept) = SessionDir::create(&config.spill_dir, owner)?;
-        let state = State::new(config.policy);
+        let state = State::new(
+            config.policy,
+            config.write_behind && config.policy == crate::Policy::Lru,
+        );
         let flush = Arc::new(FlushCtl::default());
         Ok(Self {
             handle: Arc::new(Handle { flush: Some(flush) }),
@@ -360,39 +361,26 @@ impl Pool {
         c.write_behind && st.policy() == crate::Policy::Lru && st.used() > c.max_memsize / 4 * 3
     }
 
-    /// Picks the least recent resident value without a disk copy, within the
-    /// quarter of `max_memsize` next in line to leave, and marks it flushing.
+    /// Picks the oldest stored value still resident without a disk copy and
+    /// marks it flushing.
     fn pick_flush(&self, st: &mut State) -> Option<Victim> {
         if !self.wants_flush(st) {
             return None;
         }
-        let window = self.inner.config.max_memsize / 4;
-        let mut idx = st.least_recent()?;
-        let mut before = 0u64;
-        for _ in 0..FLUSH_SCAN {
-            if before >= window {
-                return None;
-            }
-            let slot = &mut st.slots[idx as usize];
-            let gen = slot.gen();
-            let flushing = slot.flushing();
-            let e = slot.entry.as_ref()?;
-            let size = e.size;
-            if e.file.is_none() && !flushing {
-                let value = Arc::clone(e.mem.as_ref()?);
-                slot.set_flushing(true);
-                return Some(Victim {
-                    idx,
-                    gen,
-                    value,
-                    size,
-                    why: Why::Flush,
-                });
-            }
-            before += size;
-            idx = st.more_recent(idx)?;
-        }
-        None
+        let idx = st.pop_dirty()?;
+        let slot = &mut st.slots[idx as usize];
+        let gen = slot.gen();
+        let e = slot.entry.as_ref()?;
+        let value = Arc::clone(e.mem.as_ref()?);
+        let size = e.size;
+        slot.set_flushing(true);
+        Some(Victim {
+            idx,
+            gen,
+            value,
+            size,
+            why: Why::Flush,
+        })
     }
 
     /// Wakes the flusher (starting it on first need) if write-behind wants to
@@ -644,6 +632,7 @@ impl Pool {
                     file: None,
                 });
                 st.link_resident(idx);
+                st.push_dirty(idx);
                 let flush = self.wants_flush(&st);
                 drop(st);
                 if let Some(room) = room {

@@ -149,12 +149,6 @@ impl RecencyList {
         (self.tail != NIL).then_some(self.tail)
     }
 
-    /// The value used just after the linked `idx` (towards the most recent).
-    pub(crate) fn more_recent<L: Links + ?Sized>(&self, links: &L, idx: u32) -> Option<u32> {
-        let prev = links.link(idx).prev;
-        (prev != NIL).then_some(prev)
-    }
-
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -191,8 +185,6 @@ mod tests {
         assert!(!l.remove(&mut links, 3));
         assert_eq!(l.order(&links), [0, 4, 2, 1]);
         assert_eq!((l.most_recent(), l.least_recent()), (Some(0), Some(1)));
-        assert_eq!(l.more_recent(&links, 1), Some(2));
-        assert_eq!(l.more_recent(&links, 0), None);
         l.push_back(&mut links, 3);
         assert_eq!(l.least_recent(), Some(3));
         for i in [0, 4, 2, 1, 3] {

@@ -71,16 +71,6 @@ impl Recency {
         self.list.order(links)
     }
 
-    /// The least recently used resident value.
-    pub(crate) fn least_recent(&self) -> Option<u32> {
-        self.list.least_recent()
-    }
-
-    /// The resident value used just after `idx`.
-    pub(crate) fn more_recent<L: Links + ?Sized>(&self, links: &L, idx: u32) -> Option<u32> {
-        self.list.more_recent(links, idx)
-    }
-
     /// The configured policy.
     pub(crate) fn policy(&self) -> Policy {
         self.policy
