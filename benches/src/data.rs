@@ -258,48 +258,60 @@ pub fn checksum_strings<'a>(strings: impl IntoIterator<Item = &'a [u8]>) -> u32 
 
 /// [`checksum_strings`] of a `StringArray`'s entries (nulls as empty
 /// strings), the same value, computed from the array's own buffers: each
-/// string is copied into the scratch buffer by one fixed 48-byte copy (the
-/// strings of the workloads are at most 40 bytes) instead of a
-/// variable-length one, and the scratch buffer is checksummed in large
-/// blocks.
+/// string is copied into a scratch buffer by one fixed 48-byte copy (the
+/// strings of the workloads are at most 40 bytes) followed by its newline,
+/// and the scratch buffer is checksummed in 64 KiB blocks.
 pub fn checksum_string_array(a: &mempool_arrays::StringArray) -> u32 {
     const SCRATCH: usize = 64 << 10;
     const WIDE: usize = 48;
-    let (offsets, data, _) = a.parts();
+    let (offsets, data, validity) = a.parts();
     let offsets: &[u64] = offsets
         .typed()
         .expect("a StringArray's offsets are aligned u64s");
     let data = data.as_slice();
     let mut hasher = crc32fast::Hasher::new();
+    // Room for a full block plus one more string (wide copy) and its newline.
     let mut buf = vec![0u8; SCRATCH + WIDE + 1];
-    let mut len = 0;
-    for i in 0..a.len() {
-        if i > 0 {
-            buf[len] = b'\n';
-            len += 1;
+    let mut pos = 0;
+    let mut start = offsets.first().map_or(0, |&o| o as usize);
+    for (i, &end) in offsets.iter().skip(1).enumerate() {
+        // Flushing before a string (not after its newline) keeps the last
+        // newline in the buffer, to be left out at the end.
+        if pos >= SCRATCH {
+            hasher.update(&buf[..pos]);
+            pos = 0;
         }
-        if a.is_null(i) {
-            continue;
-        }
-        let (s, e) = (offsets[i] as usize, offsets[i + 1] as usize);
-        let n = e - s;
-        if n <= WIDE && s + WIDE <= data.len() {
-            buf[len..len + WIDE].copy_from_slice(&data[s..s + WIDE]);
-        } else if len + n <= buf.len() {
-            buf[len..len + n].copy_from_slice(&data[s..e]);
+        let end = end as usize;
+        let n = if validity.is_some_and(|v| !v.get(i)) {
+            0
         } else {
-            hasher.update(&buf[..len]);
-            len = 0;
-            hasher.update(&data[s..e]);
-            continue;
+            end - start
+        };
+        if n <= WIDE && start + WIDE <= data.len() {
+            let src: &[u8; WIDE] = data[start..start + WIDE].try_into().expect("WIDE bytes");
+            let dst: &mut [u8; WIDE] = (&mut buf[pos..pos + WIDE]).try_into().expect("WIDE bytes");
+            *dst = *src;
+            pos += n;
+        } else {
+            if pos + n + 1 > buf.len() {
+                hasher.update(&buf[..pos]);
+                pos = 0;
+            }
+            if n + 1 > buf.len() {
+                hasher.update(&data[start..start + n]);
+            } else {
+                buf[pos..pos + n].copy_from_slice(&data[start..start + n]);
+                pos += n;
+            }
         }
-        len += n;
-        if len >= SCRATCH {
-            hasher.update(&buf[..len]);
-            len = 0;
-        }
+        buf[pos] = b'\n';
+        pos += 1;
+        start = end;
     }
-    hasher.update(&buf[..len]);
+    // Every string was followed by a newline; the joined form has none after
+    // the last one.
+    pos = pos.saturating_sub(1);
+    hasher.update(&buf[..pos]);
     hasher.finalize()
 }
 
@@ -365,11 +377,13 @@ mod tests {
     fn checksum_string_array_matches_checksum_strings() {
         let letters = Letters::new();
         let long = vec![b'y'; 300];
+        let huge = vec![b'z'; 100_000];
         let mut strings: Vec<Option<&[u8]>> =
             w3_strings(&letters, 2).take(3000).map(Some).collect();
         strings.insert(5, None);
         strings.insert(0, Some(b""));
         strings.insert(100, Some(&long));
+        strings.insert(2000, Some(&huge));
         strings.push(None);
         let a = mempool_arrays::StringArray::from_iter(
             strings

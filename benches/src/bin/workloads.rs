@@ -61,6 +61,39 @@ impl Workload {
     }
 }
 
+/// Each figure's median over runs of one workload (the runs' figures in the
+/// limit column), so that one noisy run does not make the report.
+fn median_of(mut runs: Vec<Workload>) -> Workload {
+    if runs.len() == 1 {
+        return runs.pop().expect("one run");
+    }
+    let first = &runs[0];
+    let mut out = Workload::new(first.name);
+    for (k, f) in first.figures.iter().enumerate() {
+        let mut vals: Vec<(f64, usize)> = runs
+            .iter()
+            .enumerate()
+            .map(|(r, w)| (w.figures[k].value, r))
+            .collect();
+        vals.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (value, r) = vals[vals.len() / 2];
+        let all: Vec<String> = runs
+            .iter()
+            .map(|w| format!("{:.1}", w.figures[k].value))
+            .collect();
+        let limit = runs[r].figures[k].limit.clone();
+        let sep = if limit.is_empty() { "" } else { "; " };
+        out.figures.push(Figure {
+            name: f.name,
+            value,
+            unit: f.unit,
+            target: f.target,
+            limit: format!("{limit}{sep}runs: {}", all.join(", ")),
+        });
+    }
+    out
+}
+
 fn json_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -121,9 +154,13 @@ fn peak_rss_mib() -> f64 {
 
 struct Limits {
     memcpy: f64,
+    /// Into pages just freed.
     page_cache_write: f64,
+    /// Into pages the kernel had to find.
+    page_cache_write_fresh: f64,
     mmap_read: f64,
-    file_writes: f64,
+    /// Microseconds to create an empty file.
+    create_us: f64,
 }
 
 /// The machine's limits: memcpy bandwidth, page-cache write, mapped read.
@@ -142,18 +179,25 @@ fn limits(dir: &Path) -> Limits {
     let memcpy = n as f64 / MB / best.as_secs_f64();
 
     // Page cache, as the issue defines it: one 1 GiB file written in 1 MiB
-    // chunks, then mapped and read (cached).
+    // chunks, then mapped and read (cached). Written twice: first into pages
+    // the kernel must find (on a VM, possibly pages the host has to supply),
+    // then, after deleting it, into the pages just freed — what a pool
+    // spilling evicted values mostly gets.
     let chunk = vec![7u8; MIB as usize];
     let total = 1024 * MIB;
     let big = dir.join("limits-1GiB");
-    let t = Instant::now();
-    {
+    let write_big = || {
+        let t = Instant::now();
         let mut f = std::fs::File::create(&big).unwrap();
         for _ in 0..1024 {
             f.write_all(&chunk).unwrap();
         }
-    }
-    let page_cache_write = total as f64 / MB / t.elapsed().as_secs_f64();
+        drop(f);
+        total as f64 / MB / t.elapsed().as_secs_f64()
+    };
+    let page_cache_write_fresh = write_big();
+    std::fs::remove_file(&big).unwrap();
+    let page_cache_write = write_big();
     let mut best = Duration::MAX;
     for _ in 0..2 {
         let t = Instant::now();
@@ -170,26 +214,45 @@ fn limits(dir: &Path) -> Limits {
     let mmap_read = total as f64 / MB / best.as_secs_f64();
     let _ = std::fs::remove_file(&big);
 
-    // Spill-shaped: 1024 files of 1 MiB, each written to a temporary name and
-    // renamed (what a synchronous spill does, minus the pool).
-    let files = dir.join("limits");
+    // Making an empty file: an inode allocation, which on ext4 without a
+    // journal slows down with every file deleted nearby in the last minutes
+    // (it skips recently freed inodes one by one).
+    let files = dir.join("limits-create");
     std::fs::create_dir_all(&files).unwrap();
+    const CREATES: u32 = 256;
     let t = Instant::now();
-    for i in 0..1024 {
-        let tmp = files.join(format!("{i}.tmp"));
-        let mut f = std::fs::File::create(&tmp).unwrap();
-        f.write_all(&chunk).unwrap();
-        drop(f);
-        std::fs::rename(&tmp, files.join(format!("{i}"))).unwrap();
+    for i in 0..CREATES {
+        drop(std::fs::File::create(files.join(i.to_string())).unwrap());
     }
-    let file_writes = total as f64 / MB / t.elapsed().as_secs_f64();
+    let create_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(CREATES);
     let _ = std::fs::remove_dir_all(&files);
     Limits {
         memcpy,
         page_cache_write,
+        page_cache_write_fresh,
         mmap_read,
-        file_writes,
+        create_us,
     }
+}
+
+/// With `MEMPOOL_TRACE_PHASES` set, prints the CLOCK_MONOTONIC time of a
+/// phase boundary, for `perf record -k CLOCK_MONOTONIC` + `perf report
+/// --time start,end`.
+fn trace_phase(what: &str) {
+    if std::env::var_os("MEMPOOL_TRACE_PHASES").is_none() {
+        return;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY:
+    // - `ts` is a valid, writable timespec for the duration of the call.
+    // - CLOCK_MONOTONIC is always available on Linux.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    eprintln!("phase {what} {}.{:09}", ts.tv_sec, ts.tv_nsec);
 }
 
 fn pct(v: f64, limit: f64, what: &str) -> String {
@@ -214,7 +277,9 @@ fn w1(dir: &Path, lim: &Limits) -> Workload {
         put += t.elapsed();
     }
     let mut get = Duration::ZERO;
-    for i in perm(W1_VALUES as u64, W1_GET_STREAM) {
+    let order = perm(W1_VALUES as u64, W1_GET_STREAM);
+    trace_phase("W1-get-start");
+    for i in order {
         let t = Instant::now();
         let a = pool.get::<PrimitiveArray<f64>>(&refs[i as usize]).unwrap();
         let sum = checksum_f64(a.values());
@@ -222,6 +287,7 @@ fn w1(dir: &Path, lim: &Limits) -> Workload {
         get += t.elapsed();
         assert_eq!(sum, sums[i as usize], "W1 value {i} corrupted");
     }
+    trace_phase("W1-get-end");
     let total = start.elapsed();
     let s = pool.stats();
     let rss = peak_rss_mib();
@@ -380,7 +446,9 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
         put += t.elapsed();
     }
     let mut get = Duration::ZERO;
-    for i in perm(W3_ARRAYS as u64, W3_GET_STREAM) {
+    let order = perm(W3_ARRAYS as u64, W3_GET_STREAM);
+    trace_phase("W3-get-start");
+    for i in order {
         let t = Instant::now();
         let a = pool.get::<StringArray>(&refs[i as usize]).unwrap();
         let crc = checksum_string_array(&a);
@@ -388,6 +456,7 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
         get += t.elapsed();
         assert_eq!(crc, crcs[i as usize], "W3 array {i} corrupted");
     }
+    trace_phase("W3-get-end");
     let s = pool.stats();
     let mut w = Workload::new("W3");
     let get_mbs = string_bytes as f64 / MB / get.as_secs_f64();
@@ -450,6 +519,7 @@ fn main() {
     let mut only: Option<String> = None;
     let mut dir_arg: Option<PathBuf> = None;
     let mut no_limits = false;
+    let mut runs = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -457,8 +527,17 @@ fn main() {
             "--only" => only = args.next(),
             "--dir" => dir_arg = args.next().map(PathBuf::from),
             "--no-limits" => no_limits = true,
+            "--runs" => {
+                runs = match args.next().and_then(|n| n.parse().ok()) {
+                    Some(n) if n > 0 => n,
+                    _ => {
+                        eprintln!("--runs needs a positive number");
+                        std::process::exit(2);
+                    }
+                }
+            }
             "-h" | "--help" => {
-                println!("usage: workloads [--json FILE] [--only W1|W2|W3] [--dir SPILL_PARENT] [--no-limits]");
+                println!("usage: workloads [--json FILE] [--only W1|W2|W3] [--runs N (3)] [--dir SPILL_PARENT] [--no-limits]");
                 return;
             }
             other => {
@@ -486,8 +565,9 @@ fn main() {
             return Limits {
                 memcpy: f64::NAN,
                 page_cache_write: f64::NAN,
+                page_cache_write_fresh: f64::NAN,
                 mmap_read: f64::NAN,
-                file_writes: f64::NAN,
+                create_us: f64::NAN,
             };
         }
         println!("limits of this machine");
@@ -495,8 +575,15 @@ fn main() {
         let mut l = Workload::new("limits");
         l.add("memcpy", lim.memcpy, "MB/s", "", String::new());
         l.add(
-            "page-cache write (one 1 GiB file)",
+            "page-cache write, 1 GiB, freed pages",
             lim.page_cache_write,
+            "MB/s",
+            "",
+            String::new(),
+        );
+        l.add(
+            "page-cache write, 1 GiB, fresh pages",
+            lim.page_cache_write_fresh,
             "MB/s",
             "",
             String::new(),
@@ -509,23 +596,36 @@ fn main() {
             String::new(),
         );
         l.add(
-            "1024 new 1 MiB files (temp + rename)",
-            lim.file_writes,
-            "MB/s",
+            "create an empty file",
+            lim.create_us,
+            "us",
             "",
             String::new(),
         );
         all.push(l);
         lim
     });
+    let repeat = |f: &dyn Fn() -> Workload| {
+        let w = median_of((0..runs).map(|_| f()).collect());
+        if runs > 1 {
+            println!("{} (median of {runs} runs)", w.name);
+            for f in &w.figures {
+                println!(
+                    "  {:<32} {:>12.1} {:<8} target {:<10} {}",
+                    f.name, f.value, f.unit, f.target, f.limit
+                );
+            }
+        }
+        w
+    };
     if let Some(lim) = lim.as_ref().filter(|_| want("W1")) {
-        all.push(w1(dir.path(), lim));
+        all.push(repeat(&|| w1(dir.path(), lim)));
     }
     if want("W2") {
-        all.push(w2(dir.path()));
+        all.push(repeat(&|| w2(dir.path())));
     }
     if let Some(lim) = lim.as_ref().filter(|_| want("W3")) {
-        all.push(w3(dir.path(), lim));
+        all.push(repeat(&|| w3(dir.path(), lim)));
     }
     if let Some(path) = json {
         std::fs::write(&path, to_json(&all)).unwrap();
