@@ -172,18 +172,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let ws = Workspace::locate()?;
     let started = SystemTime::now();
 
-    // 1. Criterion. `--bench '*'` selects the bench targets only, so that the
-    //    criterion flags never reach a libtest harness (lib, bins).
-    let mut cmd = ws.cargo();
-    cmd.args(["bench", "-p", BENCH_PACKAGE, "--bench", "*", "--"])
-        .args(criterion_args(args));
-    eprintln!(
-        "xtask: cargo bench -p {BENCH_PACKAGE} -- {}",
-        criterion_args(args).join(" ")
-    );
-    run(cmd, "`cargo bench`")?;
-
-    // 2. Workloads.
+    // 1. Workloads, first: criterion's pool benchmarks create and delete
+    //    thousands of spill files, and on some file systems (ext4 without a
+    //    journal) creating files stays slower for minutes after many
+    //    deletions.
     let workloads_json = ws.target_dir.join("workloads.json");
     let mut workloads_error = None;
     let workloads = if args.no_workloads {
@@ -207,6 +199,17 @@ fn bench(args: &BenchArgs) -> Result<()> {
             }
         }
     };
+
+    // 2. Criterion. `--bench '*'` selects the bench targets only, so that the
+    //    criterion flags never reach a libtest harness (lib, bins).
+    let mut cmd = ws.cargo();
+    cmd.args(["bench", "-p", BENCH_PACKAGE, "--bench", "*", "--"])
+        .args(criterion_args(args));
+    eprintln!(
+        "xtask: cargo bench -p {BENCH_PACKAGE} -- {}",
+        criterion_args(args).join(" ")
+    );
+    run(cmd, "`cargo bench`")?;
 
     // 3. Report.
     let header = Header::collect(&ws.root);

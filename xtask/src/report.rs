@@ -161,19 +161,42 @@ pub(crate) fn render_workloads(workloads: &[Workload]) -> String {
         out.push_str("| figure | value | unit | target | limit |\n");
         out.push_str("|---|---:|---|---|---|\n");
         for f in &w.figures {
+            let target = f.target.as_deref().unwrap_or("");
+            let target = match target_verdict(f.value, target) {
+                Some(met) => format!("{target} ({})", if met { "met" } else { "missed" }),
+                None => target.to_string(),
+            };
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
                 f.name,
                 significant(f.value),
                 f.unit,
-                f.target.as_deref().unwrap_or(""),
+                target,
                 f.limit.as_deref().unwrap_or("")
             );
         }
         out.push('\n');
     }
     out
+}
+
+/// Whether `value` meets a workload target written as `>= X` or `<= X`;
+/// `None` for no target or one of another form.
+pub(crate) fn target_verdict(value: f64, target: &str) -> Option<bool> {
+    let t = target.trim();
+    let (ge, rest) = if let Some(r) = t.strip_prefix(">=") {
+        (true, r)
+    } else if let Some(r) = t.strip_prefix("<=") {
+        (false, r)
+    } else {
+        return None;
+    };
+    let bound: f64 = rest.trim().parse().ok()?;
+    if !value.is_finite() {
+        return Some(false);
+    }
+    Some(if ge { value >= bound } else { value <= bound })
 }
 
 /// One criterion benchmark's result.
@@ -826,5 +849,16 @@ mod tests {
         assert_eq!(format_utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
         let t = UNIX_EPOCH + std::time::Duration::from_secs(1_709_210_096); // leap day
         assert_eq!(format_utc(t), "2024-02-29 12:34:56 UTC");
+    }
+
+    #[test]
+    fn workload_target_verdicts() {
+        assert_eq!(target_verdict(4000.0, ">= 3800"), Some(true));
+        assert_eq!(target_verdict(3799.9, ">= 3800"), Some(false));
+        assert_eq!(target_verdict(0.19, "<= 0.2"), Some(true));
+        assert_eq!(target_verdict(0.21, "<= 0.2"), Some(false));
+        assert_eq!(target_verdict(f64::NAN, ">= 1"), Some(false));
+        assert_eq!(target_verdict(5.0, ""), None);
+        assert_eq!(target_verdict(5.0, "about 5"), None);
     }
 }
