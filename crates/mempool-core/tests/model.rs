@@ -11,6 +11,8 @@
 //! with the model. Deterministic: a fixed seed, no failure persistence, and
 //! write-behind off (its background writes are not part of the model).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -274,17 +276,7 @@ fn not_found<T: std::fmt::Debug>(
 }
 
 fn files_in(dir: &Path) -> usize {
-    // Hidden files (the session's lock) are not spill files.
-    std::fs::read_dir(dir)
-        .expect("session directory")
-        .filter(|e| {
-            !e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.')
-        })
-        .count()
+    common::spill_files(dir).len()
 }
 
 fn check_file_ref(pool: &Pool, what: &str, f: &FileRef, v: &MVal) -> Result<(), TestCaseError> {

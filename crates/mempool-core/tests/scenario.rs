@@ -2,6 +2,8 @@
 //! fourth evicts one, a get reorders, a get of a spilled value restores it,
 //! deletes of in-memory and on-disk values, and counters back to zero.
 
+mod common;
+
 use mempool_arrays::PrimitiveArray;
 use mempool_core::{Policy, Pool, PoolConfig, PoolError};
 
@@ -24,17 +26,7 @@ fn pool(policy: Policy, dir: &tempfile::TempDir) -> Pool {
 }
 
 fn files_in(pool: &Pool) -> usize {
-    // Hidden files (the session's lock) are not spill files.
-    std::fs::read_dir(pool.session_dir())
-        .unwrap()
-        .filter(|e| {
-            !e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.')
-        })
-        .count()
+    common::spill_files(pool.session_dir()).len()
 }
 
 #[test]

@@ -15,6 +15,8 @@
 //! ("deadlock or livelock"); at the end every counter must be back to 0 and
 //! the session directory empty.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -127,12 +129,7 @@ fn check_bound(pool: &Pool) {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    // Hidden files (the session's lock) are not spill files.
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with('.'))
-        .collect()
+    common::spill_files(dir)
 }
 
 /// With no operation in progress: the counters agree with the values' own
