@@ -1,5 +1,8 @@
 //! mempool-core micro-benchmarks: a get that hits memory, a set that fits, a
-//! set that spills a 1 MiB value, and a restore of a 1 MiB value from disk.
+//! set that spills a 1 MiB value (write-behind off, so the set writes it), a
+//! set that evicts a 1 MiB value that already has a disk copy (what
+//! write-behind turns most spills into), and a restore of a 1 MiB value from
+//! disk.
 #![allow(
     missing_docs,
     reason = "criterion_group! generates an undocumented pub fn"
@@ -17,6 +20,17 @@ const MIB: u64 = 1 << 20;
 
 fn pool(dir: &tempfile::TempDir, max: u64) -> Pool {
     Pool::new(PoolConfig::default().max_memsize(max).spill_dir(dir.path())).unwrap()
+}
+
+/// A pool whose evictions write synchronously.
+fn pool_no_write_behind(dir: &tempfile::TempDir, max: u64) -> Pool {
+    Pool::new(
+        PoolConfig::default()
+            .max_memsize(max)
+            .write_behind(false)
+            .spill_dir(dir.path()),
+    )
+    .unwrap()
 }
 
 fn mib_array(seed: u64) -> PrimitiveArray<f64> {
@@ -63,7 +77,7 @@ fn spill_and_restore(c: &mut Criterion) {
     g.bench_function("set_with_spill", |b| {
         b.iter_custom(|iters| {
             let dir = tempfile::tempdir().unwrap();
-            let p = pool(&dir, 8 * MIB + 4096);
+            let p = pool_no_write_behind(&dir, 8 * MIB + 4096);
             // Fill memory so that every timed set spills one value.
             for v in values.iter().take(8) {
                 p.set(v.clone()).unwrap();
@@ -74,6 +88,27 @@ fn spill_and_restore(c: &mut Criterion) {
                 let start = Instant::now();
                 black_box(p.set(v).unwrap());
                 total += start.elapsed();
+            }
+            total
+        })
+    });
+    g.bench_function("set_evict_clean", |b| {
+        b.iter_custom(|iters| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = pool_no_write_behind(&dir, 8 * MIB + 4096);
+            for v in values.iter().take(8) {
+                let r = p.set(v.clone()).unwrap();
+                p.copy_to_disk(&r).unwrap();
+            }
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                let v = PrimitiveArray::from(values[(i % 16) as usize].values().to_vec());
+                let start = Instant::now();
+                let r = p.set(v).unwrap();
+                total += start.elapsed();
+                // Untimed: give the new value its disk copy, so that the
+                // next set evicts a clean value again.
+                p.copy_to_disk(&r).unwrap();
             }
             total
         })
