@@ -78,6 +78,7 @@ impl Entry {
 const LINKED: u8 = 1;
 const SPILLING: u8 = 2;
 const FLUSHING: u8 = 4;
+const RESTORING: u8 = 8;
 
 /// One value's slot: the recency links and the entry share one cache line.
 #[repr(C, align(64))]
@@ -106,6 +107,20 @@ impl Slot {
             self.flags |= FLUSHING;
         } else {
             self.flags &= !FLUSHING;
+        }
+    }
+
+    /// Whether a caller is reading this value back from disk (others wait
+    /// for it rather than read it too).
+    pub(crate) fn restoring(&self) -> bool {
+        self.flags & RESTORING != 0
+    }
+
+    pub(crate) fn set_restoring(&mut self, on: bool) {
+        if on {
+            self.flags |= RESTORING;
+        } else {
+            self.flags &= !RESTORING;
         }
     }
 
@@ -202,6 +217,9 @@ pub(crate) struct State {
     pub(crate) mem_values: u64,
     pub(crate) mem_bytes: u64,
     pub(crate) spilling_bytes: u64,
+    /// Bytes that callers waiting for writes in flight to settle will link
+    /// then: room already claimed, which others must not count on.
+    pub(crate) promised: u64,
     pub(crate) disk_values: u64,
     pub(crate) disk_bytes: u64,
     pub(crate) hits: u64,
@@ -224,6 +242,7 @@ impl State {
             mem_values: 0,
             mem_bytes: 0,
             spilling_bytes: 0,
+            promised: 0,
             disk_values: 0,
             disk_bytes: 0,
             hits: 0,
@@ -312,12 +331,28 @@ impl State {
         }
     }
 
-    /// Queues a newly stored value for write-behind.
+    /// Queues a value without a disk copy for write-behind. When the queue
+    /// has grown to twice the resident values (entries of values since
+    /// deleted or written pile up while memory is below the mark), it is
+    /// compacted: amortized O(1), and its length stays O(resident values).
     pub(crate) fn push_dirty(&mut self, idx: u32) {
         let gen = self.slots[idx as usize].gen;
-        if let Some(q) = &mut self.dirty {
-            q.push_back((idx, gen));
+        let Some(q) = &mut self.dirty else {
+            return;
+        };
+        q.push_back((idx, gen));
+        if q.len() as u64 > 2 * self.mem_values + 64 {
+            let slots = &self.slots;
+            q.retain(|&(i, g)| Self::is_dirty(slots, i, g));
         }
+    }
+
+    fn is_dirty(slots: &[Slot], idx: u32, gen: u32) -> bool {
+        let s = &slots[idx as usize];
+        s.gen == gen
+            && s.linked()
+            && !s.flushing()
+            && s.entry.as_ref().is_some_and(|e| e.file.is_none())
     }
 
     /// The oldest queued value that is still resident, without a disk copy,
@@ -325,12 +360,7 @@ impl State {
     pub(crate) fn pop_dirty(&mut self) -> Option<u32> {
         let q = self.dirty.as_mut()?;
         while let Some((idx, gen)) = q.pop_front() {
-            let s = &self.slots[idx as usize];
-            if s.gen == gen
-                && s.linked()
-                && !s.flushing()
-                && s.entry.as_ref().is_some_and(|e| e.file.is_none())
-            {
+            if Self::is_dirty(&self.slots, idx, gen) {
                 return Some(idx);
             }
         }
@@ -397,6 +427,27 @@ impl State {
         self.mem_bytes + self.spilling_bytes
     }
 
+    /// Drops the disk copies of resident values (they are in memory; the
+    /// copies only save a write at eviction), queueing the values for
+    /// write-behind again. For when the disk bound is reached. Returns the
+    /// files to remove (after unlocking). O(n).
+    pub(crate) fn drop_resident_copies(&mut self) -> Vec<SpillFile> {
+        let mut files = Vec::new();
+        for idx in 0..self.slots.len() as u32 {
+            let s = &mut self.slots[idx as usize];
+            if !s.linked() || s.flushing() {
+                continue;
+            }
+            if let Some(f) = s.entry.as_mut().and_then(|e| e.file.take()) {
+                self.disk_bytes -= f.len;
+                self.disk_values -= 1;
+                files.push(*f);
+                self.push_dirty(idx);
+            }
+        }
+        files
+    }
+
     /// Sets a slot's generation (to test wrapping).
     #[cfg(test)]
     pub(crate) fn set_gen(&mut self, idx: u32, gen: u32) {
@@ -419,6 +470,10 @@ impl State {
             assert!(
                 !s.flushing() || s.linked(),
                 "only a resident value is flushed"
+            );
+            assert!(
+                !s.restoring() || (!s.linked() && e.mem.is_none()),
+                "only a value on disk only is restored"
             );
             if s.linked() || s.spilling() {
                 assert!(e.mem.is_some(), "a resident or spilling value is in memory");
@@ -468,7 +523,7 @@ mod tests {
     /// victim picks, give exactly the order of eager moves.
     #[test]
     fn buffered_touches_match_eager_lru() {
-        let mut st = State::new(Policy::Lru, false);
+        let mut st = State::new(Policy::Lru, true);
         let mut model: Vec<u32> = Vec::new(); // most recent first
         let mut x = 42u64;
         let mut next = || {
@@ -482,6 +537,7 @@ mod tests {
                 0 | 1 => {
                     let (idx, _) = st.insert(entry(1));
                     st.link_resident(idx);
+                    st.push_dirty(idx);
                     model.insert(0, idx);
                 }
                 2 if !model.is_empty() => {
@@ -509,5 +565,12 @@ mod tests {
         }
         st.apply_touches();
         assert_eq!(st.recency.order(&st.slots), model);
+        // The write-behind queue stayed O(resident values) through the churn.
+        let q = st.dirty.as_ref().expect("write-behind on").len() as u64;
+        assert!(
+            q <= 2 * st.mem_values + 64,
+            "{q} queued for {} resident",
+            st.mem_values
+        );
     }
 }

@@ -10,11 +10,14 @@
 //! `mem_bytes + spilling_bytes <= max_memsize` at every instant: a value being
 //! written out of memory still counts until its write settles, and a new or
 //! restored value is linked only once room for it exists. A caller that needs
-//! room picks victims, writes them outside the lock, and tries again; when all
-//! the room is held by other callers' writes in flight, it waits on
+//! room picks victims — just enough that, once every write in flight settles,
+//! the resident values, the room other callers have claimed (`promised`) and
+//! its own value fit — claims its room, writes its victims outside the lock,
+//! and tries again; when there is nothing for it to write, it waits on
 //! `settled`, which every settling write signals. Every write settles — a
 //! failure or a panic while encoding puts the value back in memory — so a
-//! waiter always wakes.
+//! waiter always wakes. Two callers reading the same value from disk do not
+//! both make room: the second waits for the first (`RESTORING`).
 //!
 //! # Write-behind
 //! With [`PoolConfig::write_behind`] (LRU only), once memory is
@@ -195,21 +198,6 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// Panics while writing a victim put it back in memory: the guard settles
-/// the write as failed unless it was settled normally.
-struct Settle<'p> {
-    pool: &'p Pool,
-    victim: Option<Victim>,
-}
-
-impl Drop for Settle<'_> {
-    fn drop(&mut self) {
-        if let Some(v) = self.victim.take() {
-            self.pool.settle(v, None);
-        }
-    }
-}
-
 /// Bytes reserved against `max_disksize` for a write in flight; given back
 /// on drop unless kept.
 struct DiskReservation<'p> {
@@ -226,6 +214,83 @@ impl DiskReservation<'_> {
 impl Drop for DiskReservation<'_> {
     fn drop(&mut self) {
         self.pool.lock().disk_bytes -= self.len;
+    }
+}
+
+/// Room claimed by a caller whose victims are being written (counted in
+/// `State::promised`); given back under the lock, or on unwind by the guard.
+struct Claim<'p> {
+    pool: &'p Pool,
+    size: u64,
+}
+
+impl Claim<'_> {
+    fn release(self, st: &mut State) {
+        st.promised -= self.size;
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.pool.lock().promised -= self.size;
+    }
+}
+
+/// A value being read back from disk by this caller (`RESTORING` set on its
+/// slot): others wait for it. The flag is cleared under the lock when the
+/// value is linked, or by the guard on any other way out.
+struct RestoreGuard<'p> {
+    pool: &'p Pool,
+    idx: u32,
+    gen: u32,
+}
+
+impl RestoreGuard<'_> {
+    fn finish(self, st: &mut State) {
+        if let Some(slot) = st.live(self.idx, self.gen) {
+            slot.set_restoring(false);
+        }
+        self.pool.inner.settled.notify_all();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for RestoreGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.pool.lock();
+        if let Some(slot) = st.live(self.idx, self.gen) {
+            slot.set_restoring(false);
+        }
+        drop(st);
+        self.pool.inner.settled.notify_all();
+    }
+}
+
+/// Victims of one caller: the one being written and those after it. On a
+/// failure (or a panic) the ones not written go back in reverse pick order,
+/// then the failed one, so that they keep their places in line to leave.
+struct Victims<'p> {
+    pool: &'p Pool,
+    /// Still to write, the next one last.
+    rest: Vec<Victim>,
+    current: Option<Victim>,
+}
+
+impl Victims<'_> {
+    fn put_back(&mut self) {
+        for v in std::mem::take(&mut self.rest) {
+            self.pool.settle(v, None);
+        }
+        if let Some(v) = self.current.take() {
+            self.pool.settle(v, None);
+        }
+    }
+}
+
+impl Drop for Victims<'_> {
+    fn drop(&mut self) {
+        self.put_back();
     }
 }
 
@@ -307,17 +372,24 @@ impl Pool {
         }
     }
 
-    /// Takes values out of memory, in policy order, until `incoming` more
-    /// bytes will fit once this caller's victims are written. Values that
-    /// already have a disk copy leave at once; the others are marked as
-    /// spilling (still counted) and returned for the caller to write.
+    /// Whether `incoming` bytes can be linked now without taking room that
+    /// writes in flight have not freed yet or that others have claimed.
+    fn fits_now(&self, st: &State, incoming: u64) -> bool {
+        st.used() + st.promised + incoming <= self.inner.config.max_memsize
+    }
+
+    /// Takes values out of memory, in policy order, until, once every write
+    /// in flight settles, the resident values, the room claimed by others and
+    /// `incoming` fit. Values that already have a disk copy leave at once; the
+    /// others are marked as spilling (still counted) and returned for the
+    /// caller to write. Stops at a value being flushed (`blocked`): eviction
+    /// never skips one.
     fn make_room(&self, st: &mut State, incoming: u64) -> Room {
         let max = self.inner.config.max_memsize;
         let mut victims = Vec::new();
         let mut released = Vec::new();
-        let mut freeing = 0;
         let mut blocked = false;
-        while st.used() + incoming > max + freeing {
+        while st.mem_bytes + st.promised + incoming > max {
             let Some(idx) = st.victim() else {
                 break;
             };
@@ -337,7 +409,6 @@ impl Pool {
                 let size = e.size;
                 slot.set_spilling(true);
                 st.spilling_bytes += size;
-                freeing += size;
                 victims.push(Victim {
                     idx,
                     gen,
@@ -348,7 +419,7 @@ impl Pool {
             }
         }
         Room {
-            fits: st.used() + incoming <= max,
+            fits: self.fits_now(st, incoming),
             victims,
             released,
             blocked,
@@ -396,17 +467,22 @@ impl Pool {
         if ctl.stopping.load(Ordering::SeqCst) {
             return;
         }
-        if t.is_none() {
+        if t.as_ref().is_none_or(JoinHandle::is_finished) {
             let pool = Pool {
                 handle: Arc::new(Handle { flush: None }),
                 inner: Arc::clone(&self.inner),
             };
             let ctl2 = Arc::clone(ctl);
-            // Without a thread, evictions simply write for themselves.
             *t = std::thread::Builder::new()
                 .name("mempool-flush".into())
                 .spawn(move || flusher(&pool, &ctl2))
                 .ok();
+            if t.is_none() {
+                // No thread: evictions write for themselves; a later kick
+                // tries to start one again.
+                ctl.pending.store(false, Ordering::Release);
+                return;
+            }
         }
         drop(t);
         ctl.cv.notify_all();
@@ -414,11 +490,25 @@ impl Pool {
 
     /// Writes a frame to a new file in the session directory, with its bytes
     /// reserved against `max_disksize` first.
-    fn write_frame(&self, frame: &EncodedFrame<'_>) -> Result<SpillFile> {
+    ///
+    /// A write that must happen (not a write-behind copy) that would pass the
+    /// bound first drops the disk copies of resident values: write-behind
+    /// must never make a `set` fail that would succeed without it.
+    fn write_frame(&self, frame: &EncodedFrame<'_>, why: Why) -> Result<SpillFile> {
         let len = frame.len() as u64;
         let reservation = {
             let mut st = self.lock();
             if let Some(max) = self.inner.config.max_disksize {
+                if st.disk_bytes + len > max && why != Why::Flush {
+                    let dropped = st.drop_resident_copies();
+                    if !dropped.is_empty() {
+                        drop(st);
+                        for f in dropped {
+                            let _ = std::fs::remove_file(&f.path);
+                        }
+                        st = self.lock();
+                    }
+                }
                 if st.disk_bytes + len > max {
                     return Err(PoolError::DiskFull {
                         needed: len,
@@ -439,61 +529,52 @@ impl Pool {
     }
 
     /// Encodes and writes a value to a new spill file.
-    fn write_value(&self, value: &dyn Stored) -> Result<SpillFile> {
+    fn write_value(&self, value: &dyn Stored, why: Why) -> Result<SpillFile> {
         let frame = value.encode()?;
-        self.write_frame(&frame)
+        self.write_frame(&frame, why)
     }
 
-    /// Writes victims out (outside the lock) and settles each; returns the
-    /// first failure. Victims not reached because of a panic are settled as
-    /// failed by their guards.
-    fn spill_all(&self, victims: Vec<Victim>) -> Option<PoolError> {
-        let guards: Vec<Settle<'_>> = victims
-            .into_iter()
-            .map(|v| Settle {
-                pool: self,
-                victim: Some(v),
-            })
-            .collect();
-        let mut first_err = None;
-        for g in guards {
-            let (dref, why) = {
-                let v = g.victim.as_ref().expect("unsettled");
-                (self.dref(v.idx, v.gen, v.size), v.why)
-            };
-            if let Err(source) = self.write_guarded(g) {
-                first_err.get_or_insert(match why {
-                    Why::Flush => source,
-                    Why::Evict | Why::Move => PoolError::Spill {
-                        dref,
-                        source: Box::new(source),
-                    },
-                });
+    /// Writes victims out (outside the lock), in pick order, and settles
+    /// each. At the first failure it stops: the failed victim and those not
+    /// written go back in memory in their places in line, and the failure is
+    /// returned (as [`PoolError::Spill`], but for flushes). A panic puts them
+    /// back the same way.
+    fn spill_all(&self, mut victims: Vec<Victim>) -> Option<PoolError> {
+        victims.reverse();
+        let mut vs = Victims {
+            pool: self,
+            rest: victims,
+            current: None,
+        };
+        while let Some(v) = vs.rest.pop() {
+            let v = vs.current.insert(v);
+            let (dref, why) = (self.dref(v.idx, v.gen, v.size), v.why);
+            match self.write_value(&*v.value, why) {
+                Ok(file) => {
+                    let v = vs.current.take().expect("current");
+                    self.settle(v, Some(file));
+                }
+                Err(source) => {
+                    vs.put_back();
+                    return Some(match why {
+                        Why::Flush => source,
+                        Why::Evict | Why::Move => PoolError::Spill {
+                            dref,
+                            source: Box::new(source),
+                        },
+                    });
+                }
             }
         }
-        first_err
+        None
     }
 
     /// Writes one victim and settles it; the write's own error on failure.
     fn write_one(&self, v: Victim) -> Result<()> {
-        self.write_guarded(Settle {
-            pool: self,
-            victim: Some(v),
-        })
-    }
-
-    fn write_guarded(&self, mut g: Settle<'_>) -> Result<()> {
-        let written = self.write_value(&*g.victim.as_ref().expect("unsettled").value);
-        let v = g.victim.take().expect("unsettled");
-        match written {
-            Ok(file) => {
-                self.settle(v, Some(file));
-                Ok(())
-            }
-            Err(e) => {
-                self.settle(v, None);
-                Err(e)
-            }
+        match self.spill_all(vec![v]) {
+            None => Ok(()),
+            Some(PoolError::Spill { source, .. }) => Err(*source),
+            Some(e) => Err(e),
         }
     }
 
@@ -546,15 +627,16 @@ impl Pool {
         }
         drop(st);
         self.inner.settled.notify_all();
+        // Files first: dropping a value runs user code, which may panic.
+        if let Some(f) = orphan {
+            let _ = std::fs::remove_file(&f.path);
+        }
         if failed {
             // The pool still holds the value (or delete already let it go).
             drop(v.value);
         } else {
             drop(v.value);
             release(released);
-        }
-        if let Some(f) = orphan {
-            let _ = std::fs::remove_file(&f.path);
         }
     }
 
@@ -577,7 +659,11 @@ impl Pool {
                             st.spills += 1;
                         }
                     }
-                    None => st.spill_failures += 1,
+                    None => {
+                        // Stays resident without a copy: copy it later.
+                        st.spill_failures += 1;
+                        st.push_dirty(v.idx);
+                    }
                 }
             }
             None => orphan = written,
@@ -587,11 +673,11 @@ impl Pool {
         }
         drop(st);
         self.inner.settled.notify_all();
-        // The pool still holds the value, or delete already let it go.
-        drop(v.value);
         if let Some(f) = orphan {
             let _ = std::fs::remove_file(&f.path);
         }
+        // The pool still holds the value, or delete already let it go.
+        drop(v.value);
     }
 
     /// Stores `value` (MemPool.jl's `poolset`) and returns its reference.
@@ -618,7 +704,7 @@ impl Pool {
             Arc::new(Held::new(value, size, Arc::clone(&self.inner.counters)));
         let mut st = self.lock();
         loop {
-            let room = if st.used() + size <= self.inner.config.max_memsize {
+            let room = if self.fits_now(&st, size) {
                 None
             } else {
                 Some(self.make_room(&mut st, size))
@@ -643,24 +729,31 @@ impl Pool {
                 }
                 return Ok(self.dref(idx, gen, size));
             }
-            st = self.await_room(st, room.expect("needed room"))?;
+            st = self.await_room(st, room.expect("needed room"), size)?;
         }
     }
 
-    /// After `make_room`: lets go of the released values, writes the victims
-    /// (or, with none, waits for other callers' writes), and relocks.
+    /// After `make_room`, with `incoming` bytes still to link: writes this
+    /// caller's victims, claiming the room they free meanwhile (so that
+    /// callers arriving meanwhile make their own), or, with none, helps
+    /// write-behind or waits for other callers' writes; then lets go of the
+    /// released values and relocks.
+    ///
+    /// A caller without victims claims nothing: the room it waits for is
+    /// claimed by the callers whose writes free it, and waiting callers that
+    /// claimed room nobody is freeing could wait for each other forever.
     ///
     /// # Errors
     /// The first failed victim write, as [`PoolError::Spill`].
     fn await_room<'g>(
         &'g self,
-        st: MutexGuard<'g, State>,
+        mut st: MutexGuard<'g, State>,
         room: Room,
+        incoming: u64,
     ) -> Result<MutexGuard<'g, State>> {
-        let mut st = st;
         if room.victims.is_empty() && room.released.is_empty() {
-            // All the room is held by writes in flight elsewhere. Rather than
-            // only wait for the flush of the next victim, flush another.
+            // Rather than only wait for the flush of the next victim, flush
+            // another.
             if room.blocked {
                 if let Some(v) = self.pick_flush(&mut st) {
                     drop(st);
@@ -670,19 +763,33 @@ impl Pool {
             }
             return Ok(self.wait(st));
         }
+        let claim = (!room.victims.is_empty()).then(|| {
+            st.promised += incoming;
+            Claim {
+                pool: self,
+                size: incoming,
+            }
+        });
         drop(st);
+        // Victims first (guarded), then the values to let go of, whose drops
+        // run user code.
+        let failed = self.spill_all(room.victims);
         release(room.released);
-        if let Some(err) = self.spill_all(room.victims) {
-            return Err(err);
+        let mut st = self.lock();
+        if let Some(claim) = claim {
+            claim.release(&mut st);
         }
-        Ok(self.lock())
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(st),
+        }
     }
 
     /// `set` of a value larger than the memory bound: written first, then
     /// published as a value on disk only.
     fn set_on_disk<T: Storable>(&self, value: T, size: u64) -> Result<DRef> {
         let frame = EncodedFrame::new(&value)?;
-        let file = self.write_frame(&frame)?;
+        let file = self.write_frame(&frame, Why::Evict)?;
         drop(frame);
         drop(value);
         let mut st = self.lock();
@@ -712,28 +819,42 @@ impl Pool {
     /// (checksum mismatch) — never wrong data.
     pub fn get<T: Storable>(&self, r: &DRef) -> Result<Ref<T>> {
         let mut st = self.lock();
-        let idx = st.find(self.inner.owner, r)?;
-        let slot = &st.slots[idx as usize];
-        let linked = slot.linked();
-        let e = slot.entry.as_ref().expect("found");
-        e.check_type::<T>(r)?;
-        if let Some(v) = &e.mem {
-            let v = Arc::clone(v);
-            if linked {
-                st.touch(idx);
+        loop {
+            let idx = st.find(self.inner.owner, r)?;
+            let slot = &st.slots[idx as usize];
+            let (linked, restoring) = (slot.linked(), slot.restoring());
+            let e = slot.entry.as_ref().expect("found");
+            e.check_type::<T>(r)?;
+            if let Some(v) = &e.mem {
+                let v = Arc::clone(v);
+                if linked {
+                    st.touch(idx);
+                }
+                st.hits += 1;
+                drop(st);
+                return Ok(downcast(v));
             }
-            st.hits += 1;
+            if restoring {
+                // Another caller is reading it back: wait for its copy.
+                st = self.wait(st);
+                continue;
+            }
+            let file = e
+                .file
+                .as_deref()
+                .cloned()
+                .expect("on disk when not in memory");
+            st.slots[idx as usize].set_restoring(true);
+            st.misses += 1;
             drop(st);
-            return Ok(downcast(v));
+            let (idx, gen) = split_id(r.id);
+            let guard = RestoreGuard {
+                pool: self,
+                idx,
+                gen,
+            };
+            return self.restore::<T>(r, &file, guard);
         }
-        let file = e
-            .file
-            .as_deref()
-            .cloned()
-            .expect("on disk when not in memory");
-        st.misses += 1;
-        drop(st);
-        self.restore::<T>(r, &file)
     }
 
     fn read_options(&self) -> ReadOptions {
@@ -742,12 +863,20 @@ impl Pool {
         }
     }
 
-    /// Reads a spilled value and makes it resident if it fits.
-    fn restore<T: Storable>(&self, r: &DRef, file: &SpillFile) -> Result<Ref<T>> {
-        let (idx, gen) = split_id(r.id);
+    /// Reads a spilled value and makes it resident if it fits. `guard` marks
+    /// the slot as being restored by this caller until it is linked (or this
+    /// call gives up).
+    fn restore<T: Storable>(
+        &self,
+        r: &DRef,
+        file: &SpillFile,
+        guard: RestoreGuard<'_>,
+    ) -> Result<Ref<T>> {
+        let (idx, gen) = (guard.idx, guard.gen);
         let value: T = match mempool_serde::read_file_with(&file.path, &self.read_options()) {
             Ok(v) => v,
             Err(e) => {
+                drop(guard);
                 // Deleted while we read: report that rather than the I/O error.
                 if !self.contains(r) {
                     return Err(PoolError::NotFound { dref: *r });
@@ -759,23 +888,18 @@ impl Pool {
         let size = value.mem_size();
         let held = Arc::new(Held::new(value, size, Arc::clone(&self.inner.counters)));
         if size > self.inner.config.max_memsize {
+            drop(guard);
             return Ok(Ref::new_detached(held));
         }
         let mut st = self.lock();
         loop {
-            let Some(slot) = st.live(idx, gen) else {
+            if st.live(idx, gen).is_none() {
                 // Deleted meanwhile; the value read was valid when asked for.
                 drop(st);
+                drop(guard);
                 return Ok(Ref::new_detached(held));
-            };
-            if let Some(v) = &slot.entry_mut().mem {
-                // Another caller restored it first: share that copy.
-                let v = Arc::clone(v);
-                drop(st);
-                held.detach();
-                return Ok(downcast(v));
             }
-            let room = if st.used() + size <= self.inner.config.max_memsize {
+            let room = if self.fits_now(&st, size) {
                 None
             } else {
                 Some(self.make_room(&mut st, size))
@@ -786,6 +910,7 @@ impl Pool {
                 e.mem = Some(Arc::clone(&held) as Arc<dyn Stored>);
                 st.link_resident(idx);
                 st.restores += 1;
+                guard.finish(&mut st);
                 let flush = self.wants_flush(&st);
                 drop(st);
                 if let Some(room) = room {
@@ -796,11 +921,14 @@ impl Pool {
                 }
                 return Ok(Ref::from_held(held));
             }
-            match self.await_room(st, room.expect("needed room")) {
+            match self.await_room(st, room.expect("needed room"), size) {
                 Ok(g) => st = g,
                 // Memory could not be made: hand the value out without
                 // making it resident; it stays on disk.
-                Err(_) => return Ok(Ref::new_detached(held)),
+                Err(_) => {
+                    drop(guard);
+                    return Ok(Ref::new_detached(held));
+                }
             }
         }
     }
@@ -821,11 +949,12 @@ impl Pool {
             st.disk_values -= 1;
         }
         drop(st);
+        // The file first: dropping the value runs user code, which may panic.
         // A write in flight of this value settles later and removes its file.
-        release(e.mem.take());
-        if let Some(f) = e.file {
+        if let Some(f) = &e.file {
             let _ = std::fs::remove_file(&f.path);
         }
+        release(e.mem.take());
         Ok(())
     }
 
@@ -1061,7 +1190,11 @@ fn flusher(pool: &Pool, ctl: &FlushCtl) {
             let Some(v) = pool.pick_flush(&mut pool.lock()) else {
                 break;
             };
-            if pool.write_one(v).is_err() {
+            // A panic in a user's encoder must not end write-behind: the
+            // victim's guard has already put it back.
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.write_one(v)))
+                .is_ok_and(|r| r.is_ok());
+            if !ok {
                 std::thread::sleep(Duration::from_millis(50));
                 break;
             }
@@ -1315,7 +1448,7 @@ mod tests {
 
     #[test]
     fn set_that_failed_slowly_leaves_no_orphan_under_mru() {
-        // The audit's race: while one set's victim fails slowly, other sets
+        // While one set's victim fails slowly, other sets
         // run; afterwards everything is accounted and no file is orphaned.
         let dir = tempfile::tempdir().unwrap();
         let p = pool(&dir, 1000, crate::Policy::Mru);

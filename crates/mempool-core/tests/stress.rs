@@ -45,6 +45,8 @@ const MAX_HELD: usize = 2;
 const GETS_PER_GETTER: usize = 1000;
 /// Hot values in the racing test.
 const HOT: usize = 3;
+/// How long a quiescence check waits for write-behind to finish its copies.
+const QUIESCE: Duration = Duration::from_secs(10);
 /// How long the main thread waits for the workers.
 const DEADLINE: Duration = Duration::from_secs(60);
 /// Seed of the per-thread generators.
@@ -133,8 +135,21 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// With no operation in progress: the counters agree with the values' own
-/// info and with the files in the session directory.
+/// info and with the files in the session directory. Write-behind may still
+/// be writing a copy (its bytes reserved, its temporary file present), so the
+/// check is retried until it holds or QUIESCE passes.
 fn check_quiescent(pool: &Pool, live: &[(DRef, u64)]) {
+    let deadline = Instant::now() + QUIESCE;
+    loop {
+        match quiescent_mismatch(pool, live) {
+            None => return,
+            Some(why) if Instant::now() > deadline => panic!("{why}"),
+            Some(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn quiescent_mismatch(pool: &Pool, live: &[(DRef, u64)]) -> Option<String> {
     let (mut mem_values, mut mem_bytes, mut disk_values, mut disk_bytes) = (0, 0, 0, 0);
     for (dref, _) in live {
         let info = pool.info(dref).unwrap();
@@ -149,24 +164,29 @@ fn check_quiescent(pool: &Pool, live: &[(DRef, u64)]) {
         }
     }
     let s = pool.stats();
-    assert_eq!(
-        (
-            s.mem_values,
-            s.mem_bytes,
-            s.disk_values,
-            s.disk_bytes,
-            s.spilling_bytes
-        ),
-        (mem_values, mem_bytes, disk_values, disk_bytes, 0),
-        "stats (mem_values, mem_bytes, disk_values, disk_bytes, spilling_bytes) vs the \
-         values' info: {s:?}"
+    let got = (
+        s.mem_values,
+        s.mem_bytes,
+        s.disk_values,
+        s.disk_bytes,
+        s.spilling_bytes,
     );
+    let want = (mem_values, mem_bytes, disk_values, disk_bytes, 0);
+    if got != want {
+        return Some(format!(
+            "stats (mem_values, mem_bytes, disk_values, disk_bytes, spilling_bytes) {got:?} vs \
+             the values' info {want:?}: {s:?}"
+        ));
+    }
     let files = files_in(pool.session_dir());
-    assert_eq!(
-        files.len() as u64,
-        disk_values,
-        "files in the session directory vs values with a spill file: {files:?}"
-    );
+    if files.len() as u64 != disk_values {
+        return Some(format!(
+            "{} files in the session directory vs {disk_values} values with a spill file: \
+             {files:?}",
+            files.len()
+        ));
+    }
+    None
 }
 
 /// Deletes `live`, then checks that nothing is left: counters at 0 (including
