@@ -1391,7 +1391,15 @@ mod tests {
     #[test]
     fn panic_while_encoding_puts_the_victim_back() {
         let dir = tempfile::tempdir().unwrap();
-        let p = pool(&dir, 1000, crate::Policy::Lru);
+        // Write-behind off: the panic must reach this caller, not the flusher
+        // (flusher_failures.rs covers that one).
+        let p = Pool::new(
+            PoolConfig::default()
+                .max_memsize(1000)
+                .write_behind(false)
+                .spill_dir(dir.path()),
+        )
+        .unwrap();
         let bad = Arc::new(AtomicU8::new(PANIC));
         let good = Arc::new(AtomicU8::new(OK));
         let a = p.set(Flaky::new(1, 400, &bad)).unwrap();
