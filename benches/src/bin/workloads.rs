@@ -7,7 +7,6 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mempool_arrays::{Buffer, PrimitiveArray, StringArray};
@@ -154,6 +153,8 @@ fn peak_rss_mib() -> f64 {
 
 struct Limits {
     memcpy: f64,
+    /// Nanoseconds per dependent random read over 64 MiB.
+    random_read_ns: f64,
     /// Into pages just freed.
     page_cache_write: f64,
     /// Into pages the kernel had to find.
@@ -161,6 +162,37 @@ struct Limits {
     mmap_read: f64,
     /// Microseconds to create an empty file.
     create_us: f64,
+}
+
+/// Latency of a dependent random read (a cache and TLB miss): a pointer
+/// chase through 64 MiB, one 64-byte line per step, in a random cycle. What
+/// bounds W2's gets, each of which needs the value's slot and then its
+/// reference count.
+fn random_read_latency() -> f64 {
+    const LINES: usize = 1 << 20; // 64 MiB of 64-byte lines
+    const STEPS: usize = 2_000_000;
+    // A random cyclic order of the lines (Sattolo's shuffle), seeded.
+    let mut order: Vec<u32> = (0..LINES as u32).collect();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..LINES).rev() {
+        x = mempool_benches::data::mix(x);
+        let j = (x % i as u64) as usize;
+        order.swap(i, j);
+    }
+    // next[line * 8] = the following line in the cycle (8 u64s per line).
+    let mut next = vec![0u64; LINES * 8];
+    for w in 0..LINES {
+        let (a, b) = (order[w], order[(w + 1) % LINES]);
+        next[a as usize * 8] = u64::from(b);
+    }
+    drop(order);
+    let mut p = 0usize;
+    let t = Instant::now();
+    for _ in 0..STEPS {
+        p = next[p * 8] as usize;
+    }
+    std::hint::black_box(p);
+    t.elapsed().as_secs_f64() * 1e9 / STEPS as f64
 }
 
 /// The machine's limits: memcpy bandwidth, page-cache write, mapped read.
@@ -177,6 +209,7 @@ fn limits(dir: &Path) -> Limits {
         std::hint::black_box(&dst);
     }
     let memcpy = n as f64 / MB / best.as_secs_f64();
+    let random_read_ns = random_read_latency();
 
     // Page cache, as the issue defines it: one 1 GiB file written in 1 MiB
     // chunks, then mapped and read (cached). Written twice: first into pages
@@ -228,6 +261,7 @@ fn limits(dir: &Path) -> Limits {
     let _ = std::fs::remove_dir_all(&files);
     Limits {
         memcpy,
+        random_read_ns,
         page_cache_write,
         page_cache_write_fresh,
         mmap_read,
@@ -335,65 +369,86 @@ fn w1(dir: &Path, lim: &Limits) -> Workload {
     w
 }
 
-fn w2_run(pool: &Pool, threads: usize) -> (Duration, Duration) {
+/// One W2 worker: puts its share of the keys, publishes their refs, then
+/// gets its share of the random order (across everybody's refs).
+fn w2_worker(
+    t: usize,
+    threads: usize,
+    pool: &Pool,
+    refs: &std::sync::Mutex<Vec<Option<mempool_core::DRef>>>,
+    order: &[u64],
+    barrier: &std::sync::Barrier,
+) -> (Duration, Duration) {
     let per = W2_OPS / threads;
-    let order = Arc::new(perm(W2_OPS as u64, W2_GET_STREAM));
-    let refs: Arc<std::sync::Mutex<Vec<Option<mempool_core::DRef>>>> =
-        Arc::new(std::sync::Mutex::new(vec![None; W2_OPS]));
-    let barrier = Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let pool = pool.clone();
-            let refs = Arc::clone(&refs);
-            let order = Arc::clone(&order);
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                let keys = t * per..(t + 1) * per;
-                barrier.wait();
-                let start = Instant::now();
-                let mut mine = Vec::with_capacity(per);
-                for k in keys.clone() {
-                    mine.push(pool.set(w2_value(k as u64).to_vec()).unwrap());
-                }
-                let put = start.elapsed();
-                {
-                    let mut r = refs.lock().unwrap();
-                    for (k, d) in keys.zip(mine) {
-                        r[k] = Some(d);
-                    }
-                }
-                barrier.wait();
-                let all: Vec<mempool_core::DRef> = refs
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.expect("set"))
-                    .collect();
-                barrier.wait();
-                let start = Instant::now();
-                for &k in &order[t * per..(t + 1) * per] {
-                    let v = pool.get::<Vec<u8>>(&all[k as usize]).unwrap();
-                    assert_eq!(v[..8], (k).to_le_bytes(), "W2 value {k} corrupted");
-                }
-                (put, start.elapsed())
-            })
-        })
-        .collect();
-    let mut put = Duration::ZERO;
-    let mut get = Duration::ZERO;
-    for h in handles {
-        let (p, g) = h.join().unwrap();
-        put = put.max(p);
-        get = get.max(g);
+    let keys = t * per..(t + 1) * per;
+    barrier.wait();
+    if t == 0 {
+        trace_phase(&format!("W2-put-start-{threads}"));
     }
-    (put, get)
+    let start = Instant::now();
+    let mut mine = Vec::with_capacity(per);
+    for k in keys.clone() {
+        mine.push(pool.set(w2_value(k as u64).to_vec()).unwrap());
+    }
+    let put = start.elapsed();
+    if t == 0 {
+        trace_phase(&format!("W2-put-end-{threads}"));
+    }
+    {
+        let mut r = refs.lock().unwrap();
+        for (k, d) in keys.zip(mine) {
+            r[k] = Some(d);
+        }
+    }
+    barrier.wait();
+    let all: Vec<mempool_core::DRef> = refs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.expect("set"))
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for &k in &order[t * per..(t + 1) * per] {
+        let v = pool.get::<Vec<u8>>(&all[k as usize]).unwrap();
+        assert_eq!(v[..8], (k).to_le_bytes(), "W2 value {k} corrupted");
+    }
+    (put, start.elapsed())
 }
 
-fn w2(dir: &Path) -> Workload {
+/// W2 on `threads` threads; with one, on the calling thread (a spawned
+/// thread gets a glibc arena of its own, which grows by one mprotect per
+/// page: 17% of the put phase in a profile, none of it the pool's).
+fn w2_run(pool: &Pool, threads: usize) -> (Duration, Duration) {
+    let order = perm(W2_OPS as u64, W2_GET_STREAM);
+    let refs = std::sync::Mutex::new(vec![None; W2_OPS]);
+    let barrier = std::sync::Barrier::new(threads);
+    if threads == 1 {
+        return w2_worker(0, 1, pool, &refs, &order, &barrier);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (refs, order, barrier) = (&refs, &order, &barrier);
+                s.spawn(move || w2_worker(t, threads, pool, refs, order, barrier))
+            })
+            .collect();
+        let mut put = Duration::ZERO;
+        let mut get = Duration::ZERO;
+        for h in handles {
+            let (p, g) = h.join().unwrap();
+            put = put.max(p);
+            get = get.max(g);
+        }
+        (put, get)
+    })
+}
+
+fn w2(dir: &Path, lim: &Limits) -> Workload {
     println!("W2 small-objects: 1,000,000 puts of 100-byte values, then 1,000,000 gets");
     let mut w = Workload::new("W2");
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for (n, label) in [(1, "1 thread"), (threads, "all cores")] {
+    for n in [1, threads] {
         let pool = Pool::new(PoolConfig::default().max_memsize(1 << 30).spill_dir(dir)).unwrap();
         let (put, get) = w2_run(&pool, n);
         assert_eq!(pool.stats().disk_values, 0, "W2 must stay in memory");
@@ -402,7 +457,6 @@ fn w2(dir: &Path) -> Workload {
         } else {
             ("put (all cores)", "get (all cores)")
         };
-        let _ = label;
         w.add(
             pn,
             W2_OPS as f64 / put.as_secs_f64() / 1e6,
@@ -410,12 +464,21 @@ fn w2(dir: &Path) -> Workload {
             if n == 1 { ">= 4" } else { "" },
             String::new(),
         );
+        let get_ns = get.as_secs_f64() * 1e9 / (W2_OPS / n) as f64;
         w.add(
             gn,
             W2_OPS as f64 / get.as_secs_f64() / 1e6,
             "M ops/s",
             if n == 1 { ">= 5" } else { "" },
-            String::new(),
+            if n == 1 {
+                format!(
+                    "{get_ns:.0} ns a get = {:.1} dependent random reads ({:.0} ns)",
+                    get_ns / lim.random_read_ns,
+                    lim.random_read_ns
+                )
+            } else {
+                String::new()
+            },
         );
     }
     w
@@ -559,11 +622,12 @@ fn main() {
     let want = |w: &str| only.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(w));
     let mut all = Vec::new();
     // The limits are what W1 and W3 are compared with; W2 stays in memory.
-    let lim = (want("W1") || want("W3")).then(|| {
+    let lim = (want("W1") || want("W2") || want("W3")).then(|| {
         if no_limits {
             // For profiling a workload alone: no limits to compare with.
             return Limits {
                 memcpy: f64::NAN,
+                random_read_ns: f64::NAN,
                 page_cache_write: f64::NAN,
                 page_cache_write_fresh: f64::NAN,
                 mmap_read: f64::NAN,
@@ -574,6 +638,13 @@ fn main() {
         let lim = limits(dir.path());
         let mut l = Workload::new("limits");
         l.add("memcpy", lim.memcpy, "MB/s", "", String::new());
+        l.add(
+            "dependent random read, 64 MiB",
+            lim.random_read_ns,
+            "ns",
+            "",
+            String::new(),
+        );
         l.add(
             "page-cache write, 1 GiB, freed pages",
             lim.page_cache_write,
@@ -621,8 +692,8 @@ fn main() {
     if let Some(lim) = lim.as_ref().filter(|_| want("W1")) {
         all.push(repeat(&|| w1(dir.path(), lim)));
     }
-    if want("W2") {
-        all.push(repeat(&|| w2(dir.path())));
+    if let Some(lim) = lim.as_ref().filter(|_| want("W2")) {
+        all.push(repeat(&|| w2(dir.path(), lim)));
     }
     if let Some(lim) = lim.as_ref().filter(|_| want("W3")) {
         all.push(repeat(&|| w3(dir.path(), lim)));
