@@ -293,17 +293,30 @@ fn pct(v: f64, limit: f64, what: &str) -> String {
     format!("{:.0}% of {what} ({limit:.0} MB/s)", 100.0 * v / limit)
 }
 
-fn w1(dir: &Path, lim: &Limits) -> Workload {
-    println!("W1 spill-churn: max_memsize 256 MiB, 1024 x 1 MiB f64 arrays");
-    reset_peak_rss();
+/// What one pass of W1 or W3 measured.
+struct Pass {
+    put: Duration,
+    get: Duration,
+    /// Wall time of the pass, data generation included.
+    total: Duration,
+    stats: mempool_core::Stats,
+}
+
+/// W1's puts and gets, with or without write-behind.
+fn w1_pass(dir: &Path, gen: &F64Pool, write_behind: bool) -> Pass {
     let start = Instant::now();
-    let gen = F64Pool::new();
-    let pool = Pool::new(PoolConfig::default().max_memsize(256 * MIB).spill_dir(dir)).unwrap();
+    let pool = Pool::new(
+        PoolConfig::default()
+            .max_memsize(256 * MIB)
+            .write_behind(write_behind)
+            .spill_dir(dir),
+    )
+    .unwrap();
     let mut refs = Vec::with_capacity(W1_VALUES);
     let mut sums = Vec::with_capacity(W1_VALUES);
     let mut put = Duration::ZERO;
     for i in 0..W1_VALUES as u64 {
-        let v = w1_value(&gen, i);
+        let v = w1_value(gen, i);
         sums.push(checksum_f64(v));
         let a = PrimitiveArray::from(v.to_vec());
         let t = Instant::now();
@@ -322,37 +335,50 @@ fn w1(dir: &Path, lim: &Limits) -> Workload {
         assert_eq!(sum, sums[i as usize], "W1 value {i} corrupted");
     }
     trace_phase("W1-get-end");
-    let total = start.elapsed();
-    let s = pool.stats();
+    Pass {
+        put,
+        get,
+        total: start.elapsed(),
+        stats: pool.stats(),
+    }
+}
+
+fn w1(dir: &Path, lim: &Limits) -> Workload {
+    println!("W1 spill-churn: max_memsize 256 MiB, 1024 x 1 MiB f64 arrays");
+    reset_peak_rss();
+    let gen = F64Pool::new();
+    let on = w1_pass(dir, &gen, true);
     let rss = peak_rss_mib();
+    // The same with every eviction written by the caller: what the put and
+    // get figures owe to writing in the background.
+    let off = w1_pass(dir, &gen, false);
     let bytes = (W1_VALUES * W1_VALUE_LEN * 8) as f64;
+    let mbs = |d: Duration| bytes / MB / d.as_secs_f64();
     let mut w = Workload::new("W1");
-    let put_mbs = bytes / MB / put.as_secs_f64();
-    let get_mbs = bytes / MB / get.as_secs_f64();
     w.add(
         "put",
-        put_mbs,
+        mbs(on.put),
         "MB/s",
         ">= 3800",
-        pct(put_mbs, lim.page_cache_write, "page-cache write"),
+        pct(mbs(on.put), lim.page_cache_write, "page-cache write"),
     );
     w.add(
         "get (with checksum pass)",
-        get_mbs,
+        mbs(on.get),
         "MB/s",
         ">= 4000",
-        pct(get_mbs, lim.mmap_read, "mmap read"),
+        pct(mbs(on.get), lim.mmap_read, "mmap read"),
     );
     w.add(
         "put + get",
-        (put + get).as_secs_f64(),
+        (on.put + on.get).as_secs_f64(),
         "s",
         "",
         String::new(),
     );
     w.add(
         "total (with data generation)",
-        total.as_secs_f64(),
+        on.total.as_secs_f64(),
         "s",
         "",
         String::new(),
@@ -364,8 +390,29 @@ fn w1(dir: &Path, lim: &Limits) -> Workload {
         "<= 344",
         "256 MiB budget + 64 MiB generator pool + 24".into(),
     );
-    w.add("spills", s.spills as f64, "", "", String::new());
-    w.add("restores", s.restores as f64, "", "", String::new());
+    w.add("spills", on.stats.spills as f64, "", "", String::new());
+    w.add("restores", on.stats.restores as f64, "", "", String::new());
+    w.add(
+        "put, write-behind off",
+        mbs(off.put),
+        "MB/s",
+        "",
+        pct(mbs(off.put), lim.page_cache_write, "page-cache write"),
+    );
+    w.add(
+        "get, write-behind off",
+        mbs(off.get),
+        "MB/s",
+        "",
+        pct(mbs(off.get), lim.mmap_read, "mmap read"),
+    );
+    w.add(
+        "total, write-behind off",
+        off.total.as_secs_f64(),
+        "s",
+        "",
+        String::new(),
+    );
     w
 }
 
@@ -484,14 +531,12 @@ fn w2(dir: &Path, lim: &Limits) -> Workload {
     w
 }
 
-fn w3(dir: &Path, lim: &Limits) -> Workload {
-    println!("W3 strings: 64 StringArrays of 100,000 strings, max_memsize 32 MiB");
+/// W3's arrays, built once.
+fn w3_arrays() -> (Vec<StringArray>, Vec<u32>, usize) {
     let letters = Letters::new();
-    let pool = Pool::new(PoolConfig::default().max_memsize(32 * MIB).spill_dir(dir)).unwrap();
-    let mut refs = Vec::new();
+    let mut arrays = Vec::new();
     let mut crcs = Vec::new();
-    let mut string_bytes = 0usize;
-    let mut put = Duration::ZERO;
+    let mut string_bytes = 0;
     for i in 0..W3_ARRAYS as u64 {
         let mut offsets = Vec::with_capacity(100_001);
         let mut data = Vec::new();
@@ -502,10 +547,36 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
         }
         string_bytes += data.len();
         crcs.push(checksum_strings(w3_strings(&letters, i)));
-        let a =
-            StringArray::try_new(Buffer::from_vec(offsets), Buffer::from_vec(data), None).unwrap();
+        arrays.push(
+            StringArray::try_new(Buffer::from_vec(offsets), Buffer::from_vec(data), None).unwrap(),
+        );
+    }
+    (arrays, crcs, string_bytes)
+}
+
+/// W3's puts and gets, with or without write-behind. Each put stores a deep
+/// copy of the array (made untimed), so that the pool owns its buffers.
+fn w3_pass(dir: &Path, arrays: &[StringArray], crcs: &[u32], write_behind: bool) -> Pass {
+    let start = Instant::now();
+    let pool = Pool::new(
+        PoolConfig::default()
+            .max_memsize(32 * MIB)
+            .write_behind(write_behind)
+            .spill_dir(dir),
+    )
+    .unwrap();
+    let mut refs = Vec::new();
+    let mut put = Duration::ZERO;
+    for a in arrays {
+        let (offsets, data, _) = a.parts();
+        let copy = StringArray::try_new(
+            Buffer::from_vec(offsets.typed::<u64>().unwrap().to_vec()),
+            Buffer::from_vec(data.as_slice().to_vec()),
+            None,
+        )
+        .unwrap();
         let t = Instant::now();
-        refs.push(pool.set(a).unwrap());
+        refs.push(pool.set(copy).unwrap());
         put += t.elapsed();
     }
     let mut get = Duration::ZERO;
@@ -520,33 +591,41 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
         assert_eq!(crc, crcs[i as usize], "W3 array {i} corrupted");
     }
     trace_phase("W3-get-end");
-    let s = pool.stats();
+    Pass {
+        put,
+        get,
+        total: start.elapsed(),
+        stats: pool.stats(),
+    }
+}
+
+fn w3(dir: &Path, lim: &Limits) -> Workload {
+    println!("W3 strings: 64 StringArrays of 100,000 strings, max_memsize 32 MiB");
+    let (arrays, crcs, string_bytes) = w3_arrays();
+    let on = w3_pass(dir, &arrays, &crcs, true);
+    let off = w3_pass(dir, &arrays, &crcs, false);
+    let mbs = |d: Duration| string_bytes as f64 / MB / d.as_secs_f64();
     let mut w = Workload::new("W3");
-    let get_mbs = string_bytes as f64 / MB / get.as_secs_f64();
     w.add(
         "put + get",
-        (put + get).as_secs_f64(),
+        (on.put + on.get).as_secs_f64(),
         "s",
         "<= 0.2",
         String::new(),
     );
     w.add(
         "put",
-        string_bytes as f64 / MB / put.as_secs_f64(),
+        mbs(on.put),
         "MB/s",
         "",
-        pct(
-            string_bytes as f64 / MB / put.as_secs_f64(),
-            lim.page_cache_write,
-            "page-cache write",
-        ),
+        pct(mbs(on.put), lim.page_cache_write, "page-cache write"),
     );
     w.add(
         "get (with CRC pass)",
-        get_mbs,
+        mbs(on.get),
         "MB/s",
         ">= 3000",
-        pct(get_mbs, lim.mmap_read, "mmap read"),
+        pct(mbs(on.get), lim.mmap_read, "mmap read"),
     );
     w.add(
         "string bytes",
@@ -555,7 +634,28 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
         "",
         String::new(),
     );
-    w.add("spills", s.spills as f64, "", "", String::new());
+    w.add("spills", on.stats.spills as f64, "", "", String::new());
+    w.add(
+        "put + get, write-behind off",
+        (off.put + off.get).as_secs_f64(),
+        "s",
+        "",
+        String::new(),
+    );
+    w.add(
+        "put, write-behind off",
+        mbs(off.put),
+        "MB/s",
+        "",
+        pct(mbs(off.put), lim.page_cache_write, "page-cache write"),
+    );
+    w.add(
+        "get, write-behind off",
+        mbs(off.get),
+        "MB/s",
+        "",
+        pct(mbs(off.get), lim.mmap_read, "mmap read"),
+    );
     w
 }
 
