@@ -10,6 +10,13 @@
 //! the file back — zero-copy for mempool-arrays types. [`Pool::stats`] reports
 //! memory, disk, hits, misses, spills and restores.
 //!
+//! With LRU, write-behind ([`PoolConfig::write_behind`], on by default) copies
+//! resident values to disk in the background once memory is three-quarters
+//! full, so that evicting them is just dropping them. The session directory
+//! is removed when the pool drops, on SIGINT/SIGTERM after
+//! [`cleanup_on_signals`], and by the next pool's start-up sweep for a process
+//! that died.
+//!
 //! MemPool.jl's surface: `poolset` → [`Pool::set`], `poolget` → [`Pool::get`],
 //! `pooldelete` → [`Pool::delete`], `movetodisk` → [`Pool::move_to_disk`],
 //! `copytodisk` → [`Pool::copy_to_disk`], `savetodisk` → [`Pool::save_to_disk`],
