@@ -125,7 +125,7 @@ impl Bitmap {
     /// Number of set bits.
     pub fn count_ones(&self) -> usize {
         let bytes = self.buffer.as_slice();
-        if self.offset % 8 == 0 {
+        if self.offset.is_multiple_of(8) {
             let start = self.offset / 8;
             let full = self.len / 8;
             let mut n: usize = bytes[start..start + full]
@@ -177,11 +177,11 @@ impl Bitmap {
     /// bitmap does not start on a byte boundary).
     pub fn to_packed_bytes(&self) -> Vec<u8> {
         let nbytes = self.len.div_ceil(8);
-        if self.offset % 8 == 0 {
+        if self.offset.is_multiple_of(8) {
             let start = self.offset / 8;
             let mut v = self.buffer.as_slice()[start..start + nbytes].to_vec();
             // Clear bits past the end so equal bitmaps pack equally.
-            if self.len % 8 != 0 {
+            if !self.len.is_multiple_of(8) {
                 if let Some(last) = v.last_mut() {
                     *last &= (1u8 << (self.len % 8)) - 1;
                 }
@@ -271,7 +271,7 @@ impl BitmapBuilder {
     /// Appends a bit.
     #[inline]
     pub fn push(&mut self, bit: bool) {
-        if self.len % 8 == 0 {
+        if self.len.is_multiple_of(8) {
             self.bytes.push(0);
         }
         if bit {

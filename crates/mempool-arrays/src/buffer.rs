@@ -346,7 +346,7 @@ pub(crate) fn typed_slice<'a, T: Pod>(bytes: &'a [u8], what: &'static str) -> Re
     if size == 0 || bytes.is_empty() {
         return Ok(&[]);
     }
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(ArrayError::BadByteLength {
             what,
             len: bytes.len(),

@@ -406,7 +406,7 @@ impl Frame {
     /// Parses and checks everything but the body checksum: steps 1-4 of
     /// FORMAT.md, O(sections), reading only the header and section table.
     fn parse_structure(buffer: &Buffer) -> Result<Self> {
-        let buffer = if buffer.as_slice().as_ptr() as usize % SECTION_ALIGN == 0 {
+        let buffer = if (buffer.as_slice().as_ptr() as usize).is_multiple_of(SECTION_ALIGN) {
             buffer.clone()
         } else {
             Buffer::copy_aligned(buffer.as_slice())
@@ -523,7 +523,9 @@ impl Frame {
             let off = le_u64(b, table_start + 16 * i);
             let len = le_u64(b, table_start + 16 * i + 8);
             let sec_end = off.checked_add(len);
-            if off % SECTION_ALIGN as u64 != 0 || off < end || sec_end.is_none_or(|e| e > frame_len)
+            if !off.is_multiple_of(SECTION_ALIGN as u64)
+                || off < end
+                || sec_end.is_none_or(|e| e > frame_len)
             {
                 return Err(FrameError::BadField {
                     field: "section offset",

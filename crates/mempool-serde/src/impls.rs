@@ -62,7 +62,7 @@ impl<T: PodElement> MmRead for PrimitiveArray<T> {
 /// Writes a bitmap's bits as one section, borrowed when it starts on a byte.
 pub(crate) fn write_bitmap<'a>(bits: &'a Bitmap, w: &mut SectionWriter<'a>) {
     let (buf, offset) = bits.buffer();
-    if offset % 8 == 0 && bits.len() % 8 == 0 {
+    if offset % 8 == 0 && bits.len().is_multiple_of(8) {
         let start = offset / 8;
         w.bytes(&buf.as_slice()[start..start + bits.len() / 8]);
     } else {
