@@ -3,60 +3,19 @@
 //! first), and a caller whose room is being freed by another's writes claims
 //! it, so that others make their own.
 
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{Script, Scripted};
 use mempool_core::{Pool, PoolConfig};
-use mempool_serde::{FrameType, MemSize, MmRead, MmWrite, SectionReader, SectionWriter};
 
-/// Bytes whose encode sleeps `delay_ms` (read back with no delay).
-#[derive(Debug, Clone)]
-struct Slow {
-    bytes: Vec<u8>,
-    delay_ms: Arc<AtomicU64>,
-}
-
-impl Slow {
-    fn new(seed: u8, len: usize, delay_ms: u64) -> Self {
-        Self {
-            bytes: vec![seed; len],
-            delay_ms: Arc::new(AtomicU64::new(delay_ms)),
-        }
-    }
-}
-
-impl FrameType for Slow {
-    fn type_name() -> Cow<'static, str> {
-        "test::Slow".into()
-    }
-}
-
-impl MmWrite for Slow {
-    fn write_sections<'a>(&'a self, w: &mut SectionWriter<'a>) -> mempool_serde::Result<()> {
-        let d = self.delay_ms.load(Ordering::SeqCst);
-        if d > 0 {
-            std::thread::sleep(Duration::from_millis(d));
-        }
-        w.bytes(&self.bytes);
-        Ok(())
-    }
-}
-
-impl MmRead for Slow {
-    fn read_sections(r: &mut SectionReader<'_>) -> mempool_serde::Result<Self> {
-        Ok(Self {
-            bytes: r.bytes()?.to_vec(),
-            delay_ms: Arc::new(AtomicU64::new(0)),
-        })
-    }
-}
-
-impl MemSize for Slow {
-    fn mem_size(&self) -> u64 {
-        self.bytes.len() as u64
-    }
+/// `len` bytes of `seed` whose writes sleep `delay_ms` first.
+fn slow(seed: u8, len: usize, delay_ms: u64) -> Scripted {
+    let script: Arc<Script> = Script::new();
+    script.set_delay(Duration::from_millis(delay_ms));
+    Scripted::new(seed, len, &script)
 }
 
 #[test]
@@ -69,23 +28,23 @@ fn concurrent_restores_of_one_value_evict_once() {
             .spill_dir(dir.path()),
     )
     .unwrap();
-    let a = pool.set(Slow::new(1, 300, 0)).unwrap();
+    let a = pool.set(slow(1, 300, 0)).unwrap();
     pool.move_to_disk(&a).unwrap();
     // LRU order, oldest first: x (slow to write), y, z. 900 of 1000 bytes.
-    let x = pool.set(Slow::new(2, 300, 600)).unwrap();
-    let y = pool.set(Slow::new(3, 300, 0)).unwrap();
-    let z = pool.set(Slow::new(4, 300, 0)).unwrap();
+    let x = pool.set(slow(2, 300, 600)).unwrap();
+    let y = pool.set(slow(3, 300, 0)).unwrap();
+    let z = pool.set(slow(4, 300, 0)).unwrap();
 
     // First reader: needs 300 bytes, evicts x (slow).
     let t1 = {
         let pool = pool.clone();
-        std::thread::spawn(move || pool.get::<Slow>(&a).map(|v| v.bytes[0]))
+        std::thread::spawn(move || pool.get::<Scripted>(&a).map(|v| v.bytes[0]))
     };
     std::thread::sleep(Duration::from_millis(150));
     // Second reader of the same value while x is still being written.
     let t2 = {
         let pool = pool.clone();
-        std::thread::spawn(move || pool.get::<Slow>(&a).map(|v| v.bytes[0]))
+        std::thread::spawn(move || pool.get::<Scripted>(&a).map(|v| v.bytes[0]))
     };
     assert_eq!(t1.join().unwrap().unwrap(), 1);
     assert_eq!(t2.join().unwrap().unwrap(), 1);
@@ -120,16 +79,16 @@ fn concurrent_sets_do_not_evict_more_than_any_sequential_order() {
     )
     .unwrap();
     // LRU order, oldest first: x (500, slow to write), y (400). 900 of 1000.
-    let x = pool.set(Slow::new(1, 500, 600)).unwrap();
-    let y = pool.set(Slow::new(2, 400, 0)).unwrap();
+    let x = pool.set(slow(1, 500, 600)).unwrap();
+    let y = pool.set(slow(2, 400, 0)).unwrap();
     let t1 = {
         let pool = pool.clone();
-        std::thread::spawn(move || pool.set(Slow::new(3, 200, 0)).unwrap())
+        std::thread::spawn(move || pool.set(slow(3, 200, 0)).unwrap())
     };
     std::thread::sleep(Duration::from_millis(150));
     let t2 = {
         let pool = pool.clone();
-        std::thread::spawn(move || pool.set(Slow::new(4, 200, 0)).unwrap())
+        std::thread::spawn(move || pool.set(slow(4, 200, 0)).unwrap())
     };
     let (p, q) = (t1.join().unwrap(), t2.join().unwrap());
     let s = pool.stats();

@@ -3,56 +3,12 @@
 //! written: they still settle, `spilling_bytes` comes back to 0, and later
 //! calls that need them or their room do not wait for ever.
 
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
+use common::{Script, Scripted};
 use mempool_core::{Pool, PoolConfig};
-use mempool_serde::{FrameType, MemSize, MmRead, MmWrite, SectionReader, SectionWriter};
-
-/// Bytes whose destructor panics once `armed` is set.
-#[derive(Debug)]
-struct Bomb {
-    bytes: Vec<u8>,
-    armed: Arc<AtomicBool>,
-}
-
-impl Drop for Bomb {
-    fn drop(&mut self) {
-        if self.armed.swap(false, Ordering::SeqCst) && !std::thread::panicking() {
-            panic!("Bomb: destructor panics");
-        }
-    }
-}
-
-impl FrameType for Bomb {
-    fn type_name() -> Cow<'static, str> {
-        "test::Bomb".into()
-    }
-}
-
-impl MmWrite for Bomb {
-    fn write_sections<'a>(&'a self, w: &mut SectionWriter<'a>) -> mempool_serde::Result<()> {
-        w.bytes(&self.bytes);
-        Ok(())
-    }
-}
-
-impl MmRead for Bomb {
-    fn read_sections(r: &mut SectionReader<'_>) -> mempool_serde::Result<Self> {
-        Ok(Self {
-            bytes: r.bytes()?.to_vec(),
-            armed: Arc::new(AtomicBool::new(false)),
-        })
-    }
-}
-
-impl MemSize for Bomb {
-    fn mem_size(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-}
 
 #[test]
 fn a_panicking_destructor_of_a_released_value_does_not_strand_victims() {
@@ -64,21 +20,18 @@ fn a_panicking_destructor_of_a_released_value_does_not_strand_victims() {
             .spill_dir(dir.path()),
     )
     .unwrap();
-    let armed = Arc::new(AtomicBool::new(false));
-    let bomb = |seed: u8, len: usize| Bomb {
-        bytes: vec![seed; len],
-        armed: Arc::clone(&armed),
-    };
+    let script = Script::new();
+    let bomb = |seed: u8, len: usize| Scripted::new(seed, len, &script);
     let a = pool.set(bomb(1, 300)).unwrap();
     let b = pool.set(bomb(2, 300)).unwrap();
     let _c = pool.set(bomb(3, 300)).unwrap();
     pool.copy_to_disk(&a).unwrap(); // a leaves by being dropped; b and c are written
-    armed.store(true, Ordering::SeqCst);
+    script.set_panic_on_drop(true);
     let p = pool.clone();
     let big = bomb(4, 600);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || p.set(big)));
     assert!(r.is_err(), "the destructor panic reaches the caller");
-    armed.store(false, Ordering::SeqCst);
+    script.set_panic_on_drop(false);
 
     let s = pool.stats();
     eprintln!("after the panic: {s:?}");

@@ -2,54 +2,10 @@
 //! their places in line to leave: under LRU the least recent of them leaves
 //! next, under MRU the most recent.
 
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+mod common;
 
+use common::{Script, Scripted, Write};
 use mempool_core::{Policy, Pool, PoolConfig, PoolError};
-use mempool_serde::{
-    FrameError, FrameType, MemSize, MmRead, MmWrite, SectionReader, SectionWriter,
-};
-
-#[derive(Debug, Clone)]
-struct Flaky {
-    bytes: Vec<u8>,
-    fail: Arc<AtomicBool>,
-}
-
-impl FrameType for Flaky {
-    fn type_name() -> Cow<'static, str> {
-        "test::Flaky".into()
-    }
-}
-
-impl MmWrite for Flaky {
-    fn write_sections<'a>(&'a self, w: &mut SectionWriter<'a>) -> mempool_serde::Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(FrameError::Io {
-                path: None,
-                source: std::io::Error::other("told to fail"),
-            });
-        }
-        w.bytes(&self.bytes);
-        Ok(())
-    }
-}
-
-impl MmRead for Flaky {
-    fn read_sections(r: &mut SectionReader<'_>) -> mempool_serde::Result<Self> {
-        Ok(Self {
-            bytes: r.bytes()?.to_vec(),
-            fail: Arc::new(AtomicBool::new(false)),
-        })
-    }
-}
-
-impl MemSize for Flaky {
-    fn mem_size(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-}
 
 fn run(policy: Policy) {
     let dir = tempfile::tempdir().unwrap();
@@ -61,11 +17,9 @@ fn run(policy: Policy) {
             .spill_dir(dir.path()),
     )
     .unwrap();
-    let fail = Arc::new(AtomicBool::new(true));
-    let sized = |seed: u8, len: usize| Flaky {
-        bytes: vec![seed; len],
-        fail: Arc::clone(&fail),
-    };
+    let script = Script::new();
+    script.set_write(Write::Fail);
+    let sized = |seed: u8, len: usize| Scripted::new(seed, len, &script);
     let v = |seed: u8| sized(seed, 300);
     let a = pool.set(v(1)).unwrap();
     let b = pool.set(v(2)).unwrap();
@@ -74,7 +28,7 @@ fn run(policy: Policy) {
     let err = pool.set(sized(4, 900)).map(|_| ());
     assert!(matches!(err, Err(PoolError::Spill { .. })), "{err:?}");
     assert_eq!(pool.stats().mem_values, 3);
-    fail.store(false, Ordering::SeqCst);
+    script.set_write(Write::Ok);
     // One more value needs exactly one victim.
     let _d = pool.set(v(5)).unwrap();
     // LRU: `a` was least recent; MRU: `c` was most recent.

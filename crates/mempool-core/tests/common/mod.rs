@@ -1,10 +1,19 @@
 //! Helpers shared by the integration tests.
 
+use std::borrow::Cow;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mempool_serde::{
+    FrameError, FrameType, MemSize, MmRead, MmWrite, SectionReader, SectionWriter,
+};
 
 /// The names of the files in a session directory other than hidden ones
 /// (the session's lock file): spill files, and any temporary file left
 /// behind.
+#[allow(dead_code, reason = "each test crate uses some of the helpers")]
 pub(crate) fn spill_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .expect("session directory")
@@ -16,4 +25,116 @@ pub(crate) fn spill_files(dir: &Path) -> Vec<String> {
         })
         .filter(|name| !name.starts_with('.'))
         .collect()
+}
+
+/// What a [`Scripted`] value's encoder does.
+#[allow(dead_code, reason = "each test crate uses some of the modes")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Write {
+    /// Writes its bytes.
+    Ok = 0,
+    /// Returns an I/O error.
+    Fail = 1,
+    /// Panics.
+    Panic = 2,
+}
+
+/// How [`Scripted`] values behave, shared by the values made with it and
+/// changed while they are stored.
+#[derive(Debug, Default)]
+pub(crate) struct Script {
+    write: AtomicU8,
+    /// Milliseconds each write sleeps before doing what `write` says.
+    delay_ms: AtomicU64,
+    /// The next drop of a value panics (once).
+    panic_on_drop: AtomicBool,
+}
+
+#[allow(dead_code, reason = "each test crate uses some of the knobs")]
+impl Script {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub(crate) fn set_write(&self, w: Write) {
+        self.write.store(w as u8, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_panic_on_drop(&self, on: bool) {
+        self.panic_on_drop.store(on, Ordering::SeqCst);
+    }
+}
+
+/// Bytes whose writes succeed, fail, panic or sleep, and whose drop may
+/// panic, as their [`Script`] says. Read back, a value gets a fresh script
+/// (it writes normally).
+#[derive(Debug)]
+pub(crate) struct Scripted {
+    pub(crate) bytes: Vec<u8>,
+    script: Arc<Script>,
+}
+
+#[allow(dead_code, reason = "each test crate uses some of the helpers")]
+impl Scripted {
+    /// `len` bytes of `seed`, behaving as `script` says.
+    pub(crate) fn new(seed: u8, len: usize, script: &Arc<Script>) -> Self {
+        Self {
+            bytes: vec![seed; len],
+            script: Arc::clone(script),
+        }
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        if self.script.panic_on_drop.swap(false, Ordering::SeqCst) && !std::thread::panicking() {
+            panic!("Scripted: told to panic on drop");
+        }
+    }
+}
+
+impl FrameType for Scripted {
+    fn type_name() -> Cow<'static, str> {
+        "test::Scripted".into()
+    }
+}
+
+impl MmWrite for Scripted {
+    fn write_sections<'a>(&'a self, w: &mut SectionWriter<'a>) -> mempool_serde::Result<()> {
+        let delay = self.script.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        match self.script.write.load(Ordering::SeqCst) {
+            0 => {
+                w.bytes(&self.bytes);
+                Ok(())
+            }
+            1 => Err(FrameError::Io {
+                path: None,
+                source: std::io::Error::other("Scripted: told to fail"),
+            }),
+            _ => panic!("Scripted: told to panic"),
+        }
+    }
+}
+
+impl MmRead for Scripted {
+    fn read_sections(r: &mut SectionReader<'_>) -> mempool_serde::Result<Self> {
+        Ok(Self {
+            bytes: r.bytes()?.to_vec(),
+            script: Script::new(),
+        })
+    }
+}
+
+impl MemSize for Scripted {
+    fn mem_size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
 }
