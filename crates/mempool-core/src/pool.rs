@@ -198,72 +198,51 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// Bytes reserved against `max_disksize` for a write in flight; given back
-/// on drop unless kept.
-struct DiskReservation<'p> {
+/// An index change to undo if the caller leaves between two critical
+/// sections (an error, or a panic in user code): the reservation of disk
+/// bytes for a write, room claimed while victims are written, the RESTORING
+/// mark of a value being read back. `run` undoes it inside a critical
+/// section the caller holds, `keep` drops it without undoing; otherwise the
+/// drop locks, undoes, and wakes every waiter.
+struct Undo<'p, F: FnOnce(&mut State)> {
     pool: &'p Pool,
-    len: u64,
+    undo: Option<F>,
 }
 
-impl DiskReservation<'_> {
-    fn keep(self) {
-        std::mem::forget(self);
+impl<'p, F: FnOnce(&mut State)> Undo<'p, F> {
+    fn new(pool: &'p Pool, undo: F) -> Self {
+        Self {
+            pool,
+            undo: Some(undo),
+        }
+    }
+
+    fn run(mut self, st: &mut State) {
+        if let Some(f) = self.undo.take() {
+            f(st);
+        }
+    }
+
+    fn keep(mut self) {
+        self.undo = None;
     }
 }
 
-impl Drop for DiskReservation<'_> {
+impl<F: FnOnce(&mut State)> Drop for Undo<'_, F> {
     fn drop(&mut self) {
-        self.pool.lock().disk_bytes -= self.len;
+        if let Some(f) = self.undo.take() {
+            f(&mut self.pool.lock());
+            self.pool.inner.settled.notify_all();
+        }
     }
 }
 
-/// Room claimed by a caller whose victims are being written (counted in
-/// `State::promised`); given back under the lock, or on unwind by the guard.
-struct Claim<'p> {
-    pool: &'p Pool,
-    size: u64,
-}
-
-impl Claim<'_> {
-    fn release(self, st: &mut State) {
-        st.promised -= self.size;
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.pool.lock().promised -= self.size;
-    }
-}
-
-/// A value being read back from disk by this caller (`RESTORING` set on its
-/// slot): others wait for it. The flag is cleared under the lock when the
-/// value is linked, or by the guard on any other way out.
-struct RestoreGuard<'p> {
-    pool: &'p Pool,
-    idx: u32,
-    gen: u32,
-}
-
-impl RestoreGuard<'_> {
-    fn finish(self, st: &mut State) {
-        if let Some(slot) = st.live(self.idx, self.gen) {
+/// Clears the RESTORING mark of slot `idx` if it still holds generation `gen`.
+fn clear_restoring(idx: u32, gen: u32) -> impl FnOnce(&mut State) {
+    move |st: &mut State| {
+        if let Some(slot) = st.live(idx, gen) {
             slot.set_restoring(false);
         }
-        self.pool.inner.settled.notify_all();
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for RestoreGuard<'_> {
-    fn drop(&mut self) {
-        let mut st = self.pool.lock();
-        if let Some(slot) = st.live(self.idx, self.gen) {
-            slot.set_restoring(false);
-        }
-        drop(st);
-        self.pool.inner.settled.notify_all();
     }
 }
 
@@ -518,7 +497,7 @@ impl Pool {
                 }
             }
             st.disk_bytes += len;
-            DiskReservation { pool: self, len }
+            Undo::new(self, move |st: &mut State| st.disk_bytes -= len)
         };
         let seq = self.inner.file_seq.fetch_add(1, Ordering::Relaxed);
         let path = self.session_dir().join(format!("{seq:x}.frame"));
@@ -763,12 +742,10 @@ impl Pool {
             }
             return Ok(self.wait(st));
         }
+        // Room claimed while this caller's victims are written.
         let claim = (!room.victims.is_empty()).then(|| {
             st.promised += incoming;
-            Claim {
-                pool: self,
-                size: incoming,
-            }
+            Undo::new(self, move |st: &mut State| st.promised -= incoming)
         });
         drop(st);
         // Victims first (guarded), then the values to let go of, whose drops
@@ -777,7 +754,7 @@ impl Pool {
         release(room.released);
         let mut st = self.lock();
         if let Some(claim) = claim {
-            claim.release(&mut st);
+            claim.run(&mut st);
         }
         match failed {
             Some(err) => Err(err),
@@ -848,11 +825,7 @@ impl Pool {
             st.misses += 1;
             drop(st);
             let (idx, gen) = split_id(r.id);
-            let guard = RestoreGuard {
-                pool: self,
-                idx,
-                gen,
-            };
+            let guard = Undo::new(self, clear_restoring(idx, gen));
             return self.restore::<T>(r, &file, guard);
         }
     }
@@ -863,16 +836,16 @@ impl Pool {
         }
     }
 
-    /// Reads a spilled value and makes it resident if it fits. `guard` marks
-    /// the slot as being restored by this caller until it is linked (or this
-    /// call gives up).
+    /// Reads a spilled value and makes it resident if it fits. `guard` clears
+    /// the slot's RESTORING mark (set by this caller) when the value is
+    /// linked, or when this call gives up.
     fn restore<T: Storable>(
         &self,
         r: &DRef,
         file: &SpillFile,
-        guard: RestoreGuard<'_>,
+        guard: Undo<'_, impl FnOnce(&mut State)>,
     ) -> Result<Ref<T>> {
-        let (idx, gen) = (guard.idx, guard.gen);
+        let (idx, gen) = split_id(r.id);
         let value: T = match mempool_serde::read_file_with(&file.path, &self.read_options()) {
             Ok(v) => v,
             Err(e) => {
@@ -910,7 +883,8 @@ impl Pool {
                 e.mem = Some(Arc::clone(&held) as Arc<dyn Stored>);
                 st.link_resident(idx);
                 st.restores += 1;
-                guard.finish(&mut st);
+                guard.run(&mut st);
+                self.inner.settled.notify_all();
                 let flush = self.wants_flush(&st);
                 drop(st);
                 if let Some(room) = room {
