@@ -302,16 +302,39 @@ struct Pass {
     stats: mempool_core::Stats,
 }
 
-/// W1's puts and gets, with or without write-behind.
-fn w1_pass(dir: &Path, gen: &F64Pool, write_behind: bool) -> Pass {
-    let start = Instant::now();
-    let pool = Pool::new(
+/// The put and get rates of a pass with write-behind off, against the limits.
+fn add_write_behind_off(w: &mut Workload, put_mbs: f64, get_mbs: f64, lim: &Limits) {
+    w.add(
+        "put, write-behind off",
+        put_mbs,
+        "MB/s",
+        "",
+        pct(put_mbs, lim.page_cache_write, "page-cache write"),
+    );
+    w.add(
+        "get, write-behind off",
+        get_mbs,
+        "MB/s",
+        "",
+        pct(get_mbs, lim.mmap_read, "mmap read"),
+    );
+}
+
+/// A pool for a W1 or W3 pass.
+fn pass_pool(dir: &Path, max_memsize: u64, write_behind: bool) -> Pool {
+    Pool::new(
         PoolConfig::default()
-            .max_memsize(256 * MIB)
+            .max_memsize(max_memsize)
             .write_behind(write_behind)
             .spill_dir(dir),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// W1's puts and gets, with or without write-behind.
+fn w1_pass(dir: &Path, gen: &F64Pool, write_behind: bool) -> Pass {
+    let start = Instant::now();
+    let pool = pass_pool(dir, 256 * MIB, write_behind);
     let mut refs = Vec::with_capacity(W1_VALUES);
     let mut sums = Vec::with_capacity(W1_VALUES);
     let mut put = Duration::ZERO;
@@ -392,20 +415,7 @@ fn w1(dir: &Path, lim: &Limits) -> Workload {
     );
     w.add("spills", on.stats.spills as f64, "", "", String::new());
     w.add("restores", on.stats.restores as f64, "", "", String::new());
-    w.add(
-        "put, write-behind off",
-        mbs(off.put),
-        "MB/s",
-        "",
-        pct(mbs(off.put), lim.page_cache_write, "page-cache write"),
-    );
-    w.add(
-        "get, write-behind off",
-        mbs(off.get),
-        "MB/s",
-        "",
-        pct(mbs(off.get), lim.mmap_read, "mmap read"),
-    );
+    add_write_behind_off(&mut w, mbs(off.put), mbs(off.get), lim);
     w.add(
         "total, write-behind off",
         off.total.as_secs_f64(),
@@ -558,13 +568,7 @@ fn w3_arrays() -> (Vec<StringArray>, Vec<u32>, usize) {
 /// copy of the array (made untimed), so that the pool owns its buffers.
 fn w3_pass(dir: &Path, arrays: &[StringArray], crcs: &[u32], write_behind: bool) -> Pass {
     let start = Instant::now();
-    let pool = Pool::new(
-        PoolConfig::default()
-            .max_memsize(32 * MIB)
-            .write_behind(write_behind)
-            .spill_dir(dir),
-    )
-    .unwrap();
+    let pool = pass_pool(dir, 32 * MIB, write_behind);
     let mut refs = Vec::new();
     let mut put = Duration::ZERO;
     for a in arrays {
@@ -642,20 +646,7 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
         "",
         String::new(),
     );
-    w.add(
-        "put, write-behind off",
-        mbs(off.put),
-        "MB/s",
-        "",
-        pct(mbs(off.put), lim.page_cache_write, "page-cache write"),
-    );
-    w.add(
-        "get, write-behind off",
-        mbs(off.get),
-        "MB/s",
-        "",
-        pct(mbs(off.get), lim.mmap_read, "mmap read"),
-    );
+    add_write_behind_off(&mut w, mbs(off.put), mbs(off.get), lim);
     w
 }
 
