@@ -51,6 +51,7 @@ mod error;
 mod eviction;
 mod held;
 mod index;
+mod mapped;
 mod pool;
 mod session;
 mod signals;

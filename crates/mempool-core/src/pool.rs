@@ -846,7 +846,7 @@ impl Pool {
         guard: Undo<'_, impl FnOnce(&mut State)>,
     ) -> Result<Ref<T>> {
         let (idx, gen) = split_id(r.id);
-        let value: T = match mempool_serde::read_file_with(&file.path, &self.read_options()) {
+        let value: T = match crate::mapped::read_spill(&file.path, &self.read_options()) {
             Ok(v) => v,
             Err(e) => {
                 drop(guard);
@@ -1107,7 +1107,7 @@ impl Pool {
             mempool_serde::write_encoded_file(&frame, path, sync)?
         } else {
             let file = file.expect("an entry is in memory or on disk");
-            let bytes = match mempool_serde::map_file(&file.path) {
+            let bytes = match crate::mapped::map_spill(&file.path) {
                 Ok(b) => b,
                 Err(_) if !self.contains(r) => return Err(PoolError::NotFound { dref: *r }),
                 Err(e) => return Err(e.into()),
