@@ -24,7 +24,8 @@ use mempool_arrays::{
 };
 use mempool_benches::data::rnd;
 use mempool_serde::{
-    decode, decode_with, read_file_with, EncodedFrame, MmRead, MmWrite, ReadOptions,
+    decode, decode_with, read_file_mapped_with, read_file_with, EncodedFrame, MmRead, MmWrite,
+    ReadOptions,
 };
 
 const STRINGS: usize = 1_000_000;
@@ -109,9 +110,14 @@ fn record_size<T: MmWrite>(name: &str, value: &T) {
     }
 }
 
+/// Writes `v` to `path` (a file in a private temporary directory that is
+/// never written again) and maps it.
 fn write_file<T: MmWrite>(v: &T, path: &Path) -> Buffer {
     mempool_serde::write_file(v, path, false).unwrap();
-    mempool_serde::map_file(path).unwrap()
+    // SAFETY: the file must not change while mapped:
+    // - callers pass a path in their own temporary directory, and nothing
+    //   writes it after `write_file` renamed it into place.
+    unsafe { mempool_serde::map_file(path) }.unwrap()
 }
 
 /// write / read/memory / read/mmap / read/mmap/no_checksum for one value.
@@ -225,9 +231,11 @@ fn table(c: &mut Criterion) {
     bench_postcard(c, "table_4col_1M", &rows, bytes);
 }
 
-/// Opening a ~100 MB StringArray frame from its file, map and all, inside the
-/// timed loop: `read_file_with` verifying the checksum (the whole file is
-/// read) and without (only the header and the offsets are read).
+/// Opening a ~100 MB StringArray frame from its file, inside the timed loop:
+/// mapped (`read_file_mapped_with`, map and all) verifying the checksum (the
+/// whole file is read) and without (only the header and the offsets are
+/// read), and copied into memory (`read_file_with`, the whole file is read
+/// and copied).
 fn open_big_strings(c: &mut Criterion) {
     let a = big_string_array();
     record_size("strings_100MB", &a);
@@ -239,17 +247,27 @@ fn open_big_strings(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(file_len));
     g.sample_size(10);
     for (name, verify_checksum) in [
-        ("read_file/checksum", true),
-        ("read_file/no_checksum", false),
+        ("read_file_mapped/checksum", true),
+        ("read_file_mapped/no_checksum", false),
     ] {
         let opts = ReadOptions { verify_checksum };
         g.bench_function(name, |b| {
             b.iter(|| {
-                let a: StringArray = read_file_with(&path, &opts).unwrap();
+                // SAFETY: the file must not change while mapped:
+                // - it is in this benchmark's private temporary directory and
+                //   nothing writes it after `write_file` renamed it into place.
+                let a: StringArray = unsafe { read_file_mapped_with(&path, &opts) }.unwrap();
                 black_box(a.len())
             })
         });
     }
+    let opts = ReadOptions::default();
+    g.bench_function("read_file/copy/checksum", |b| {
+        b.iter(|| {
+            let a: StringArray = read_file_with(&path, &opts).unwrap();
+            black_box(a.len())
+        })
+    });
     g.finish();
 }
 

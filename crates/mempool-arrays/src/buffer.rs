@@ -4,7 +4,9 @@
 //! All arrays of this crate keep their bytes in `Buffer`s, so an array read from
 //! a mapped file borrows the map instead of copying it. A buffer is an
 //! `Arc` to its owner plus an offset and a length; its bytes are reached through
-//! the owner on every access, so the whole type is safe code.
+//! the owner on every access, so the type needs no unsafe code but the call
+//! that creates a map (and mapping a file is `unsafe` for its callers: the
+//! file must not change while mapped).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -169,27 +171,38 @@ impl Buffer {
     /// Maps a file read-only and wraps the whole map. Pages are read lazily,
     /// on first access.
     ///
-    /// # The file must not change while mapped
-    /// The buffer (and every clone or slice of it) reads the file's pages
-    /// directly. If anyone writes to the file while it is mapped, the bytes
-    /// behind this buffer's `&[u8]` change, which is undefined behaviour; if
-    /// anyone truncates it, reading a page past the new end kills the process
-    /// with `SIGBUS`. Nothing in this function can prevent that — memmap2 makes
-    /// its `map` `unsafe` for this reason. This function is safe to call
-    /// because of how mempool uses it: it maps only its own frame files, which
-    /// live in the pool's private spill directory (or where `save_to_disk` was
-    /// told to write them), are written once under a temporary name, renamed
-    /// into place and never opened for writing again. Map other files only
-    /// under the same rule.
+    /// To read a file that another process may change, copy it instead
+    /// (`std::fs::read` into [`Buffer::copy_aligned`], or
+    /// `mempool_serde::read_file` for frames): that is safe.
+    ///
+    /// # Safety
+    /// The file must not be modified or truncated — by this process or any
+    /// other — while the returned buffer, or any clone or slice of it, or any
+    /// array viewing it, lives. The buffer reads the file's pages directly:
+    /// a write changes the bytes behind its `&[u8]` (undefined behaviour, and
+    /// an array checked before, such as a validated [`StringArray`], may then
+    /// hold invalid contents); a truncation makes reading a page past the new
+    /// end kill the process with `SIGBUS`. Nothing here can check this (it is
+    /// why memmap2's `map` is `unsafe`). A file written once under a temporary
+    /// name, renamed into place and never opened for writing again, in a
+    /// directory no one else can write, meets it; mempool's own spill files
+    /// are such files. Removing (unlinking) the file is fine: the pages stay
+    /// mapped.
+    ///
+    /// [`StringArray`]: crate::StringArray
     ///
     /// # Errors
     /// [`ArrayError::Map`] when the file cannot be opened or mapped.
-    pub fn map_file(path: &Path) -> Result<Self> {
+    #[allow(unsafe_code, reason = "caller keeps the file unchanged while mapped")]
+    pub unsafe fn map_file(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|source| ArrayError::Map {
             path: path.to_owned(),
             source,
         })?;
-        Self::map_open_file(&file, false).map_err(|source| ArrayError::Map {
+        // SAFETY: the obligation of `map_open_file` is this function's own:
+        // - the file must not be modified or truncated while any buffer of
+        //   the map lives, which our caller guarantees (see `# Safety`).
+        unsafe { Self::map_open_file(&file, false) }.map_err(|source| ArrayError::Map {
             path: path.to_owned(),
             source,
         })
@@ -201,13 +214,15 @@ impl Buffer {
     /// read on first access, so mapping is O(1) and only the pages touched are
     /// read.
     ///
-    /// The rule of [`Buffer::map_file`] applies: the file must not be modified
-    /// or truncated while mapped.
+    /// # Safety
+    /// As for [`Buffer::map_file`]: the file must not be modified or truncated
+    /// while the returned buffer, or any clone or slice of it, or any array
+    /// viewing it, lives.
     ///
     /// # Errors
     /// The I/O error of `fstat(2)` or `mmap(2)`.
     #[allow(unsafe_code, reason = "the one mmap of the crate")]
-    pub fn map_open_file(file: &std::fs::File, populate: bool) -> std::io::Result<Self> {
+    pub unsafe fn map_open_file(file: &std::fs::File, populate: bool) -> std::io::Result<Self> {
         let len = file.metadata()?.len();
         if len == 0 {
             // mmap(2) rejects empty mappings.
@@ -228,10 +243,8 @@ impl Buffer {
         // - The file must not be modified or truncated while mapped (a write
         //   would change bytes behind a shared reference, which is undefined
         //   behaviour; a truncation raises SIGBUS on access). This is not
-        //   checkable here; it is an obligation on the callers, stated in this
-        //   function's and `map_file`'s documentation. mempool meets it by
-        //   mapping only its own frame files, which live in the pool's private
-        //   directory and are never written after they are renamed into place.
+        //   checkable here: it is this function's own safety contract, which
+        //   its caller upholds.
         let map = unsafe { opts.map(file)? };
         Ok(Self::from_mmap(map))
     }
@@ -440,6 +453,21 @@ impl AlignedVec {
         }
     }
 
+    /// An empty vector with room for `cap` bytes, or an error instead of an
+    /// abort when the allocation fails (for sizes that come from outside,
+    /// such as a file's length).
+    ///
+    /// # Errors
+    /// [`TryReserveError`](std::collections::TryReserveError) when the
+    /// capacity overflows or the allocator cannot provide it.
+    pub fn try_with_capacity(
+        cap: usize,
+    ) -> std::result::Result<Self, std::collections::TryReserveError> {
+        let mut chunks = Vec::new();
+        chunks.try_reserve_exact(cap.div_ceil(ALIGNMENT))?;
+        Ok(Self { chunks, len: 0 })
+    }
+
     /// A copy of `bytes`.
     pub fn from_slice(bytes: &[u8]) -> Self {
         let mut v = Self::with_capacity(bytes.len());
@@ -594,6 +622,14 @@ mod tests {
     }
 
     #[test]
+    fn try_with_capacity_reserves_or_fails() {
+        let v = AlignedVec::try_with_capacity(100).unwrap();
+        assert_eq!(v.len(), 0);
+        assert!(v.chunks.capacity() >= 2);
+        assert!(AlignedVec::try_with_capacity(usize::MAX).is_err());
+    }
+
+    #[test]
     fn resize_down_then_up_reads_zeros() {
         let mut v = AlignedVec::from_slice(&[7; 10]);
         v.resize(3);
@@ -657,17 +693,23 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code, reason = "maps a file the test owns")]
     fn map_file_roundtrip() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");
         std::fs::write(&p, [1u8, 2, 3]).unwrap();
-        let b = Buffer::map_file(&p).unwrap();
+        // SAFETY: the file must stay unchanged while mapped:
+        // - it lives in this test's private temporary directory and nothing
+        //   writes it after `std::fs::write` returned.
+        let b = unsafe { Buffer::map_file(&p) }.unwrap();
         assert_eq!(b.memory_kind(), MemoryKind::Mapped);
         b.populate().unwrap();
         b.slice(1, 2).populate().unwrap();
         assert_eq!(b.as_slice(), &[1, 2, 3]);
         Buffer::from_vec(vec![1u8]).populate().unwrap();
-        let e = Buffer::map_file(&dir.path().join("missing")).unwrap_err();
+        // SAFETY: nothing is mapped (the file does not exist), so:
+        // - there is no file that could change while mapped.
+        let e = unsafe { Buffer::map_file(&dir.path().join("missing")) }.unwrap_err();
         assert!(e.to_string().contains("missing"), "{e}");
     }
 }

@@ -41,6 +41,12 @@ impl fmt::Display for DRef {
 /// Any process that can see the file reads it with [`FileRef::read`], without
 /// the pool that wrote it.
 ///
+/// The file may belong to another process, which may remove or rewrite it
+/// meanwhile, so [`FileRef::read`] copies it into memory (safe whatever
+/// happens to the file). [`FileRef::read_mapped`] maps it instead (zero-copy)
+/// and is `unsafe`: the caller promises that the file does not change while
+/// the value read lives.
+///
 /// A `FileRef` from [`Pool::move_to_disk`](crate::Pool::move_to_disk) or
 /// [`Pool::copy_to_disk`](crate::Pool::copy_to_disk) names a file in the pool's
 /// session directory: it is valid until the value is deleted or the pool shuts
@@ -60,8 +66,10 @@ impl FileRef {
         &self.path
     }
 
-    /// Maps the file and reads the value, verifying its checksum; arrays borrow
-    /// the map.
+    /// Reads the file into memory and decodes the value, verifying its
+    /// checksum; arrays share one heap buffer. O(file size), and safe even if
+    /// another process rewrites or removes the file meanwhile (that gives an
+    /// error, or the value of the bytes read).
     ///
     /// # Errors
     /// [`PoolError::Frame`]: the file is missing, unreadable, corrupt, or holds
@@ -70,11 +78,103 @@ impl FileRef {
         self.read_with(&ReadOptions::default())
     }
 
-    /// [`FileRef::read`] with explicit read options.
+    /// [`FileRef::read`] with explicit read options (without the checksum,
+    /// the whole file is still read: only the hashing is saved).
     ///
     /// # Errors
     /// As [`FileRef::read`].
     pub fn read_with<T: MmRead>(&self, opts: &ReadOptions) -> Result<T> {
         mempool_serde::read_file_with(&self.path, opts).map_err(PoolError::from)
+    }
+
+    /// Maps the file and decodes the value, verifying its checksum; arrays
+    /// borrow the map (no copy; pages are read as they are touched, or all at
+    /// once for the checksum).
+    ///
+    /// # Safety
+    /// The file must not be modified or truncated, by any process, while the
+    /// value read (or any array, clone or slice taken from it) lives: a write
+    /// changes bytes behind shared references (undefined behaviour), a
+    /// truncation kills the process with `SIGBUS` when a lost page is read.
+    /// Removing the file is fine. A `FileRef` from
+    /// [`Pool::move_to_disk`](crate::Pool::move_to_disk) or
+    /// [`Pool::copy_to_disk`](crate::Pool::copy_to_disk) names a spill file,
+    /// which the pool writes once and never rewrites, only removes; one from
+    /// [`Pool::save_to_disk`](crate::Pool::save_to_disk) names a file the
+    /// caller chose, which the pool never writes again either, so it is for the
+    /// caller to keep others from writing it. See `mempool_arrays::Buffer::map_file`.
+    ///
+    /// # Errors
+    /// As [`FileRef::read`].
+    #[expect(unsafe_code, reason = "caller keeps the file unchanged while mapped")]
+    pub unsafe fn read_mapped<T: MmRead>(&self) -> Result<T> {
+        // SAFETY: `read_mapped_with` has this function's obligation:
+        // - the file is not modified or truncated while the value read lives,
+        //   which our caller guarantees (see `# Safety`).
+        unsafe { self.read_mapped_with(&ReadOptions::default()) }
+    }
+
+    /// [`FileRef::read_mapped`] with explicit read options: without the
+    /// checksum, only the pages the structural checks touch are read.
+    ///
+    /// # Safety
+    /// As for [`FileRef::read_mapped`].
+    ///
+    /// # Errors
+    /// As [`FileRef::read`].
+    #[expect(unsafe_code, reason = "caller keeps the file unchanged while mapped")]
+    pub unsafe fn read_mapped_with<T: MmRead>(&self, opts: &ReadOptions) -> Result<T> {
+        // SAFETY: `read_file_mapped_with` has this function's obligation:
+        // - the file is not modified or truncated while the value read
+        //   lives, which our caller guarantees (see `# Safety`).
+        unsafe { mempool_serde::read_file_mapped_with(&self.path, opts) }.map_err(PoolError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mempool_arrays::{MemoryKind, StringArray};
+
+    use super::*;
+
+    #[test]
+    #[expect(unsafe_code, reason = "tests the mapped read")]
+    fn read_copies_and_read_mapped_maps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("names.frame");
+        let names = StringArray::from(vec![Some("å"), None, Some("b")]);
+        let size = mempool_serde::write_file(&names, &path, false).unwrap();
+        let f = FileRef { path, size };
+
+        let copied: StringArray = f.read().unwrap();
+        assert_eq!(copied, names);
+        assert_eq!(copied.parts().1.memory_kind(), MemoryKind::Heap);
+        let unverified: StringArray = f
+            .read_with(&ReadOptions {
+                verify_checksum: false,
+            })
+            .unwrap();
+        assert_eq!(unverified.parts().1.memory_kind(), MemoryKind::Heap);
+
+        // SAFETY: the file must not change while mapped:
+        // - it is in this test's private temporary directory and nothing
+        //   writes it after `write_file` renamed it into place.
+        let mapped: StringArray = unsafe { f.read_mapped() }.unwrap();
+        assert_eq!(mapped, names);
+        assert_eq!(mapped.parts().1.memory_kind(), MemoryKind::Mapped);
+
+        // The wrong type and a missing file are errors either way.
+        assert!(f.read::<Vec<f64>>().is_err());
+        let gone = FileRef {
+            path: dir.path().join("missing.frame"),
+            size,
+        };
+        assert!(matches!(
+            gone.read::<StringArray>(),
+            Err(PoolError::Frame(_))
+        ));
+        // SAFETY: nothing is mapped (the file does not exist), so:
+        // - there is no file that could change while mapped.
+        assert!(unsafe { gone.read_mapped::<StringArray>() }.is_err());
     }
 }

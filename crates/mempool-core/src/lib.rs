@@ -43,7 +43,7 @@
 //! let s = pool.stats();
 //! assert_eq!((s.mem_values, s.disk_values, s.restores), (2, 1, 1));
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod config;
 mod dref;

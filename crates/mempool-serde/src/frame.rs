@@ -35,8 +35,11 @@ pub struct ReadOptions {
     /// mapped lazily and only the pages the structural checks touch (header,
     /// section table, metadata, string offsets, codes) are read, for data
     /// whose integrity is checked elsewhere. The structural checks always run.
-    /// With it on, [`read_file_with`] has the kernel read the whole file in
-    /// (it is all hashed anyway), after the type name was checked.
+    /// With it on, [`read_file_mapped_with`](crate::read_file_mapped_with)
+    /// has the kernel read the whole file in (it is all hashed anyway), after
+    /// the type name was checked. A copying read
+    /// ([`read_file_with`](crate::read_file_with)) reads the whole file
+    /// either way: turning it off saves only the hashing.
     pub verify_checksum: bool,
 }
 
@@ -755,44 +758,6 @@ fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     std::fs::File::open(dir)?.sync_all()
-}
-
-/// Maps the file at `path` and decodes it, verifying the checksum; arrays in the
-/// result borrow the map.
-///
-/// # Errors
-/// [`FrameError::Io`] naming the file, and those of [`decode`].
-pub fn read_file<T: MmRead>(path: &Path) -> Result<T> {
-    read_file_with(path, &ReadOptions::default())
-}
-
-/// [`read_file`] with explicit options.
-///
-/// The file is mapped lazily; the header and the type name are checked first
-/// (reading one page), then, with `verify_checksum`, the kernel is asked to
-/// read the whole file in for the checksum pass. Without it, opening is
-/// O(structure) and reads only the pages the structural checks touch.
-///
-/// # Errors
-/// As [`read_file`].
-pub fn read_file_with<T: MmRead>(path: &Path, opts: &ReadOptions) -> Result<T> {
-    let buffer = map_file(path)?;
-    decode_with(&buffer, opts)
-}
-
-/// Maps a frame file read-only, lazily: O(1), pages are read on first access
-/// (see [`Buffer::map_file`] for the rule that the file must not change while
-/// mapped; mempool never writes a frame file after its rename).
-///
-/// # Errors
-/// [`FrameError::Io`] naming the file.
-pub fn map_file(path: &Path) -> Result<Buffer> {
-    let io = |source| FrameError::Io {
-        path: Some(path.to_owned()),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    Buffer::map_open_file(&file, false).map_err(io)
 }
 
 #[cfg(test)]

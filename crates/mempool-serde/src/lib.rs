@@ -13,31 +13,45 @@
 //! and no allocation is sized by a length that was not checked against the
 //! bytes present.
 //!
+//! A file is read either by copying it ([`read_file`], safe for any file) or
+//! by mapping it ([`read_file_mapped`], zero-copy, `unsafe`: the file must not
+//! change while mapped, which holds for files written once and never again,
+//! such as the pool's own spill files).
+//!
 //! ```
-//! use mempool_arrays::StringArray;
-//! use mempool_serde::{decode, encode, read_file, write_file, FrameError};
+//! use mempool_arrays::{MemoryKind, StringArray};
+//! use mempool_serde::{decode, encode, read_file, read_file_mapped, write_file, FrameError};
 //!
 //! let names = StringArray::from(vec![Some("foo~^å&"), None, Some("")]);
 //! let frame = encode(&names).unwrap();
 //! let back: StringArray = decode(&frame).unwrap();
 //! assert_eq!(back, names);
 //!
-//! // Through a file: the array comes back borrowing a memory map.
+//! // Through a file: read into one heap buffer...
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("names.frame");
 //! write_file(&names, &path, false).unwrap();
-//! let mapped: StringArray = read_file(&path).unwrap();
+//! let copied: StringArray = read_file(&path).unwrap();
+//! assert_eq!(copied, names);
+//!
+//! // ...or mapped: the array borrows the memory map.
+//! // SAFETY: the file must not change while mapped:
+//! // - it is in this example's private temporary directory, and nothing
+//! //   writes it after `write_file` renamed it into place.
+//! let mapped: StringArray = unsafe { read_file_mapped(&path) }.unwrap();
 //! assert_eq!(mapped, names);
+//! assert_eq!(mapped.parts().1.memory_kind(), MemoryKind::Mapped);
 //!
 //! // The wrong type is a typed error naming both types.
 //! let err = decode::<Vec<f64>>(&frame).unwrap_err();
 //! assert!(matches!(err, FrameError::TypeMismatch { .. }));
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::borrow::Cow;
 
 mod error;
+mod file_read;
 mod frame;
 mod impls;
 mod impls_composite;
@@ -47,10 +61,11 @@ mod serde_fallback;
 pub mod fuzzing;
 
 pub use error::{FrameError, Result};
+pub use file_read::{map_file, read_file, read_file_mapped, read_file_mapped_with, read_file_with};
 pub use frame::{
-    decode, decode_with, encode, map_file, read_file, read_file_with, write_encoded_file,
-    write_file, write_frame, EncodedFrame, Frame, ReadOptions, SectionReader, SectionWriter,
-    HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_TYPE_NAME, SECTION_ALIGN, VERSION,
+    decode, decode_with, encode, write_encoded_file, write_file, write_frame, EncodedFrame, Frame,
+    ReadOptions, SectionReader, SectionWriter, HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_TYPE_NAME,
+    SECTION_ALIGN, VERSION,
 };
 pub use mem_size::MemSize;
 pub use serde_fallback::Serde;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use common::{roundtrip, Borrows};
 use mempool_arrays::{Bitmap, BooleanArray, MemoryKind, MemoryUsage, PrimitiveArray, StringArray};
-use mempool_serde::{decode, encode, read_file, FrameError, PodElement, Serde};
+use mempool_serde::{decode, encode, read_file, read_file_mapped, FrameError, PodElement, Serde};
 
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
@@ -101,21 +101,40 @@ fn serde_fallback_roundtrips() {
 }
 
 #[test]
-fn mapped_arrays_borrow_the_map() {
+fn mapped_arrays_borrow_the_map_and_copied_ones_one_heap_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.frame");
     let a = StringArray::from(tricky_strings());
     mempool_serde::write_file(&a, &path, false).unwrap();
-    let mapped: StringArray = read_file(&path).unwrap();
+    // SAFETY: the file must not change while mapped:
+    // - it is in this test's private temporary directory, and the only later
+    //   write of that name (below) renames a new file over it, which leaves
+    //   the mapped file's bytes as they are.
+    let mapped: StringArray = unsafe { read_file_mapped(&path) }.unwrap();
     let (offsets, data, _) = mapped.parts();
     assert_eq!(offsets.memory_kind(), MemoryKind::Mapped);
     assert!(offsets.shares_owner(data), "sections are slices of one map");
-    let f: PrimitiveArray<f64> = {
-        mempool_serde::write_file(&PrimitiveArray::from(vec![1.0f64; 1000]), &path, false).unwrap();
-        read_file(&path).unwrap()
-    };
+    let copied: StringArray = read_file(&path).unwrap();
+    let (offsets, data, _) = copied.parts();
+    assert_eq!(offsets.memory_kind(), MemoryKind::Heap);
+    assert!(
+        offsets.shares_owner(data),
+        "sections are slices of one copy"
+    );
+    assert_eq!(copied, mapped);
+
+    mempool_serde::write_file(&PrimitiveArray::from(vec![1.0f64; 1000]), &path, false).unwrap();
+    // SAFETY: as above:
+    // - a new file in the private directory, never written after its rename.
+    let f: PrimitiveArray<f64> = unsafe { read_file_mapped(&path) }.unwrap();
     assert_eq!(f.buffer().memory_kind(), MemoryKind::Mapped);
     assert_eq!(f.buffer().as_slice().as_ptr() as usize % 64, 0);
+    let g: PrimitiveArray<f64> = read_file(&path).unwrap();
+    assert_eq!(g.buffer().memory_kind(), MemoryKind::Heap);
+    assert_eq!(g.buffer().as_slice().as_ptr() as usize % 64, 0);
+    assert_eq!(f, g);
+    // The first map still reads the file it mapped.
+    assert_eq!(mapped, a);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use mempool_arrays::{
     Bitmap, BooleanArray, Buffer, Codes, Column, MemoryKind, NullableArray, PooledArray,
     PrimitiveArray, StringArray, Table,
 };
-use mempool_serde::{decode, encode, read_file, write_file, FrameError, MemSize};
+use mempool_serde::{decode, encode, read_file, read_file_mapped, write_file, FrameError, MemSize};
 
 /// Nulls at both ends and in the middle, over 100 entries.
 fn nullable_f64() -> NullableArray<f64> {
@@ -260,30 +260,48 @@ fn column_buffers(column: &Column) -> Vec<Buffer> {
     }
 }
 
+/// Every buffer of every column is of `kind` and shares one owner, which the
+/// table counts once.
+fn check_one_owner(t: &Table, kind: MemoryKind, owner_len: u64) {
+    let first = column_buffers(t.column_at(0).unwrap()).remove(0);
+    let mut n = 0;
+    for (name, column) in t.columns() {
+        for b in column_buffers(column) {
+            assert_eq!(b.memory_kind(), kind, "column {name:?}");
+            assert!(b.shares_owner(&first), "column {name:?} has its own owner");
+            n += 1;
+        }
+    }
+    assert!(n > 25, "{n} buffers");
+    assert_eq!(t.mem_size(), owner_len);
+}
+
 #[test]
 fn mapped_tables_borrow_the_map() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.frame");
     let t = every_kind();
     write_file(&t, &path, false).unwrap();
-    let mapped: Table = read_file(&path).unwrap();
+    // SAFETY: the file must not change while mapped (here and in the other
+    // mapped reads of this test):
+    // - it is in this test's private temporary directory, never written
+    //   after `write_file` renamed it into place; the later writes of the same
+    //   name rename new files over it, which leaves a mapped file's bytes as
+    //   they are.
+    let mapped: Table = unsafe { read_file_mapped(&path) }.unwrap();
     assert_eq!(mapped, t);
-    let first = column_buffers(mapped.column_at(0).unwrap()).remove(0);
-    let mut n = 0;
-    for (name, column) in mapped.columns() {
-        for b in column_buffers(column) {
-            assert_eq!(b.memory_kind(), MemoryKind::Mapped, "column {name:?}");
-            assert!(b.shares_owner(&first), "column {name:?} has its own map");
-            n += 1;
-        }
-    }
-    assert!(n > 25, "{n} buffers");
     // The table and its columns count the one map once.
-    assert_eq!(mapped.mem_size(), std::fs::metadata(&path).unwrap().len());
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    check_one_owner(&mapped, MemoryKind::Mapped, file_len);
+    // A copying read: one heap buffer (rounded up to whole 64-byte chunks).
+    let copied: Table = read_file(&path).unwrap();
+    assert_eq!(copied, t);
+    check_one_owner(&copied, MemoryKind::Heap, file_len.next_multiple_of(64));
 
     let a = nullable_f64().slice(5, 40);
     write_file(&a, &path, false).unwrap();
-    let mapped: NullableArray<f64> = read_file(&path).unwrap();
+    // SAFETY: as above.
+    let mapped: NullableArray<f64> = unsafe { read_file_mapped(&path) }.unwrap();
     assert_eq!(mapped.values().buffer().memory_kind(), MemoryKind::Mapped);
     assert_eq!(
         mapped.values().buffer().as_slice().as_ptr() as usize % 64,
@@ -291,7 +309,8 @@ fn mapped_tables_borrow_the_map() {
     );
     let p = pooled_strings(300);
     write_file(&p, &path, false).unwrap();
-    let mapped: PooledArray<StringArray> = read_file(&path).unwrap();
+    // SAFETY: as above.
+    let mapped: PooledArray<StringArray> = unsafe { read_file_mapped(&path) }.unwrap();
     assert_eq!(mapped.codes().buffer().memory_kind(), MemoryKind::Mapped);
     assert_eq!(mapped.pool().parts().1.memory_kind(), MemoryKind::Mapped);
     assert_eq!(mapped, p);

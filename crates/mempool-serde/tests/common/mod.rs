@@ -9,8 +9,8 @@ use mempool_arrays::{
 };
 use mempool_serde::fuzzing::{decode_and_exercise, reseal, Exercise};
 use mempool_serde::{
-    decode, decode_with, encode, map_file, read_file, read_file_with, write_file, write_frame,
-    MmRead, MmWrite, PodElement, ReadOptions, Serde,
+    decode, decode_with, encode, map_file, read_file, read_file_mapped, read_file_mapped_with,
+    read_file_with, write_file, write_frame, MmRead, MmWrite, PodElement, ReadOptions, Serde,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -121,11 +121,13 @@ pub(crate) fn cut_points(len: usize) -> Vec<usize> {
 }
 
 /// Writes `value` and reads it back every way — from the encoded buffer, from
-/// an unaligned copy of it, from a memory-mapped file with and without the
-/// checksum, from a stream-written file — checking each equals `value`, and
-/// that a mapped read of a mempool-arrays type borrows the map (no heap
-/// buffer, the map's owner counted once). Cutting the frame at several points
-/// is an error with and without the checksum. Returns the encoded frame.
+/// an unaligned copy of it, from a file copied into memory and from a
+/// memory-mapped one, each with and without the checksum, from a
+/// stream-written file — checking each equals `value`, that a copying read of
+/// a mempool-arrays type holds no map, and that a mapped read borrows the map
+/// (no heap buffer, the map's owner counted once). Cutting the frame at
+/// several points is an error with and without the checksum. Returns the
+/// encoded frame.
 #[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 pub(crate) fn roundtrip<T>(value: &T) -> Buffer
 where
@@ -151,14 +153,42 @@ where
         frame.as_slice(),
         "file bytes differ"
     );
-    let mapped: T = read_file(&path).expect("read mapped");
+    for verify in [true, false] {
+        let copied: T = read_file_with(&path, &opts(verify)).expect("read copied");
+        assert_eq!(&copied, value, "copying read differs (verify {verify})");
+        let mut usage = MemoryUsage::default();
+        if copied.account_frame_buffers(&mut usage) {
+            assert_eq!(usage.mapped, 0, "a copying read holds a map");
+            assert!(usage.heap >= frame.len(), "a copying read holds no copy");
+        }
+    }
+    let copied: T = read_file(&path).expect("read copied, default options");
+    assert_eq!(&copied, value, "copying read differs");
+
+    // SAFETY: the file must not change while mapped:
+    // - it is in this call's private temporary directory, written once by
+    //   `write_file` above, and nothing writes it again before `dir` and the
+    //   values mapped from it are dropped at the end of this function.
+    let mapped: T = unsafe { read_file_mapped(&path) }.expect("read mapped");
     assert_eq!(&mapped, value, "mapped read differs");
-    let unverified: T = read_file_with(&path, &opts(false)).expect("read mapped, no checksum");
+    // SAFETY: as for `read_file_mapped` just above:
+    // - the same file, unchanged until the end of this function.
+    let unverified: T =
+        unsafe { read_file_mapped_with(&path, &opts(false)) }.expect("read mapped, no checksum");
     assert_eq!(&unverified, value, "mapped read without checksum differs");
+    for v in [&mapped, &unverified] {
+        let mut usage = MemoryUsage::default();
+        if v.account_frame_buffers(&mut usage) {
+            assert_eq!(usage.heap, 0, "a mapped read holds heap buffers");
+            assert_eq!(usage.mapped, frame.len(), "a mapped read holds another map");
+        }
+    }
 
     // The arrays of a mapped read are slices of the map: no heap buffer, and
     // accounting the map itself after them adds nothing.
-    let map = map_file(&path).expect("map_file");
+    // SAFETY: as for `read_file_mapped` above:
+    // - the same file, unchanged until the end of this function.
+    let map = unsafe { map_file(&path) }.expect("map_file");
     for verify in [true, false] {
         let v: T = decode_with(&map, &opts(verify)).expect("decode the map");
         assert_eq!(&v, value, "decode of the map differs (verify {verify})");
