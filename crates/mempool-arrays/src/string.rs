@@ -44,6 +44,15 @@ pub struct StringArray {
     offsets: Buffer,
     data: Buffer,
     validity: Option<Bitmap>,
+    /// Invariant: when set, every entry is valid UTF-8 (each string between
+    /// two offsets), so the accessors hand out `&str` without checking. It is
+    /// set only by `validate_full` after it checked every entry, by
+    /// constructors that build the bytes from `&str`s (`StringBuilder`,
+    /// `empty`), by `new_unchecked`, whose `# Safety` requires valid UTF-8,
+    /// and by `clone` / `slice`, which copy it with the same buffers. It is
+    /// never cleared, and the bytes never change once checked: a [`Buffer`] is
+    /// immutable (no API hands out `&mut` to its bytes), and a mapped file
+    /// must not change while mapped (the `# Safety` of `Buffer::map_file`).
     utf8_checked: AtomicBool,
 }
 
@@ -74,11 +83,12 @@ impl StringArray {
     /// The caller guarantees what [`StringArray::try_new`] checks: `offsets` is
     /// an aligned, non-empty whole number of `u64`s, monotone, its last entry
     /// at most `data.len()`; `validity`, if any, has one bit per entry; and
-    /// every string is valid UTF-8 with every offset on a character boundary
-    /// (the array is marked as checked, so [`StringArray::value`] does not
-    /// look again). Breaking this is a contract violation: this version's
-    /// accessors then panic or return wrong values, and later versions may
-    /// rely on it for memory safety.
+    /// every string is valid UTF-8 with every offset on a character boundary.
+    /// The array is marked as checked, so [`StringArray::value`],
+    /// [`StringArray::try_value`] and [`StringArray::iter`] hand out its
+    /// strings as `&str` without looking again: invalid UTF-8 here is
+    /// undefined behaviour. Broken structure (offsets) makes the accessors
+    /// panic or return wrong strings, but is not undefined behaviour.
     #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(offsets: Buffer, data: Buffer, validity: Option<Bitmap>) -> Self {
         Self {
@@ -148,8 +158,10 @@ impl StringArray {
     /// Checks that every string is valid UTF-8 and every offset falls on a
     /// character boundary: one pass over the string bytes and one over the
     /// offsets. After it succeeds, [`StringArray::value`] and
-    /// [`StringArray::iter`] never panic for an index in bounds. The result is
-    /// remembered, so calling it again is O(1).
+    /// [`StringArray::iter`] never panic for an index in bounds, and they and
+    /// [`StringArray::try_value`] no longer check each string's UTF-8. The
+    /// result is remembered (also by clones and slices), so calling it again is
+    /// O(1).
     ///
     /// # Errors
     /// [`ArrayError::InvalidUtf8`] naming the first bad string.
@@ -185,8 +197,10 @@ impl StringArray {
         Ok(())
     }
 
-    /// Whether [`StringArray::validate_full`] (or a checked constructor) has
-    /// verified the UTF-8 of every string.
+    /// Whether the UTF-8 of every string is known to be valid: checked by
+    /// [`StringArray::validate_full`] or a checked constructor, guaranteed by
+    /// the caller of [`StringArray::new_unchecked`], or built from `&str`s.
+    /// The accessors then skip their per-string UTF-8 check.
     pub fn is_utf8_checked(&self) -> bool {
         self.utf8_checked.load(Ordering::Relaxed)
     }
@@ -261,13 +275,15 @@ impl StringArray {
         }
     }
 
-    /// Entry `i`, or `None` if it is null, checking its UTF-8 (skipped when
-    /// the array is known to be valid). Never panics.
+    /// Entry `i`, or `None` if it is null, checking its UTF-8 unless the
+    /// array is known to be valid ([`StringArray::is_utf8_checked`]). Never
+    /// panics.
     ///
     /// # Errors
     /// [`ArrayError::OutOfBounds`] if `i >= len()`; [`ArrayError::InvalidUtf8`]
     /// if the bytes are not UTF-8.
     #[inline]
+    #[expect(unsafe_code, reason = "skips UTF-8 checks the flag vouches for")]
     pub fn try_value(&self, i: usize) -> Result<Option<&str>> {
         if i >= self.len() {
             return Err(ArrayError::OutOfBounds {
@@ -277,13 +293,20 @@ impl StringArray {
         }
         match self.value_bytes(i) {
             None => Ok(None),
+            Some(b) if self.is_utf8_checked() => {
+                // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
+                // - `b` is entry `i` of this array, whose flag is set: by the
+                //   invariant of `utf8_checked`, every entry is valid UTF-8.
+                Ok(Some(unsafe { std::str::from_utf8_unchecked(b) }))
+            }
             Some(b) => std::str::from_utf8(b)
                 .map(Some)
                 .map_err(|_| ArrayError::InvalidUtf8 { index: i }),
         }
     }
 
-    /// The entries in order.
+    /// The entries in order; their UTF-8 is checked one by one unless the
+    /// array is known to be valid ([`StringArray::is_utf8_checked`]).
     ///
     /// # Panics
     /// When it reaches an entry that is not valid UTF-8: possible only in an
@@ -292,6 +315,7 @@ impl StringArray {
     pub fn iter(&self) -> StringIter<'_> {
         StringIter {
             bytes: self.iter_bytes(),
+            utf8_checked: self.is_utf8_checked(),
         }
     }
 
@@ -523,19 +547,30 @@ impl ExactSizeIterator for StringBytesIter<'_> {}
 #[derive(Debug, Clone)]
 pub struct StringIter<'a> {
     bytes: StringBytesIter<'a>,
+    /// The array's `is_utf8_checked`, when the iterator was made.
+    utf8_checked: bool,
 }
 
 impl<'a> Iterator for StringIter<'a> {
     type Item = Option<&'a str>;
     #[inline]
+    #[expect(unsafe_code, reason = "skips UTF-8 checks the flag vouches for")]
     fn next(&mut self) -> Option<Self::Item> {
         let i = self.bytes.next;
         let b = self.bytes.next()?;
-        Some(b.map(|b| match std::str::from_utf8(b) {
-            Ok(s) => s,
-            Err(_) => panic!(
-                "StringArray::iter: string {i} is not valid UTF-8; call validate_full() on untrusted arrays"
-            ),
+        Some(b.map(|b| match self.utf8_checked {
+            // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
+            // - `b` is an entry of the array this iterator was made from (by
+            //   `StringArray::iter`, the only place that builds one), and
+            //   `self.utf8_checked` is that array's flag, set: by the
+            //   invariant of `StringArray::utf8_checked`, every entry is UTF-8.
+            true => unsafe { std::str::from_utf8_unchecked(b) },
+            false => match std::str::from_utf8(b) {
+                Ok(s) => s,
+                Err(_) => panic!(
+                    "StringArray::iter: string {i} is not valid UTF-8; call validate_full() on untrusted arrays"
+                ),
+            },
         }))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -882,6 +917,68 @@ mod tests {
         assert!(a.try_value(0).is_err());
         assert_eq!(a.iter_bytes().next(), Some(Some(&[0xffu8][..])));
         a.value(0);
+    }
+
+    #[test]
+    fn checked_arrays_read_without_a_check_and_unchecked_ones_still_check() {
+        // Multi-byte strings, an empty one and a null, read from parts.
+        let strs = ["å", "", "日本", "x€"];
+        let mut offs = vec![0u64];
+        let mut bytes = Vec::new();
+        for s in strs {
+            bytes.extend_from_slice(s.as_bytes());
+            offs.push(bytes.len() as u64);
+        }
+        let validity = Bitmap::from(vec![true, true, false, true]);
+        let expected = [Some("å"), Some(""), None, Some("x€")];
+        let a = StringArray::try_new_structural(
+            offsets(&offs),
+            Buffer::from_vec(bytes.clone()),
+            Some(validity.clone()),
+        )
+        .unwrap();
+        assert!(!a.is_utf8_checked());
+        a.validate_full().unwrap();
+        assert!(a.is_utf8_checked());
+        for array in [a.clone(), a.slice(0, 4)] {
+            assert!(array.is_utf8_checked());
+            for (i, e) in expected.iter().enumerate() {
+                assert_eq!(array.value(i), *e);
+                assert_eq!(array.try_value(i).unwrap(), *e);
+            }
+            assert_eq!(array.iter().collect::<Vec<_>>(), expected);
+        }
+        let tail = a.slice(2, 2);
+        assert_eq!(tail.iter().collect::<Vec<_>>(), [None, Some("x€")]);
+        assert_eq!(tail.try_value(1).unwrap(), Some("x€"));
+
+        // The same layout with string 3 cut inside '€', never validated: every
+        // accessor still checks it.
+        offs[4] -= 1;
+        bytes.pop();
+        let bad = StringArray::try_new_structural(
+            offsets(&offs),
+            Buffer::from_vec(bytes),
+            Some(validity),
+        )
+        .unwrap();
+        assert_eq!(bad.try_value(0).unwrap(), Some("å"));
+        assert!(matches!(
+            bad.try_value(3),
+            Err(ArrayError::InvalidUtf8 { index: 3 })
+        ));
+        let catch = |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let iter = catch(&|| {
+            bad.iter().count();
+        });
+        assert!(iter.is_err(), "iter handed out invalid UTF-8");
+        let value = catch(&|| {
+            bad.value(3);
+        });
+        assert!(value.is_err(), "value handed out invalid UTF-8");
+        assert!(bad.validate_full().is_err());
+        assert!(!bad.is_utf8_checked());
+        assert!(bad.try_value(3).is_err());
     }
 
     #[test]
