@@ -7,7 +7,9 @@ use mempool_serde::{MemSize, MmRead, MmWrite};
 /// threads. Implemented for every type that has these parts: the
 /// mempool-arrays types, `Vec<T>` of plain-old-data, `String`, `Vec<String>`,
 /// `Vec<Option<String>>`, and [`Serde<T>`](mempool_serde::Serde) for any serde
-/// type. For your own type, implement `MmWrite`, `MmRead` and `MemSize`.
+/// type with a declared [`TypeName`](mempool_serde::TypeName) (std types have
+/// one; declare yours with [`mempool_serde::type_name!`]). For your own fast
+/// format, implement `MmWrite`, `MmRead` and `MemSize`.
 pub trait Storable: MmWrite + MmRead + MemSize + Send + Sync + 'static {}
 
 impl<T: MmWrite + MmRead + MemSize + Send + Sync + 'static> Storable for T {}

@@ -18,7 +18,7 @@ pod_elements!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
 
 impl<T: PodElement> FrameType for Vec<T> {
     fn type_name() -> Cow<'static, str> {
-        format!("Vec<{}>", T::element_name()).into()
+        format!("Vec<{}>", T::name()).into()
     }
 }
 
@@ -40,7 +40,7 @@ impl<T: PodElement> MmRead for Vec<T> {
 
 impl<T: PodElement> FrameType for PrimitiveArray<T> {
     fn type_name() -> Cow<'static, str> {
-        format!("PrimitiveArray<{}>", T::element_name()).into()
+        format!("PrimitiveArray<{}>", T::name()).into()
     }
 }
 

@@ -30,7 +30,7 @@ struct NullableMeta {
 
 impl<T: PodElement> FrameType for NullableArray<T> {
     fn type_name() -> Cow<'static, str> {
-        format!("NullableArray<{}>", T::element_name()).into()
+        format!("NullableArray<{}>", T::name()).into()
     }
 }
 

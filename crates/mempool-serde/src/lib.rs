@@ -13,6 +13,10 @@
 //! and no allocation is sized by a length that was not checked against the
 //! bytes present.
 //!
+//! Every frame carries its type's name, which each type declares ([`FrameType`],
+//! and [`TypeName`] for the types inside a [`Serde<T>`] or a [`PodElement`]
+//! column), so it is the same in every build.
+//!
 //! A file is read either by copying it ([`read_file`], safe for any file) or
 //! by mapping it ([`read_file_mapped`], zero-copy, `unsafe`: the file must not
 //! change while mapped, which holds for files written once and never again,
@@ -57,6 +61,7 @@ mod impls;
 mod impls_composite;
 mod mem_size;
 mod serde_fallback;
+mod type_name;
 
 pub mod fuzzing;
 
@@ -69,9 +74,15 @@ pub use frame::{
 };
 pub use mem_size::MemSize;
 pub use serde_fallback::Serde;
+pub use type_name::TypeName;
 
 /// The name a type writes into its frames; reading checks it, so a frame is
 /// never read as another type.
+///
+/// The name is declared, never derived from `std::any::type_name` (which may
+/// change with the compiler): frames written by one build are read by
+/// another. Generic impls compose it from their parameters' declared names:
+/// [`PodElement`]s and the [`TypeName`] of a [`Serde<T>`]'s `T`.
 pub trait FrameType {
     /// A stable name: `"StringArray"`, `"Vec<f64>"`, `"Serde<my::Type>"`.
     fn type_name() -> Cow<'static, str>;
@@ -106,20 +117,31 @@ pub trait MmRead: FrameType + Sized {
     fn read_sections(r: &mut SectionReader<'_>) -> Result<Self>;
 }
 
-/// Plain-old-data element types with a fast `Vec<T>` / `PrimitiveArray<T>`
-/// format (one section of raw little-endian bytes).
+/// Plain-old-data element types with a fast `Vec<T>` / `PrimitiveArray<T>` /
+/// `NullableArray<T>` format (one section of raw little-endian bytes).
 ///
-/// Implemented for the primitive numbers. For your own `#[repr(C)]` struct that
-/// derives `bytemuck::Pod`, add `impl PodElement for MyStruct {}`.
-pub trait PodElement: bytemuck::Pod + Send + Sync {
-    /// The element's name in frame type names; defaults to
-    /// `std::any::type_name::<Self>()` with the size appended.
-    fn element_name() -> Cow<'static, str> {
-        let name = std::any::type_name::<Self>();
-        if name.contains("::") {
-            format!("{name}:{}", std::mem::size_of::<Self>()).into()
-        } else {
-            name.into()
-        }
-    }
-}
+/// The element's [`TypeName`] names the frames: `Vec<f64>`,
+/// `PrimitiveArray<myapp::Point>`. Implemented for the fixed-size numbers
+/// (`u8` … `u128`, `i8` … `i128`, `f32`, `f64`). For your own `#[repr(C)]`
+/// struct that derives `bytemuck::Pod`, declare its name and add the impl:
+///
+/// ```
+/// use mempool_arrays::{bytemuck, PrimitiveArray};
+/// use mempool_serde::{decode, encode, FrameType, PodElement};
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+/// #[repr(C)]
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+/// // The name is part of every frame of a `Point` column: keep it stable, and
+/// // change it (`myapp::Point/v2`) when the struct's layout changes.
+/// mempool_serde::type_name!(Point = "myapp::Point");
+/// impl PodElement for Point {}
+///
+/// let a = PrimitiveArray::from(vec![Point { x: 1.0, y: 2.0 }]);
+/// assert_eq!(PrimitiveArray::<Point>::type_name(), "PrimitiveArray<myapp::Point>");
+/// assert_eq!(decode::<PrimitiveArray<Point>>(&encode(&a).unwrap()).unwrap(), a);
+/// ```
+pub trait PodElement: bytemuck::Pod + TypeName + Send + Sync {}

@@ -33,6 +33,7 @@ struct Row {
     values: [f64; 75],
 }
 
+mempool_serde::type_name!(Row = "hostile::Row");
 impl PodElement for Row {}
 
 fn strings() -> impl Strategy<Value = Vec<Option<String>>> {

@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 
 use common::{roundtrip, Borrows};
 use mempool_arrays::{Bitmap, BooleanArray, MemoryKind, MemoryUsage, PrimitiveArray, StringArray};
-use mempool_serde::{decode, encode, read_file, read_file_mapped, FrameError, PodElement, Serde};
+use mempool_serde::{
+    decode, encode, read_file, read_file_mapped, Frame, FrameError, FrameType, PodElement,
+    ReadOptions, Serde, TypeName,
+};
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
@@ -14,6 +18,7 @@ struct Row {
     values: [f64; 75],
 }
 
+mempool_serde::type_name!(Row = "roundtrip::Row");
 impl PodElement for Row {}
 
 impl Borrows for Vec<Row> {
@@ -135,6 +140,108 @@ fn mapped_arrays_borrow_the_map_and_copied_ones_one_heap_buffer() {
     assert_eq!(f, g);
     // The first map still reads the file it mapped.
     assert_eq!(mapped, a);
+}
+
+/// A user type with a declared name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Reading {
+    sensor: String,
+    value: f64,
+}
+
+/// The same fields as `Reading`, under another name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Forecast {
+    sensor: String,
+    value: f64,
+}
+
+mempool_serde::type_name!(Reading = "weather::Reading", Forecast = "weather::Forecast");
+
+/// The type name a frame of `value` carries.
+fn frame_name<T: mempool_serde::MmWrite>(value: &T) -> String {
+    let frame = encode(value).unwrap();
+    Frame::parse(&frame, &ReadOptions::default())
+        .unwrap()
+        .type_name()
+        .to_owned()
+}
+
+#[test]
+fn a_user_type_with_a_declared_name_roundtrips() {
+    let r = Reading {
+        sensor: "north".into(),
+        value: -3.25,
+    };
+    assert_eq!(Reading::name(), "weather::Reading");
+    assert_eq!(frame_name(&Serde(r.clone())), "Serde<weather::Reading>");
+    roundtrip(&Serde(r.clone()));
+    roundtrip(&Serde(vec![Some(r.clone()), None]));
+    let pair: BTreeMap<String, (Reading, u8)> = [("k".to_string(), (r, 7))].into();
+    assert_eq!(
+        frame_name(&Serde(pair.clone())),
+        "Serde<BTreeMap<String,(weather::Reading,u8)>>"
+    );
+    roundtrip(&Serde(pair));
+}
+
+#[test]
+fn two_types_of_one_shape_have_two_names() {
+    assert_ne!(Reading::name(), Forecast::name());
+    assert_ne!(
+        Serde::<Reading>::type_name(),
+        Serde::<Forecast>::type_name()
+    );
+    let frame = encode(&Serde(Reading {
+        sensor: "s".into(),
+        value: 1.0,
+    }))
+    .unwrap();
+    // Same postcard bytes, yet a `Forecast` does not read a `Reading`.
+    match decode::<Serde<Forecast>>(&frame) {
+        Err(FrameError::TypeMismatch { expected, found }) => {
+            assert_eq!(expected, "Serde<weather::Forecast>");
+            assert_eq!(found, "Serde<weather::Reading>");
+        }
+        other => panic!("expected a type mismatch, got {other:?}"),
+    }
+    assert_ne!(<Vec<u32>>::name(), <Vec<i32>>::name());
+    assert_ne!(
+        Serde::<(u8, u16)>::type_name(),
+        Serde::<(u16, u8)>::type_name()
+    );
+}
+
+/// The names written into frames are fixed strings, asserted literally: a
+/// change of compiler or of std's module layout cannot change them.
+#[test]
+fn frame_type_names_are_fixed_strings() {
+    let m: BTreeMap<String, u32> = [("a".to_string(), 1)].into();
+    assert_eq!(frame_name(&Serde(m)), "Serde<BTreeMap<String,u32>>");
+    assert_eq!(
+        Serde::<BTreeMap<String, u32>>::type_name(),
+        "Serde<BTreeMap<String,u32>>"
+    );
+    assert_eq!(frame_name(&Serde(())), "Serde<()>");
+    assert_eq!(frame_name(&Serde(Some(3.5f32))), "Serde<Option<f32>>");
+    assert_eq!(
+        frame_name(&Serde(vec![(1u64, "x".to_string())])),
+        "Serde<Vec<(u64,String)>>"
+    );
+    assert_eq!(frame_name(&vec![1.0f64]), "Vec<f64>");
+    assert_eq!(frame_name(&vec![0u128]), "Vec<u128>");
+    assert_eq!(
+        frame_name(&PrimitiveArray::from(vec![1i16])),
+        "PrimitiveArray<i16>"
+    );
+    assert_eq!(
+        frame_name(&vec![Row { values: [0.0; 75] }]),
+        "Vec<roundtrip::Row>"
+    );
+    assert_eq!(
+        PrimitiveArray::<Row>::type_name(),
+        "PrimitiveArray<roundtrip::Row>"
+    );
 }
 
 #[test]
