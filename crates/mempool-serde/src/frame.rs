@@ -238,10 +238,25 @@ impl<'a> EncodedFrame<'a> {
     /// [`FrameError::LimitExceeded`] for a type name or section count past the
     /// format's limits.
     pub fn new<T: MmWrite + ?Sized>(value: &'a T) -> Result<Self> {
+        Ok(Self::layout(value)?.seal())
+    }
+
+    /// Lays out `value` as a frame without computing its checksums yet: the
+    /// cheap part of [`EncodedFrame::new`] (the value's sections are
+    /// borrowed), so that a writer can learn [`UnsealedFrame::len`] and
+    /// reserve room before paying for the pass over the data that
+    /// [`UnsealedFrame::seal`] makes.
+    ///
+    /// # Errors
+    /// As [`EncodedFrame::new`].
+    pub fn layout<T: MmWrite + ?Sized>(value: &'a T) -> Result<UnsealedFrame<'a>> {
         let type_name = T::type_name();
         let mut w = SectionWriter::default();
         value.write_sections(&mut w)?;
-        Self::from_sections(&type_name, w.sections)
+        Ok(UnsealedFrame(
+            Self::from_sections(&type_name, w.sections)?,
+            false,
+        ))
     }
 
     fn from_sections(type_name: &str, sections: Vec<Cow<'a, [u8]>>) -> Result<Self> {
@@ -270,16 +285,6 @@ impl<'a> EncodedFrame<'a> {
         }
         let len = end;
 
-        // Body checksum: the data area, padding included.
-        let mut h = Xxh3::new();
-        let mut pos = data_start;
-        for (s, &off) in sections.iter().zip(&offsets) {
-            hash_zeros(&mut h, off - pos);
-            h.update(s);
-            pos = off + s.len();
-        }
-        let body_checksum = h.digest();
-
         let mut head = AlignedVec::with_capacity(data_start);
         head.extend_from_slice(&MAGIC);
         head.extend_from_slice(&VERSION.to_le_bytes());
@@ -289,8 +294,8 @@ impl<'a> EncodedFrame<'a> {
         head.extend_from_slice(&0u32.to_le_bytes()); // reserved
         head.extend_from_slice(&(len as u64).to_le_bytes());
         head.extend_from_slice(&xxh3_64(type_name.as_bytes()).to_le_bytes());
-        head.extend_from_slice(&body_checksum.to_le_bytes());
-        head.extend_from_slice(&0u64.to_le_bytes()); // header checksum, set below
+        head.extend_from_slice(&0u64.to_le_bytes()); // body checksum, set by `seal`
+        head.extend_from_slice(&0u64.to_le_bytes()); // header checksum, set by `seal`
         head.extend_from_slice(&[0u8; 8]); // reserved
         debug_assert_eq!(head.len(), HEADER_LEN);
         head.extend_from_slice(type_name.as_bytes());
@@ -300,14 +305,73 @@ impl<'a> EncodedFrame<'a> {
             head.extend_from_slice(&(s.len() as u64).to_le_bytes());
         }
         head.resize(data_start);
-        let checksum = header_checksum(head.as_slice());
-        head.as_mut_slice()[48..56].copy_from_slice(&checksum.to_le_bytes());
         Ok(Self {
             head,
             sections,
             offsets,
             len,
         })
+    }
+
+    /// Computes the body checksum (the data area, padding included), then the
+    /// header checksum, which covers it.
+    fn seal_in_place(&mut self) {
+        let mut h = Xxh3::new();
+        let mut pos = self.head.len();
+        for (s, &off) in self.sections.iter().zip(&self.offsets) {
+            hash_zeros(&mut h, off - pos);
+            h.update(s);
+            pos = off + s.len();
+        }
+        let body_checksum = h.digest();
+        let head = self.head.as_mut_slice();
+        head[40..48].copy_from_slice(&body_checksum.to_le_bytes());
+        let checksum = header_checksum(head);
+        head[48..56].copy_from_slice(&checksum.to_le_bytes());
+    }
+
+    /// A frame that was already parsed (received, or mapped from a file), laid
+    /// out for writing as it is: the same bytes, header and checksums
+    /// untouched, its sections borrowed (only the header and section table,
+    /// at most a few KiB, are copied). This is how a store that does not
+    /// know the frame's type spills or sends it.
+    pub fn from_frame(frame: &'a Frame) -> Self {
+        let bytes = frame.buffer.as_slice();
+        let mut head = AlignedVec::with_capacity(frame.data_start);
+        head.extend_from_slice(&bytes[..frame.data_start]);
+        let sections = frame
+            .sections
+            .iter()
+            .map(|&(off, len)| Cow::Borrowed(&bytes[off..off + len]))
+            .collect();
+        let offsets = frame.sections.iter().map(|&(off, _)| off).collect();
+        Self {
+            head,
+            sections,
+            offsets,
+            len: bytes.len(),
+        }
+    }
+
+    /// The frame's bytes in order, as slices to send one after another
+    /// without assembling the frame: the header (with the type name and the
+    /// section table), then for each section the zero padding before it (if
+    /// any) and the section itself. Their lengths add up to
+    /// [`EncodedFrame::len`].
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        static ZEROS: [u8; SECTION_ALIGN] = [0; SECTION_ALIGN];
+        let mut pos = self.head.len();
+        let body = self
+            .sections
+            .iter()
+            .zip(&self.offsets)
+            .flat_map(move |(s, &off)| {
+                let pad = &ZEROS[..off - pos];
+                pos = off + s.len();
+                [pad, &s[..]]
+            })
+            .filter(|c| !c.is_empty());
+        std::iter::once(self.head.as_slice()).chain(body)
     }
 
     /// Total length in bytes of the frame.
@@ -342,6 +406,41 @@ impl<'a> EncodedFrame<'a> {
         // Writing to an AlignedVec cannot fail.
         let _ = self.write_to(&mut v);
         v.into_buffer()
+    }
+}
+
+/// A frame laid out but not yet checksummed, from [`EncodedFrame::layout`]:
+/// its length is known, its bytes cannot be written until it is sealed.
+#[derive(Debug)]
+pub struct UnsealedFrame<'a>(EncodedFrame<'a>, bool);
+
+impl<'a> UnsealedFrame<'a> {
+    /// Total length in bytes the frame will have.
+    pub fn len(&self) -> usize {
+        self.0.len
+    }
+
+    /// Whether the frame is empty (never: a frame has at least a header).
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// Computes the checksums (one pass over the data), giving a frame ready
+    /// to write or send. A frame that was already sealed (from
+    /// [`EncodedFrame::from_frame`]) is returned as it is.
+    pub fn seal(self) -> EncodedFrame<'a> {
+        let UnsealedFrame(mut frame, sealed) = self;
+        if !sealed {
+            frame.seal_in_place();
+        }
+        frame
+    }
+}
+
+impl<'a> From<EncodedFrame<'a>> for UnsealedFrame<'a> {
+    /// A sealed frame seen as one to seal: `seal` then does nothing.
+    fn from(frame: EncodedFrame<'a>) -> Self {
+        UnsealedFrame(frame, true)
     }
 }
 
@@ -771,6 +870,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         sync_parent_dir(&dir.path().join("x.frame")).unwrap();
         assert!(sync_parent_dir(&dir.path().join("missing").join("x")).is_err());
+    }
+
+    #[test]
+    fn a_parsed_frame_is_written_and_chunked_unchanged() {
+        use mempool_arrays::StringArray;
+        let arr = StringArray::from(vec![Some("a"), None, Some("longer string")]);
+        let enc = EncodedFrame::new(&arr).unwrap();
+        let bytes = enc.to_buffer();
+        let joined: Vec<u8> = enc.chunks().flatten().copied().collect();
+        assert_eq!(joined, bytes.as_slice(), "chunks of a new encoding");
+        assert!(
+            enc.chunks().count() > arr_sections(&bytes),
+            "header, then each section"
+        );
+        let frame = Frame::parse(&bytes, &ReadOptions::default()).unwrap();
+        let again = EncodedFrame::from_frame(&frame);
+        assert_eq!(again.len(), bytes.len());
+        assert_eq!(again.to_buffer().as_slice(), bytes.as_slice());
+        let joined: Vec<u8> = again.chunks().flatten().copied().collect();
+        assert_eq!(joined, bytes.as_slice(), "chunks of a parsed frame");
+        // The sections are borrowed from the parsed frame, not copied.
+        let first = again.chunks().nth(1).unwrap();
+        let b = frame.buffer().as_slice().as_ptr_range();
+        assert!(b.contains(&first.as_ptr()));
+    }
+
+    fn arr_sections(bytes: &Buffer) -> usize {
+        Frame::parse(bytes, &ReadOptions::default())
+            .unwrap()
+            .section_count()
     }
 
     #[test]

@@ -69,8 +69,8 @@ pub use error::{FrameError, Result};
 pub use file_read::{map_file, read_file, read_file_mapped, read_file_mapped_with, read_file_with};
 pub use frame::{
     decode, decode_with, encode, write_encoded_file, write_file, write_frame, EncodedFrame, Frame,
-    ReadOptions, SectionReader, SectionWriter, HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_TYPE_NAME,
-    SECTION_ALIGN, VERSION,
+    ReadOptions, SectionReader, SectionWriter, UnsealedFrame, HEADER_LEN, MAGIC, MAX_SECTIONS,
+    MAX_TYPE_NAME, SECTION_ALIGN, VERSION,
 };
 pub use mem_size::MemSize;
 pub use serde_fallback::Serde;
