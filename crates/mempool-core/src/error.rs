@@ -75,3 +75,48 @@ pub enum PoolError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = PoolError> = std::result::Result<T, E>;
+
+/// A failed [`Pool::set`](crate::Pool::set) (or `set_frame`): why, and the
+/// value handed back, so that nothing the caller gave is lost (as
+/// `std::sync::mpsc::SendError<T>` does). Converts into [`PoolError`] with
+/// `?`, dropping the value.
+pub struct SetError<T> {
+    /// Why the value was not stored.
+    pub error: PoolError,
+    /// The value, unchanged.
+    pub value: T,
+}
+
+impl<T> SetError<T> {
+    /// The value handed back.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+impl<T> std::fmt::Debug for SetError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetError")
+            .field("error", &self.error)
+            .field("value", &format_args!("<{}>", std::any::type_name::<T>()))
+            .finish()
+    }
+}
+
+impl<T> std::fmt::Display for SetError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "value not stored (handed back): {}", self.error)
+    }
+}
+
+impl<T> std::error::Error for SetError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<SetError<T>> for PoolError {
+    fn from(e: SetError<T>) -> Self {
+        e.error
+    }
+}

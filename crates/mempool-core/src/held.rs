@@ -1,10 +1,16 @@
 //! How the pool holds a value in memory, and [`Ref`], what `get` hands out.
+//!
+//! A value in memory is an `Arc<dyn Stored>`: a live typed value
+//! (`Held<T>`), or a frame stored as bytes by a process that may not know
+//! its type (`Held<FrameValue>`). Both lay themselves out as a frame when
+//! they spill or are sent; only a typed value needs encoding.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mempool_serde::{EncodedFrame, FrameError};
+use mempool_serde::{EncodedFrame, Frame, FrameError};
 
 use crate::stats::Counters;
 use crate::storable::Storable;
@@ -40,26 +46,71 @@ impl<T> Drop for Held<T> {
     }
 }
 
-/// The type-erased face of a `Held<T>`.
+/// A frame stored as bytes (heap or mapped), parsed and checked once.
+pub(crate) struct FrameValue(pub(crate) Frame);
+
+/// The type-erased face of a value in memory.
 pub(crate) trait Stored: Send + Sync + 'static {
-    fn encode(&self) -> Result<EncodedFrame<'_>, FrameError>;
+    /// Bytes it counts against `max_memsize`.
+    fn size(&self) -> u64;
+    /// Lays the value out as a frame (cheap: sections borrow the value); the
+    /// checksums are computed by [`mempool_serde::UnsealedFrame::seal`].
+    fn layout(&self) -> Result<mempool_serde::UnsealedFrame<'_>, FrameError>;
     /// The pool lets go of this value: if callers still hold it, its bytes
     /// count as detached until the last of them drops it.
     fn detach(&self);
+    /// The frame of a value stored as bytes; `None` for a typed value.
+    fn as_frame(&self) -> Option<&Frame>;
+    /// The frame type name of the value.
+    fn type_name(&self) -> Cow<'static, str>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
 impl<T: Storable> Stored for Held<T> {
-    fn encode(&self) -> Result<EncodedFrame<'_>, FrameError> {
-        EncodedFrame::new(&self.value)
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn layout(&self) -> Result<mempool_serde::UnsealedFrame<'_>, FrameError> {
+        EncodedFrame::layout(&self.value)
     }
     fn detach(&self) {
-        if !self.detached.swap(true, Ordering::Relaxed) {
-            Counters::add(&self.counters.detached_bytes, self.size);
-        }
+        detach(&self.detached, &self.counters, self.size);
+    }
+    fn as_frame(&self) -> Option<&Frame> {
+        None
+    }
+    fn type_name(&self) -> Cow<'static, str> {
+        T::type_name()
     }
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+}
+
+impl Stored for Held<FrameValue> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn layout(&self) -> Result<mempool_serde::UnsealedFrame<'_>, FrameError> {
+        Ok(EncodedFrame::from_frame(&self.value.0).into())
+    }
+    fn detach(&self) {
+        detach(&self.detached, &self.counters, self.size);
+    }
+    fn as_frame(&self) -> Option<&Frame> {
+        Some(&self.value.0)
+    }
+    fn type_name(&self) -> Cow<'static, str> {
+        self.value.0.type_name().to_owned().into()
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+fn detach(flag: &AtomicBool, counters: &Counters, size: u64) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        Counters::add(&counters.detached_bytes, size);
     }
 }
 
@@ -73,7 +124,7 @@ pub(crate) fn release(values: impl IntoIterator<Item = Arc<dyn Stored>>) {
     }
 }
 
-/// The `Ref<T>` of a stored value already checked to hold a `T`.
+/// The `Ref<T>` of a typed value already checked to hold a `T`.
 pub(crate) fn downcast<T: Storable>(v: Arc<dyn Stored>) -> Ref<T> {
     match v.into_any().downcast::<Held<T>>() {
         Ok(held) => Ref { held },
@@ -94,14 +145,6 @@ pub struct Ref<T> {
 
 impl<T> Ref<T> {
     pub(crate) fn from_held(held: Arc<Held<T>>) -> Self {
-        Self { held }
-    }
-
-    pub(crate) fn new_detached(held: Arc<Held<T>>) -> Self
-    where
-        T: Storable,
-    {
-        held.detach();
         Self { held }
     }
 }

@@ -20,7 +20,13 @@ use crate::storable::Storable;
 #[derive(Debug, Clone)]
 pub(crate) struct SpillFile {
     pub(crate) path: PathBuf,
+    /// Bytes of the file.
     pub(crate) len: u64,
+    /// Bytes the value counted in memory when it was written.
+    pub(crate) mem_size: u64,
+    /// The frame's type name, for a value stored as a frame (whose type the
+    /// pool may not know); `None` for a typed value (see the entry's tag).
+    pub(crate) frame_name: Option<Arc<str>>,
 }
 
 /// The type of a stored value, kept in its slot (a static vtable, no allocation).
@@ -49,36 +55,138 @@ pub(crate) fn tag_of<T: Storable>() -> &'static dyn TypeTag {
     Get::<T>::TAG
 }
 
+/// The tag of every value stored as a frame: its type is the frame's name.
+struct FrameTag;
+
+impl TypeTag for FrameTag {
+    fn type_id(&self) -> TypeId {
+        TypeId::of::<FrameTag>()
+    }
+    fn type_name(&self) -> Cow<'static, str> {
+        "<frame>".into()
+    }
+}
+
+/// The tag of values stored as frames.
+pub(crate) const FRAME_TAG: &dyn TypeTag = &FrameTag;
+
+/// Where a stored value is: one state, its transitions in [`State`]'s
+/// `move_*`/`start_*`/`finish_*` methods.
+///
+/// ```text
+///             set, restore                start_spill          finish_spill(ok)
+///   (new) ───────────────────> Resident ──────────────> Spilling ──────────> OnDisk
+///                               │  ^  ^ finish_spill(failed) │                 │ ^
+///               start_flush     │  │  └──────────────────────┘  start_restore │ │ abort_restore
+///                               v  │ finish_flush                             v │
+///                             Flushing                                     Restoring
+///                                                   finish_restore ──> Resident (with its copy)
+/// ```
+/// A resident value with a disk copy leaves memory by dropping its value
+/// (`Resident { copy: Some }` → `OnDisk`), no write.
+pub(crate) enum Place {
+    /// In memory and in the recency list, counted in `mem_bytes`; `copy` is
+    /// a disk copy already written (after a restore, `copy_to_disk`, or
+    /// write-behind), so that leaving memory is just dropping the value.
+    Resident {
+        value: Arc<dyn Stored>,
+        copy: Option<Box<SpillFile>>,
+    },
+    /// Resident, without a disk copy, one being written (write-behind,
+    /// `copy_to_disk`); it stays readable and counted in `mem_bytes`.
+    Flushing { value: Arc<dyn Stored> },
+    /// Being written out of memory: out of the recency list, counted in
+    /// `spilling_bytes` until the write settles; still readable.
+    Spilling { value: Arc<dyn Stored> },
+    /// On disk only.
+    OnDisk { file: Box<SpillFile> },
+    /// On disk only, and one caller is reading it back (others wait for it).
+    Restoring { file: Box<SpillFile> },
+}
+
 /// One stored value.
 pub(crate) struct Entry {
-    /// Bytes it counts while in memory.
-    pub(crate) size: u64,
-    /// The value in memory: resident (linked), or being written out (spilling).
-    pub(crate) mem: Option<Arc<dyn Stored>>,
+    pub(crate) place: Place,
     pub(crate) tag: &'static dyn TypeTag,
-    /// The spill file, once written.
-    pub(crate) file: Option<Box<SpillFile>>,
 }
 
 impl Entry {
-    /// Checks that the entry holds a `T`.
+    /// The value, if it is in memory (resident, flushing or spilling).
+    pub(crate) fn value(&self) -> Option<&Arc<dyn Stored>> {
+        match &self.place {
+            Place::Resident { value, .. }
+            | Place::Flushing { value }
+            | Place::Spilling { value } => Some(value),
+            Place::OnDisk { .. } | Place::Restoring { .. } => None,
+        }
+    }
+
+    /// Its file on disk, if it has one.
+    pub(crate) fn file(&self) -> Option<&SpillFile> {
+        match &self.place {
+            Place::Resident { copy, .. } => copy.as_deref(),
+            Place::OnDisk { file } | Place::Restoring { file } => Some(file),
+            Place::Flushing { .. } | Place::Spilling { .. } => None,
+        }
+    }
+
+    /// Bytes the value counts in memory (when last resident, for a value on disk).
+    pub(crate) fn mem_size(&self) -> u64 {
+        match (self.value(), self.file()) {
+            (Some(v), _) => v.size(),
+            (None, Some(f)) => f.mem_size,
+            (None, None) => unreachable!("an entry is in memory or on disk"),
+        }
+    }
+
+    /// Whether a write of this value (out of memory, or a disk copy) is in flight.
+    pub(crate) fn writing(&self) -> bool {
+        matches!(self.place, Place::Spilling { .. } | Place::Flushing { .. })
+    }
+
+    /// The value's frame type name.
+    pub(crate) fn type_name(&self) -> Cow<'static, str> {
+        if self.tag.type_id() != FRAME_TAG.type_id() {
+            return self.tag.type_name();
+        }
+        match (self.value(), self.file()) {
+            (Some(v), _) => v.type_name(),
+            (None, Some(f)) => f
+                .frame_name
+                .as_deref()
+                .map_or_else(|| FRAME_TAG.type_name(), |n| n.to_owned().into()),
+            (None, None) => unreachable!("an entry is in memory or on disk"),
+        }
+    }
+
+    /// Whether this entry is a frame (stored as bytes).
+    pub(crate) fn is_frame(&self) -> bool {
+        self.tag.type_id() == FRAME_TAG.type_id()
+    }
+
+    /// Checks that the entry holds a `T`: a typed value of type `T`, or a
+    /// frame whose type name is `T`'s.
     pub(crate) fn check_type<T: Storable>(&self, dref: &DRef) -> Result<()> {
-        if self.tag.type_id() == TypeId::of::<T>() {
+        let ok = if self.is_frame() {
+            T::type_name() == self.type_name()
+        } else {
+            self.tag.type_id() == TypeId::of::<T>()
+        };
+        if ok {
             Ok(())
         } else {
             Err(PoolError::TypeMismatch {
                 dref: *dref,
                 expected: T::type_name().into_owned(),
-                found: self.tag.type_name().into_owned(),
+                found: self.type_name().into_owned(),
             })
         }
     }
 }
 
+/// Recency-list membership (the list's own bit; a value is in the list
+/// exactly when its place is `Resident` or `Flushing`).
 const LINKED: u8 = 1;
-const SPILLING: u8 = 2;
-const FLUSHING: u8 = 4;
-const RESTORING: u8 = 8;
 
 /// One value's slot: the recency links and the entry share one cache line.
 #[repr(C, align(64))]
@@ -91,44 +199,6 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// Whether a write of this value out of memory is in flight.
-    pub(crate) fn spilling(&self) -> bool {
-        self.flags & SPILLING != 0
-    }
-
-    /// Whether a disk copy of this resident value is being written
-    /// (write-behind or `copy_to_disk`); it stays resident meanwhile.
-    pub(crate) fn flushing(&self) -> bool {
-        self.flags & FLUSHING != 0
-    }
-
-    pub(crate) fn set_flushing(&mut self, on: bool) {
-        if on {
-            self.flags |= FLUSHING;
-        } else {
-            self.flags &= !FLUSHING;
-        }
-    }
-
-    /// Whether a caller is reading this value back from disk (others wait
-    /// for it rather than read it too).
-    pub(crate) fn restoring(&self) -> bool {
-        self.flags & RESTORING != 0
-    }
-
-    pub(crate) fn set_restoring(&mut self, on: bool) {
-        if on {
-            self.flags |= RESTORING;
-        } else {
-            self.flags &= !RESTORING;
-        }
-    }
-
-    /// Whether any write of this value is in flight.
-    pub(crate) fn writing(&self) -> bool {
-        self.flags & (SPILLING | FLUSHING) != 0
-    }
-
     /// Whether the value is resident (in the recency list).
     pub(crate) fn linked(&self) -> bool {
         self.flags & LINKED != 0
@@ -139,16 +209,8 @@ impl Slot {
         self.gen
     }
 
-    pub(crate) fn set_spilling(&mut self, on: bool) {
-        if on {
-            self.flags |= SPILLING;
-        } else {
-            self.flags &= !SPILLING;
-        }
-    }
-
-    pub(crate) fn entry_mut(&mut self) -> &mut Entry {
-        self.entry.as_mut().expect("a live slot has an entry")
+    pub(crate) fn entry(&self) -> &Entry {
+        self.entry.as_ref().expect("a live slot has an entry")
     }
 }
 
@@ -192,14 +254,32 @@ pub(crate) fn split_id(id: u64) -> (u32, u32) {
     (id as u32, (id >> 32) as u32)
 }
 
+/// A value leaving memory, picked by [`State::start_spill`].
+pub(crate) enum Leaving {
+    /// It had a disk copy: it is on disk now, and this is the value to let go
+    /// of (after unlocking).
+    Dropped(Arc<dyn Stored>),
+    /// It must be written: it is `Spilling`, counted in `spilling_bytes`.
+    Write(Arc<dyn Stored>),
+}
+
 /// The index and its accounting. Invariants, whenever the lock is free:
-/// - `mem_bytes` is the sum of the sizes of the linked slots, `mem_values`
-///   their number;
-/// - `spilling_bytes` is the sum of the sizes of the slots being written out
-///   (and of deleted values whose write is still in flight);
+/// - `mem_bytes` is the sum of the sizes of the linked slots (`Resident` and
+///   `Flushing`), `mem_values` their number;
+/// - `spilling_bytes` is the sum of the sizes of the `Spilling` slots (and of
+///   deleted values whose write is still in flight);
 /// - `mem_bytes + spilling_bytes <= max_memsize`;
 /// - `disk_bytes` counts every spill file, including writes in flight;
 ///   `disk_values` the entries with a file.
+///
+/// # Wake-ups
+/// Callers wait on one condition variable for room, for a value's write to
+/// settle, or for a value being read back by another caller. Every method
+/// here that can make such a wait's condition true — memory or claimed room
+/// going down, a value becoming resident (a new victim to pick), a write or
+/// a restore ending, a value removed — sets `wake`; the pool's lock guard
+/// notifies the waiters when it is released with `wake` set and someone
+/// waiting. So no transition can forget its wake-up.
 pub(crate) struct State {
     pub(crate) slots: Vec<Slot>,
     free: Vec<u32>,
@@ -217,9 +297,9 @@ pub(crate) struct State {
     pub(crate) mem_values: u64,
     pub(crate) mem_bytes: u64,
     pub(crate) spilling_bytes: u64,
-    /// Bytes that callers waiting for writes in flight to settle will link
-    /// then: room already claimed, which others must not count on.
-    pub(crate) promised: u64,
+    /// Bytes that callers whose victims are being written will link then:
+    /// room already claimed, which others must not count on.
+    promised: u64,
     pub(crate) disk_values: u64,
     pub(crate) disk_bytes: u64,
     pub(crate) hits: u64,
@@ -228,6 +308,10 @@ pub(crate) struct State {
     pub(crate) spills: u64,
     pub(crate) spill_failures: u64,
     pub(crate) restores: u64,
+    /// Callers waiting on the pool's condition variable.
+    pub(crate) waiters: u32,
+    /// Something changed that a waiter may be waiting for (see Wake-ups).
+    pub(crate) wake: bool,
 }
 
 impl State {
@@ -251,6 +335,8 @@ impl State {
             spills: 0,
             spill_failures: 0,
             restores: 0,
+            waiters: 0,
+            wake: false,
         }
     }
 
@@ -263,19 +349,45 @@ impl State {
         }
     }
 
-    /// The slot at `idx` if it still holds generation `gen`.
-    pub(crate) fn live(&mut self, idx: u32, gen: u32) -> Option<&mut Slot> {
-        match self.slots.get_mut(idx as usize) {
-            Some(s) if s.gen == gen && s.entry.is_some() => Some(s),
-            _ => None,
-        }
+    /// Whether slot `idx` still holds generation `gen`.
+    pub(crate) fn is_live(&self, idx: u32, gen: u32) -> bool {
+        self.slots
+            .get(idx as usize)
+            .is_some_and(|s| s.gen == gen && s.entry.is_some())
     }
 
-    /// Stores `entry` in a free slot; returns its index and generation.
-    ///
-    /// # Panics
-    /// With 2^32 - 1 values in one pool.
-    pub(crate) fn insert(&mut self, entry: Entry) -> (u32, u32) {
+    pub(crate) fn entry(&self, idx: u32) -> &Entry {
+        self.slots[idx as usize].entry()
+    }
+
+    /// Moves slot `idx` from one place to the next: `f` gets the place by
+    /// value and returns the new one (it must not panic: its arms only move
+    /// fields, and an impossible place is a bug).
+    fn transition<R>(&mut self, idx: u32, f: impl FnOnce(Place) -> (Place, R)) -> R {
+        let slot = &mut self.slots[idx as usize];
+        let Entry { place, tag } = slot.entry.take().expect("a live slot has an entry");
+        let (place, r) = f(place);
+        slot.entry = Some(Entry { place, tag });
+        r
+    }
+
+    /// Room claimed by callers whose victims are being written.
+    pub(crate) fn promised(&self) -> u64 {
+        self.promised
+    }
+
+    /// Claims `bytes` of room while this caller's victims are written.
+    pub(crate) fn claim(&mut self, bytes: u64) {
+        self.promised += bytes;
+    }
+
+    /// Gives back room claimed with [`State::claim`].
+    pub(crate) fn unclaim(&mut self, bytes: u64) {
+        self.promised -= bytes;
+        self.wake = true;
+    }
+
+    fn insert(&mut self, entry: Entry) -> (u32, u32) {
         if let Some(idx) = self.free.pop() {
             let slot = &mut self.slots[idx as usize];
             slot.entry = Some(entry);
@@ -297,20 +409,236 @@ impl State {
         }
     }
 
-    /// Empties slot `idx`, which must be out of the recency list. A slot whose
-    /// generation would wrap is retired, so that an old id never names a new
-    /// value.
-    pub(crate) fn remove(&mut self, idx: u32) -> Option<Entry> {
+    /// Stores a value in memory, resident and most recent, queued for
+    /// write-behind; returns its slot and generation.
+    ///
+    /// # Panics
+    /// With 2^32 - 1 values in one pool.
+    pub(crate) fn insert_resident(
+        &mut self,
+        value: Arc<dyn Stored>,
+        tag: &'static dyn TypeTag,
+    ) -> (u32, u32) {
+        let (idx, gen) = self.insert(Entry {
+            place: Place::Resident { value, copy: None },
+            tag,
+        });
+        self.link_resident(idx);
+        self.push_dirty(idx);
+        (idx, gen)
+    }
+
+    /// Stores a value that is on disk only.
+    ///
+    /// # Panics
+    /// With 2^32 - 1 values in one pool.
+    pub(crate) fn insert_on_disk(
+        &mut self,
+        file: SpillFile,
+        tag: &'static dyn TypeTag,
+    ) -> (u32, u32) {
+        self.disk_values += 1;
+        self.spills += 1;
+        self.insert(Entry {
+            place: Place::OnDisk {
+                file: Box::new(file),
+            },
+            tag,
+        })
+    }
+
+    /// Removes the value in slot `idx` (taking it out of the recency list and
+    /// the counts). A slot whose generation would wrap is retired, so that
+    /// an old id never names a new value. A write of the value in flight
+    /// settles later and finds the slot gone.
+    pub(crate) fn remove(&mut self, idx: u32) -> Entry {
+        self.unlink_resident(idx);
         let slot = &mut self.slots[idx as usize];
-        debug_assert!(!slot.linked());
-        let e = slot.entry.take()?;
+        let e = slot.entry.take().expect("a live slot has an entry");
         slot.flags = 0;
-        if slot.gen == u32::MAX {
-            return Some(e);
+        if slot.gen != u32::MAX {
+            slot.gen += 1;
+            self.free.push(idx);
         }
-        slot.gen += 1;
-        self.free.push(idx);
-        Some(e)
+        if let Some(f) = e.file() {
+            self.disk_bytes -= f.len;
+            self.disk_values -= 1;
+        }
+        self.wake = true;
+        e
+    }
+
+    /// Takes a resident value out of memory (to make room, or
+    /// `move_to_disk`): with a disk copy it is on disk at once; without, it
+    /// becomes `Spilling` for the caller to write. `None` for a value not
+    /// resident or being flushed (which must not be skipped or doubled).
+    pub(crate) fn start_spill(&mut self, idx: u32) -> Option<Leaving> {
+        if !matches!(self.entry(idx).place, Place::Resident { .. }) {
+            return None;
+        }
+        self.unlink_resident(idx);
+        let leaving = self.transition(idx, |place| match place {
+            Place::Resident {
+                value,
+                copy: Some(file),
+            } => (Place::OnDisk { file }, Leaving::Dropped(value)),
+            Place::Resident { value, copy: None } => (
+                Place::Spilling {
+                    value: Arc::clone(&value),
+                },
+                Leaving::Write(value),
+            ),
+            _ => unreachable!("checked above"),
+        });
+        if let Leaving::Write(v) = &leaving {
+            self.spilling_bytes += v.size();
+        }
+        Some(leaving)
+    }
+
+    /// Ends a write out of memory of slot `idx` (if it still holds
+    /// generation `gen`; `size` is what the write counted). With its file,
+    /// the value is on disk only and the value is returned to let go of;
+    /// without (the write failed) it is resident again, first in line to
+    /// leave. Returns the file if nobody wants it (the value was deleted
+    /// meanwhile) for the caller to remove.
+    pub(crate) fn finish_spill(
+        &mut self,
+        idx: u32,
+        gen: u32,
+        size: u64,
+        written: Option<SpillFile>,
+    ) -> (Option<Arc<dyn Stored>>, Option<SpillFile>) {
+        self.spilling_bytes -= size;
+        self.wake = true;
+        if !self.is_live(idx, gen) {
+            return (None, self.orphan(written));
+        }
+        let failed = written.is_none();
+        let value = self.transition(idx, |place| {
+            let Place::Spilling { value } = place else {
+                unreachable!("only the spiller ends a spill")
+            };
+            match written {
+                Some(file) => (
+                    Place::OnDisk {
+                        file: Box::new(file),
+                    },
+                    Some(value),
+                ),
+                None => (Place::Resident { value, copy: None }, None),
+            }
+        });
+        if failed {
+            self.spill_failures += 1;
+            self.relink_as_victim(idx);
+        } else {
+            self.disk_values += 1;
+            self.spills += 1;
+        }
+        (value, None)
+    }
+
+    /// Marks a resident value without a disk copy as having one written
+    /// (write-behind, `copy_to_disk`); it stays resident. Returns the value,
+    /// or `None` if it is not resident without a copy.
+    pub(crate) fn start_flush(&mut self, idx: u32) -> Option<Arc<dyn Stored>> {
+        let Place::Resident { value, copy: None } = &self.entry(idx).place else {
+            return None;
+        };
+        let value = Arc::clone(value);
+        self.transition(idx, |_| {
+            (
+                Place::Flushing {
+                    value: Arc::clone(&value),
+                },
+                (),
+            )
+        });
+        Some(value)
+    }
+
+    /// Ends the write of a disk copy of slot `idx`: it is resident with its
+    /// copy, or, if the write failed, without one (and queued to be copied
+    /// again). Returns the file if nobody wants it.
+    pub(crate) fn finish_flush(
+        &mut self,
+        idx: u32,
+        gen: u32,
+        written: Option<SpillFile>,
+    ) -> Option<SpillFile> {
+        self.wake = true;
+        if !self.is_live(idx, gen) {
+            return self.orphan(written);
+        }
+        let failed = written.is_none();
+        self.transition(idx, |place| {
+            let Place::Flushing { value } = place else {
+                unreachable!("only the flusher ends a flush")
+            };
+            let copy = written.map(Box::new);
+            (Place::Resident { value, copy }, ())
+        });
+        if failed {
+            self.spill_failures += 1;
+            self.push_dirty(idx);
+        } else {
+            self.disk_values += 1;
+            self.spills += 1;
+        }
+        None
+    }
+
+    /// A write nobody wants any more: its bytes leave the disk count.
+    fn orphan(&mut self, written: Option<SpillFile>) -> Option<SpillFile> {
+        if let Some(f) = &written {
+            self.disk_bytes -= f.len;
+        }
+        written
+    }
+
+    /// Marks a value on disk only as being read back by this caller; returns
+    /// its file, or `None` if it is not on disk only.
+    pub(crate) fn start_restore(&mut self, idx: u32) -> Option<SpillFile> {
+        let Place::OnDisk { file } = &self.entry(idx).place else {
+            return None;
+        };
+        let copy = SpillFile::clone(file);
+        self.transition(idx, |place| {
+            let Place::OnDisk { file } = place else {
+                unreachable!("checked above")
+            };
+            (Place::Restoring { file }, ())
+        });
+        Some(copy)
+    }
+
+    /// The value read back by this caller becomes resident and most recent,
+    /// keeping its file as its disk copy.
+    pub(crate) fn finish_restore(&mut self, idx: u32, value: Arc<dyn Stored>) {
+        self.transition(idx, |place| {
+            let Place::Restoring { file } = place else {
+                unreachable!("only the restorer ends a restore")
+            };
+            let copy = Some(file);
+            (Place::Resident { value, copy }, ())
+        });
+        self.link_resident(idx);
+        self.restores += 1;
+        self.wake = true;
+    }
+
+    /// This caller gives up reading back slot `idx` (if it still holds
+    /// generation `gen`): it stays on disk only.
+    pub(crate) fn abort_restore(&mut self, idx: u32, gen: u32) {
+        self.wake = true;
+        if !self.is_live(idx, gen) {
+            return;
+        }
+        self.transition(idx, |place| match place {
+            Place::Restoring { file } => (Place::OnDisk { file }, ()),
+            other => (other, ()),
+        });
     }
 
     /// Applies the buffered reads to the recency list, in order; reads of
@@ -350,9 +678,9 @@ impl State {
     fn is_dirty(slots: &[Slot], idx: u32, gen: u32) -> bool {
         let s = &slots[idx as usize];
         s.gen == gen
-            && s.linked()
-            && !s.flushing()
-            && s.entry.as_ref().is_some_and(|e| e.file.is_none())
+            && s.entry
+                .as_ref()
+                .is_some_and(|e| matches!(e.place, Place::Resident { copy: None, .. }))
     }
 
     /// The oldest queued value that is still resident, without a disk copy,
@@ -381,11 +709,12 @@ impl State {
     /// Takes a resident value out of the recency list and the memory count;
     /// false if it was not resident. (Buffered reads of it are dropped when
     /// applied.)
-    pub(crate) fn unlink_resident(&mut self, idx: u32) -> bool {
+    fn unlink_resident(&mut self, idx: u32) -> bool {
         if self.recency.remove(&mut self.slots, idx) {
-            let size = self.slots[idx as usize].entry_mut().size;
+            let size = self.entry(idx).mem_size();
             self.mem_bytes -= size;
             self.mem_values -= 1;
+            self.wake = true;
             true
         } else {
             false
@@ -393,23 +722,25 @@ impl State {
     }
 
     /// Makes a value resident and most recent.
-    pub(crate) fn link_resident(&mut self, idx: u32) {
+    fn link_resident(&mut self, idx: u32) {
         self.apply_touches();
-        let size = self.slots[idx as usize].entry_mut().size;
+        let size = self.entry(idx).mem_size();
         self.recency.insert(&mut self.slots, idx);
         self.mem_bytes += size;
         self.mem_values += 1;
+        self.wake = true;
     }
 
     /// Makes a value resident again after a failed write, first in line to
     /// leave.
-    pub(crate) fn relink_as_victim(&mut self, idx: u32) {
+    fn relink_as_victim(&mut self, idx: u32) {
         self.apply_touches();
-        let size = self.slots[idx as usize].entry_mut().size;
+        let size = self.entry(idx).mem_size();
         let State { slots, recency, .. } = self;
         recency.reinsert_as_victim(slots, idx);
         self.mem_bytes += size;
         self.mem_values += 1;
+        self.wake = true;
     }
 
     /// Records a read of a resident value (applied to the recency list in
@@ -434,17 +765,21 @@ impl State {
     pub(crate) fn drop_resident_copies(&mut self) -> Vec<SpillFile> {
         let mut files = Vec::new();
         for idx in 0..self.slots.len() as u32 {
-            let s = &mut self.slots[idx as usize];
-            if !s.linked() || s.flushing() {
+            let Some(Entry {
+                place: Place::Resident { copy, .. },
+                ..
+            }) = &mut self.slots[idx as usize].entry
+            else {
                 continue;
-            }
-            if let Some(f) = s.entry.as_mut().and_then(|e| e.file.take()) {
+            };
+            if let Some(f) = copy.take() {
                 self.disk_bytes -= f.len;
                 self.disk_values -= 1;
                 files.push(*f);
                 self.push_dirty(idx);
             }
         }
+        self.wake = true;
         files
     }
 
@@ -460,37 +795,23 @@ impl State {
         let (mut mem_values, mut mem_bytes, mut disk_values, mut spilling) = (0, 0, 0, 0);
         for s in &self.slots {
             let Some(e) = &s.entry else {
-                assert!(!s.linked() && !s.spilling(), "an empty slot is unlinked");
+                assert!(!s.linked(), "an empty slot is unlinked");
                 continue;
             };
-            assert!(
-                !(s.linked() && s.spilling()),
-                "a value is resident or spilling, not both"
+            let resident = matches!(e.place, Place::Resident { .. } | Place::Flushing { .. });
+            assert_eq!(
+                s.linked(),
+                resident,
+                "a value is in the recency list exactly when it is resident"
             );
-            assert!(
-                !s.flushing() || s.linked(),
-                "only a resident value is flushed"
-            );
-            assert!(
-                !s.restoring() || (!s.linked() && e.mem.is_none()),
-                "only a value on disk only is restored"
-            );
-            if s.linked() || s.spilling() {
-                assert!(e.mem.is_some(), "a resident or spilling value is in memory");
-            } else {
-                assert!(
-                    e.mem.is_none() && e.file.is_some(),
-                    "a value neither resident nor spilling is on disk only"
-                );
-            }
-            if s.linked() {
+            if resident {
                 mem_values += 1;
-                mem_bytes += e.size;
+                mem_bytes += e.mem_size();
             }
-            if s.spilling() {
-                spilling += e.size;
+            if let Place::Spilling { value } = &e.place {
+                spilling += value.size();
             }
-            if e.file.is_some() {
+            if e.file().is_some() {
                 disk_values += 1;
             }
         }
@@ -510,13 +831,91 @@ impl State {
 mod tests {
     use super::*;
 
-    fn entry(size: u64) -> Entry {
-        Entry {
-            size,
-            mem: None,
-            tag: tag_of::<Vec<u8>>(),
-            file: None,
+    fn value() -> Arc<dyn Stored> {
+        let counters = Arc::new(crate::stats::Counters::default());
+        Arc::new(crate::held::Held::new(vec![0u8], 1, counters))
+    }
+
+    fn file(len: u64) -> SpillFile {
+        SpillFile {
+            path: PathBuf::from("x.frame"),
+            len,
+            mem_size: 1,
+            frame_name: None,
         }
+    }
+
+    /// Every transition that can let a waiter on (memory or claimed room
+    /// going down, a value becoming resident, a write or restore ending, a
+    /// removal) raises `wake`, which the pool's lock guard turns into a
+    /// notification: the rule that makes a lost wake-up impossible, checked
+    /// transition by transition, without threads.
+    #[test]
+    fn every_transition_a_waiter_may_wait_for_raises_wake() {
+        let mut st = State::new(Policy::Lru, true);
+        let tag = tag_of::<Vec<u8>>();
+        let check = |st: &mut State, what: &str, f: &mut dyn FnMut(&mut State)| {
+            st.wake = false;
+            f(st);
+            assert!(st.wake, "{what} does not wake waiters");
+        };
+        let mut a = (0, 0);
+        check(&mut st, "linking a new value", &mut |st| {
+            a = st.insert_resident(value(), tag);
+        });
+        st.claim(10);
+        check(&mut st, "giving back claimed room", &mut |st| {
+            st.unclaim(10)
+        });
+        // A write out of memory that fails, then one that succeeds.
+        assert!(matches!(st.start_spill(a.0), Some(Leaving::Write(_))));
+        check(&mut st, "a failed spill settling", &mut |st| {
+            st.finish_spill(a.0, a.1, 1, None);
+        });
+        assert!(st.slots[a.0 as usize].linked());
+        st.start_spill(a.0);
+        st.disk_bytes += 5;
+        check(&mut st, "a spill settling", &mut |st| {
+            st.finish_spill(a.0, a.1, 1, Some(file(5)));
+        });
+        assert_eq!((st.used(), st.disk_values), (0, 1));
+        // A restore that gives up, then one that links.
+        assert!(st.start_restore(a.0).is_some());
+        check(&mut st, "a restore giving up", &mut |st| {
+            st.abort_restore(a.0, a.1)
+        });
+        st.start_restore(a.0);
+        check(&mut st, "a restore linking", &mut |st| {
+            st.finish_restore(a.0, value())
+        });
+        // A resident value with a copy leaves without a write.
+        check(&mut st, "a value dropped from memory", &mut |st| {
+            assert!(matches!(st.start_spill(a.0), Some(Leaving::Dropped(_))));
+        });
+        // Flushes settle, failed or not.
+        let b = st.insert_resident(value(), tag);
+        st.start_flush(b.0).unwrap();
+        check(&mut st, "a failed flush settling", &mut |st| {
+            st.finish_flush(b.0, b.1, None);
+        });
+        st.start_flush(b.0).unwrap();
+        st.disk_bytes += 5;
+        check(&mut st, "a flush settling", &mut |st| {
+            st.finish_flush(b.0, b.1, Some(file(5)));
+        });
+        check(&mut st, "a delete", &mut |st| {
+            st.remove(b.0);
+        });
+        // A write whose value was deleted meanwhile still frees its room.
+        let c = st.insert_resident(value(), tag);
+        st.start_spill(c.0);
+        st.remove(c.0);
+        st.disk_bytes += 5;
+        check(&mut st, "an orphaned spill settling", &mut |st| {
+            assert!(st.finish_spill(c.0, c.1, 1, Some(file(5))).1.is_some());
+        });
+        assert_eq!((st.spilling_bytes, st.mem_bytes), (0, 0));
+        st.check_invariants(u64::MAX);
     }
 
     /// Buffered reads, applied at batch boundaries and before links and
@@ -535,23 +934,20 @@ mod tests {
         for step in 0..5_000 {
             match next() % 10 {
                 0 | 1 => {
-                    let (idx, _) = st.insert(entry(1));
-                    st.link_resident(idx);
-                    st.push_dirty(idx);
+                    let (idx, _) = st.insert_resident(value(), tag_of::<Vec<u8>>());
                     model.insert(0, idx);
                 }
                 2 if !model.is_empty() => {
                     let v = st.victim().expect("resident values");
                     assert_eq!(Some(&v), model.last(), "step {step}: victim");
                     model.pop();
-                    assert!(st.unlink_resident(v));
                     st.remove(v);
                 }
                 3 if !model.is_empty() => {
                     // delete a random resident value
                     let i = (next() as usize) % model.len();
                     let idx = model.remove(i);
-                    assert!(st.unlink_resident(idx));
+                    assert!(st.slots[idx as usize].linked());
                     st.remove(idx);
                 }
                 _ if !model.is_empty() => {

@@ -10,9 +10,19 @@
 //! the file back — zero-copy for mempool-arrays types. [`Pool::stats`] reports
 //! memory, disk, hits, misses, spills and restores.
 //!
+//! A failed `set` hands the value back inside its [`SetError`]: nothing the
+//! caller gave is lost.
+//!
+//! A pool is type-agnostic where it needs to be: [`Pool::set_frame`] stores
+//! the bytes of a frame whose type this process may not know (a worker
+//! storing for others), which spill as they are and are decoded only by a
+//! `get::<T>` whose `T` has the frame's type name; [`Pool::frame`] gives any
+//! entry as frame bytes to send in chunks ([`StoredFrame`]).
+//!
 //! With LRU, write-behind ([`PoolConfig::write_behind`], on by default) copies
-//! resident values to disk in the background once memory is three-quarters
-//! full, so that evicting them is just dropping them. The session directory
+//! resident values without a disk copy to disk in the background, oldest
+//! stored first, once memory is three-quarters full, so that evicting them
+//! is usually just dropping them. The session directory
 //! is removed when the pool drops, on SIGINT/SIGTERM after
 //! [`cleanup_on_signals`], and by the next pool's start-up sweep for a process
 //! that died.
@@ -49,19 +59,24 @@ mod config;
 mod dref;
 mod error;
 mod eviction;
+mod flusher;
+mod frames;
 mod held;
 mod index;
 mod mapped;
 mod pool;
+mod room;
 mod session;
 mod signals;
+mod spill;
 mod stats;
 mod storable;
 
 pub use config::PoolConfig;
 pub use dref::{DRef, FileRef};
-pub use error::{PoolError, Result};
+pub use error::{PoolError, Result, SetError};
 pub use eviction::Policy;
+pub use frames::StoredFrame;
 pub use held::Ref;
 pub use pool::{Pool, ValueInfo};
 pub use signals::cleanup_on_signals;

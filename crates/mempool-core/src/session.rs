@@ -7,7 +7,7 @@
 //! <spill_dir>/                       made if missing; the path is made absolute
 //!     <16 hex session>-<pid>/        one per pool; mode 0700 on Unix
 //!         .lock                      locked exclusively for the session's life
-//!         <id>-<seq>.frame           spill files
+//!         <n>.frame                  spill files (n: the pool's write counter, hex)
 //!     <16 hex session>-<pid>.creating/   a session being made (see below)
 //! ```
 //!

@@ -58,3 +58,30 @@ fn a_panicking_destructor_of_a_released_value_does_not_strand_victims() {
          (Err(Timeout) = blocked for ever)"
     );
 }
+
+/// A value too large for memory is written straight to disk; if its
+/// destructor then panics, its file must not be left behind, unowned.
+#[test]
+fn a_panicking_destructor_after_a_direct_disk_write_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::new(
+        PoolConfig::default()
+            .max_memsize(1000)
+            .write_behind(false)
+            .spill_dir(dir.path()),
+    )
+    .unwrap();
+    let script = Script::new();
+    script.set_panic_on_drop(true);
+    let big = Scripted::new(7, 5000, &script);
+    let p = pool.clone();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || p.set(big)));
+    assert!(r.is_err(), "the destructor panic reaches the caller");
+    let s = pool.stats();
+    assert_eq!((s.disk_values, s.disk_bytes), (0, 0), "{s:?}");
+    assert_eq!(
+        common::spill_files(pool.session_dir()),
+        Vec::<String>::new(),
+        "the spill file of a value nobody holds a ref to"
+    );
+}

@@ -25,7 +25,7 @@ fn run(policy: Policy) {
     let b = pool.set(v(2)).unwrap();
     let c = pool.set(v(3)).unwrap();
     // Needs all three out; all three writes fail and they go back.
-    let err = pool.set(sized(4, 900)).map(|_| ());
+    let err = pool.set(sized(4, 900)).map(|_| ()).map_err(|e| e.error);
     assert!(matches!(err, Err(PoolError::Spill { .. })), "{err:?}");
     assert_eq!(pool.stats().mem_values, 3);
     script.set_write(Write::Ok);

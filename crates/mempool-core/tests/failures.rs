@@ -71,7 +71,9 @@ fn full_filesystem_keeps_values_in_memory() {
             match pool.set(array(seed, N)) {
                 Ok(r) => stored.push((r, seed)),
                 Err(e) => {
-                    failure = Some(e);
+                    // The value not stored comes back whole.
+                    assert_eq!(e.value, array(seed, N));
+                    failure = Some(e.error);
                     break;
                 }
             }
@@ -116,7 +118,7 @@ fn vanished_spill_directory_keeps_values_in_memory() {
     let a = pool.set(array(1, N)).unwrap();
     let b = pool.set(array(2, N)).unwrap();
     std::fs::remove_dir_all(pool.session_dir()).unwrap();
-    let err = pool.set(array(3, N)).unwrap_err();
+    let err = pool.set(array(3, N)).unwrap_err().error;
     assert!(matches!(err, PoolError::Spill { .. }), "{err:?}");
     assert!(err.to_string().contains("stays in memory"), "{err}");
     assert!(pool.stats().mem_bytes <= max);
@@ -149,7 +151,7 @@ fn disk_bound_fails_set_and_keeps_everything() {
         let seed = stored.len() as u64;
         match pool.set(array(seed, N)) {
             Ok(r) => stored.push((r, seed)),
-            Err(e) => break e,
+            Err(e) => break e.error,
         }
         assert!(stored.len() < 10, "the disk bound never triggered");
     };

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use mempool_core::{Pool, PoolConfig};
+use mempool_core::{Pool, PoolConfig, PoolError};
 
 fn frame_len() -> u64 {
     let dir = tempfile::tempdir().unwrap();
@@ -49,7 +49,10 @@ fn scenario(write_behind: bool) -> mempool_core::Result<()> {
     // a and b are used again; c is now the least recent.
     assert_eq!(pool.get::<Vec<u8>>(&a).unwrap()[0], 1);
     assert_eq!(pool.get::<Vec<u8>>(&b).unwrap()[0], 2);
-    let r = pool.set(vec![4u8; 300]).map(|_| ());
+    let r = pool
+        .set(vec![4u8; 300])
+        .map(|_| ())
+        .map_err(PoolError::from);
     eprintln!("write_behind={write_behind}: {r:?}; {:?}", pool.stats());
     r
 }

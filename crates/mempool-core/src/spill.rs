@@ -1,0 +1,199 @@
+//! The spill pipeline: writing values out of memory (evictions,
+//! `move_to_disk`) and disk copies of resident ones (write-behind,
+//! `copy_to_disk`) as frame files in the session directory, against the
+//! disk budget `max_disksize`, and settling each write in the index.
+//!
+//! Every write settles: with its file, or — on an error or a panic while
+//! encoding — without, which puts the value back where it was (resident,
+//! first in line to leave). So nothing is lost and every waiter wakes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use mempool_serde::UnsealedFrame;
+
+use crate::error::{PoolError, Result};
+use crate::held::{release, Stored};
+use crate::index::{SpillFile, State};
+use crate::pool::Pool;
+use crate::room::Undo;
+use crate::stats::Counters;
+
+/// Why a value is being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// Out of memory, to make room (counts as an eviction).
+    Evict,
+    /// Out of memory, by `move_to_disk`.
+    Move,
+    /// A disk copy of a resident value (write-behind, `copy_to_disk`).
+    Flush,
+}
+
+/// A value being written, outside the lock.
+pub(crate) struct Victim {
+    pub(crate) idx: u32,
+    pub(crate) gen: u32,
+    pub(crate) value: Arc<dyn Stored>,
+    /// Bytes it counts in memory.
+    pub(crate) size: u64,
+    pub(crate) why: Why,
+}
+
+/// Victims of one caller: the one being written and those after it. On a
+/// failure (or a panic) the ones not written go back in reverse pick order,
+/// then the failed one, so that they keep their places in line to leave.
+struct Victims<'p> {
+    pool: &'p Pool,
+    /// Still to write, the next one last.
+    rest: Vec<Victim>,
+    current: Option<Victim>,
+}
+
+impl Victims<'_> {
+    fn put_back(&mut self) {
+        for v in std::mem::take(&mut self.rest) {
+            self.pool.settle(v, None);
+        }
+        if let Some(v) = self.current.take() {
+            self.pool.settle(v, None);
+        }
+    }
+}
+
+impl Drop for Victims<'_> {
+    fn drop(&mut self) {
+        self.put_back();
+    }
+}
+
+impl Pool {
+    /// Writes a laid-out frame to a new file in the session directory. Its
+    /// bytes are reserved against `max_disksize` before the checksum pass
+    /// and the write, so that a full disk costs neither.
+    ///
+    /// A write that must happen (not a disk copy of a resident value) that
+    /// would pass the bound first drops the disk copies of resident values:
+    /// write-behind must never make a `set` fail that would succeed without it.
+    pub(crate) fn write_frame(
+        &self,
+        layout: UnsealedFrame<'_>,
+        why: Why,
+        mem_size: u64,
+        frame_name: Option<Arc<str>>,
+    ) -> Result<SpillFile> {
+        let len = layout.len() as u64;
+        let reservation = {
+            let mut st = self.lock();
+            if let Some(max) = self.config().max_disksize {
+                if st.disk_bytes + len > max && why != Why::Flush {
+                    let dropped = st.drop_resident_copies();
+                    if !dropped.is_empty() {
+                        drop(st);
+                        for f in dropped {
+                            let _ = std::fs::remove_file(&f.path);
+                        }
+                        st = self.lock();
+                    }
+                }
+                if st.disk_bytes + len > max {
+                    return Err(PoolError::DiskFull {
+                        needed: len,
+                        used: st.disk_bytes,
+                        max,
+                    });
+                }
+            }
+            st.disk_bytes += len;
+            Undo::new(self, move |st: &mut State| st.disk_bytes -= len)
+        };
+        let frame = layout.seal();
+        let seq = self.inner.file_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.session_dir().join(format!("{seq:x}.frame"));
+        mempool_serde::write_encoded_file(&frame, &path, false)?;
+        reservation.keep();
+        Counters::add(&self.inner.counters.bytes_written, len);
+        Ok(SpillFile {
+            path,
+            len,
+            mem_size,
+            frame_name,
+        })
+    }
+
+    /// Lays out and writes a value in memory to a new spill file.
+    fn write_value(&self, value: &dyn Stored, why: Why) -> Result<SpillFile> {
+        let name = value.as_frame().map(|f| Arc::from(f.type_name()));
+        self.write_frame(value.layout()?, why, value.size(), name)
+    }
+
+    /// Writes victims out (outside the lock), in pick order, and settles
+    /// each. At the first failure it stops: the failed victim and those not
+    /// written go back in memory in their places in line, and the failure is
+    /// returned (as [`PoolError::Spill`], but for flushes). A panic puts them
+    /// back the same way.
+    pub(crate) fn spill_all(&self, mut victims: Vec<Victim>) -> Option<PoolError> {
+        victims.reverse();
+        let mut vs = Victims {
+            pool: self,
+            rest: victims,
+            current: None,
+        };
+        while let Some(v) = vs.rest.pop() {
+            let v = vs.current.insert(v);
+            let (dref, why) = (self.dref(v.idx, v.gen, v.size), v.why);
+            match self.write_value(&*v.value, why) {
+                Ok(file) => {
+                    let v = vs.current.take().expect("current");
+                    self.settle(v, Some(file));
+                }
+                Err(source) => {
+                    vs.put_back();
+                    return Some(match why {
+                        Why::Flush => source,
+                        Why::Evict | Why::Move => PoolError::Spill {
+                            dref,
+                            source: Box::new(source),
+                        },
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Writes one victim and settles it; the write's own error on failure.
+    pub(crate) fn write_one(&self, v: Victim) -> Result<()> {
+        match self.spill_all(vec![v]) {
+            None => Ok(()),
+            Some(PoolError::Spill { source, .. }) => Err(*source),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Ends a write: with its file, a value written out of memory leaves it
+    /// and a flushed one keeps the file as its disk copy; without (the write
+    /// failed), the value is resident as before (first in line to leave,
+    /// or queued to be copied again). A file whose value was deleted
+    /// meanwhile is removed.
+    pub(crate) fn settle(&self, v: Victim, written: Option<SpillFile>) {
+        let (released, orphan) = {
+            let mut st = self.lock();
+            if v.why == Why::Flush {
+                (None, st.finish_flush(v.idx, v.gen, written))
+            } else {
+                let (released, orphan) = st.finish_spill(v.idx, v.gen, v.size, written);
+                if released.is_some() && v.why == Why::Evict {
+                    st.evictions += 1;
+                }
+                (released, orphan)
+            }
+        };
+        // Files first: dropping a value runs user code, which may panic.
+        if let Some(f) = orphan {
+            let _ = std::fs::remove_file(&f.path);
+        }
+        drop(v.value);
+        release(released);
+    }
+}
