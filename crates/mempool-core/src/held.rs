@@ -127,7 +127,7 @@ pub(crate) fn release(values: impl IntoIterator<Item = Arc<dyn Stored>>) {
 /// The `Ref<T>` of a typed value already checked to hold a `T`.
 pub(crate) fn downcast<T: Storable>(v: Arc<dyn Stored>) -> Ref<T> {
     match v.into_any().downcast::<Held<T>>() {
-        Ok(held) => Ref { held },
+        Ok(held) => Ref::from_held(held),
         Err(_) => unreachable!("the entry's type was checked against T"),
     }
 }
@@ -141,11 +141,21 @@ pub(crate) fn downcast<T: Storable>(v: Arc<dyn Stored>) -> Ref<T> {
 /// the last `Ref` drops. Hold `Ref`s briefly when memory is tight.
 pub struct Ref<T> {
     held: Arc<Held<T>>,
+    /// For a value decoded from a frame entry: the entry, whose bytes the
+    /// value may share, held so that they count as detached once the pool
+    /// lets go of them while this `Ref` lives.
+    source: Option<Arc<dyn Stored>>,
 }
 
 impl<T> Ref<T> {
     pub(crate) fn from_held(held: Arc<Held<T>>) -> Self {
-        Self { held }
+        Self { held, source: None }
+    }
+
+    /// This value keeps `source` (the frame it was decoded from) alive.
+    pub(crate) fn keeping(mut self, source: Arc<dyn Stored>) -> Self {
+        self.source = Some(source);
+        self
     }
 }
 
@@ -153,6 +163,7 @@ impl<T> Clone for Ref<T> {
     fn clone(&self) -> Self {
         Self {
             held: Arc::clone(&self.held),
+            source: self.source.clone(),
         }
     }
 }

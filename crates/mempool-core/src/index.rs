@@ -27,6 +27,10 @@ pub(crate) struct SpillFile {
     /// The frame's type name, for a value stored as a frame (whose type the
     /// pool may not know); `None` for a typed value (see the entry's tag).
     pub(crate) frame_name: Option<Arc<str>>,
+    /// A [`FileRef`](crate::FileRef) to it was handed out (`move_to_disk`,
+    /// `copy_to_disk`): it stays until the value is deleted, even when the
+    /// disk bound makes the pool drop the copies of resident values.
+    pub(crate) handed_out: bool,
 }
 
 /// The type of a stored value, kept in its slot (a static vtable, no allocation).
@@ -308,6 +312,10 @@ pub(crate) struct State {
     pub(crate) spills: u64,
     pub(crate) spill_failures: u64,
     pub(crate) restores: u64,
+    /// Disk copies being written (`Flushing` values, and flushes of values
+    /// deleted meanwhile): their disk bytes are reserved, and they become
+    /// droppable copies once they settle.
+    pub(crate) flushes: u32,
     /// Callers waiting on the pool's condition variable.
     pub(crate) waiters: u32,
     /// Something changed that a waiter may be waiting for (see Wake-ups).
@@ -335,6 +343,7 @@ impl State {
             spills: 0,
             spill_failures: 0,
             restores: 0,
+            flushes: 0,
             waiters: 0,
             wake: false,
         }
@@ -532,6 +541,8 @@ impl State {
         if failed {
             self.spill_failures += 1;
             self.relink_as_victim(idx);
+            // Still without a disk copy: write-behind may try again.
+            self.push_dirty(idx);
         } else {
             self.disk_values += 1;
             self.spills += 1;
@@ -547,6 +558,7 @@ impl State {
             return None;
         };
         let value = Arc::clone(value);
+        self.flushes += 1;
         self.transition(idx, |_| {
             (
                 Place::Flushing {
@@ -568,6 +580,7 @@ impl State {
         written: Option<SpillFile>,
     ) -> Option<SpillFile> {
         self.wake = true;
+        self.flushes -= 1;
         if !self.is_live(idx, gen) {
             return self.orphan(written);
         }
@@ -759,7 +772,8 @@ impl State {
     }
 
     /// Drops the disk copies of resident values (they are in memory; the
-    /// copies only save a write at eviction), queueing the values for
+    /// copies only save a write at eviction) but those handed out as a
+    /// `FileRef`, queueing the values for
     /// write-behind again. For when the disk bound is reached. Returns the
     /// files to remove (after unlocking). O(n).
     pub(crate) fn drop_resident_copies(&mut self) -> Vec<SpillFile> {
@@ -772,6 +786,9 @@ impl State {
             else {
                 continue;
             };
+            if copy.as_ref().is_some_and(|f| f.handed_out) {
+                continue;
+            }
             if let Some(f) = copy.take() {
                 self.disk_bytes -= f.len;
                 self.disk_values -= 1;
@@ -781,6 +798,22 @@ impl State {
         }
         self.wake = true;
         files
+    }
+
+    /// A `FileRef` to slot `idx`'s file, which is kept from then on until
+    /// the value is deleted; `None` if it has no file.
+    pub(crate) fn hand_out(&mut self, idx: u32) -> Option<crate::FileRef> {
+        let Entry { place, .. } = self.slots[idx as usize].entry.as_mut()?;
+        let file = match place {
+            Place::Resident { copy, .. } => copy.as_deref_mut(),
+            Place::OnDisk { file } | Place::Restoring { file } => Some(&mut **file),
+            Place::Flushing { .. } | Place::Spilling { .. } => None,
+        }?;
+        file.handed_out = true;
+        Some(crate::FileRef {
+            path: file.path.clone(),
+            size: file.len,
+        })
     }
 
     /// Sets a slot's generation (to test wrapping).
@@ -842,6 +875,7 @@ mod tests {
             len,
             mem_size: 1,
             frame_name: None,
+            handed_out: false,
         }
     }
 

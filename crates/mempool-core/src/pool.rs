@@ -332,11 +332,20 @@ impl Pool {
         let (idx, gen) = st.insert_resident(value, tag);
         let flush = self.wants_flush(&st);
         drop(st);
-        release(released);
+        let r = self.dref(idx, gen, size);
+        // Dropping the released values runs user code, which may panic: the
+        // new value is stored by then, and its ref would be lost with the
+        // panic, so it is deleted again before the panic goes on.
+        if let Err(panic) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| release(released)))
+        {
+            let _ = self.delete(&r);
+            std::panic::resume_unwind(panic);
+        }
         if flush {
             self.kick_flusher();
         }
-        self.dref(idx, gen, size)
+        r
     }
 
     /// Writes a value straight to disk and publishes it as on disk only.
@@ -384,7 +393,7 @@ impl Pool {
                 st.hits += 1;
                 drop(st);
                 return match v.as_frame() {
-                    Some(frame) => self.decode_frame(frame),
+                    Some(frame) => Ok(self.decode_frame::<T>(frame)?.keeping(v)),
                     None => Ok(downcast(v)),
                 };
             }
@@ -428,7 +437,8 @@ impl Pool {
                     let out = self.decode_frame::<T>(&frame)?;
                     let size = frame.len() as u64;
                     let held = Held::new(FrameValue(frame), size, Arc::clone(&self.inner.counters));
-                    Ok((Arc::new(held) as Arc<dyn Stored>, out))
+                    let stored: Arc<dyn Stored> = Arc::new(held);
+                    Ok((Arc::clone(&stored), out.keeping(stored)))
                 })
         } else {
             crate::mapped::read_spill::<T>(&file.path, &self.read_options())
@@ -592,20 +602,11 @@ impl Pool {
         }
     }
 
-    fn file_ref(f: &SpillFile) -> FileRef {
-        FileRef {
-            path: f.path.clone(),
-            size: f.len,
-        }
-    }
-
     /// The `FileRef` of `r`'s file once a write of it settled.
     fn file_after_write(&self, r: &DRef) -> Result<FileRef> {
-        let st = self.lock();
+        let mut st = self.lock();
         let idx = st.find(self.inner.owner, r)?;
-        st.entry(idx)
-            .file()
-            .map(Self::file_ref)
+        st.hand_out(idx)
             // Only a delete (then `find` fails) removes a written file.
             .ok_or(PoolError::NotFound { dref: *r })
     }
@@ -619,17 +620,13 @@ impl Pool {
     /// value stays in memory).
     pub fn move_to_disk(&self, r: &DRef) -> Result<FileRef> {
         let (mut st, idx) = self.lock_settled(r)?;
-        if let Some(f) = st
-            .entry(idx)
-            .file()
-            .filter(|_| st.entry(idx).value().is_none())
-        {
-            return Ok(Self::file_ref(f));
+        if st.entry(idx).value().is_none() {
+            return st.hand_out(idx).ok_or(PoolError::NotFound { dref: *r });
         }
         let gen = split_id(r.id).1;
         match st.start_spill(idx) {
             Some(crate::index::Leaving::Dropped(value)) => {
-                let f = st.entry(idx).file().map(Self::file_ref);
+                let f = st.hand_out(idx);
                 drop(st);
                 release([value]);
                 f.ok_or(PoolError::NotFound { dref: *r })
@@ -660,8 +657,8 @@ impl Pool {
     /// when the write fails (nothing changes).
     pub fn copy_to_disk(&self, r: &DRef) -> Result<FileRef> {
         let (mut st, idx) = self.lock_settled(r)?;
-        if let Some(f) = st.entry(idx).file() {
-            return Ok(Self::file_ref(f));
+        if st.entry(idx).file().is_some() {
+            return st.hand_out(idx).ok_or(PoolError::NotFound { dref: *r });
         }
         let gen = split_id(r.id).1;
         let value = st
@@ -691,12 +688,7 @@ impl Pool {
     /// value's spill file is corrupt (it is verified before being copied).
     pub fn save_to_disk(&self, r: &DRef, path: impl AsRef<Path>) -> Result<FileRef> {
         let path = path.as_ref();
-        let abs = std::path::absolute(path).map_err(|source| PoolError::Io {
-            op: "resolving",
-            path: path.to_owned(),
-            source,
-        })?;
-        if abs.starts_with(self.session_dir()) {
+        if self.inside_session_dir(path)? {
             return Err(PoolError::InvalidPath {
                 path: path.to_owned(),
                 reason: "it is inside the pool's session directory, which is removed at shutdown",
@@ -712,6 +704,32 @@ impl Pool {
             path: path.to_owned(),
             size,
         })
+    }
+
+    /// Whether `path` names a file in the session directory, however it is
+    /// spelled (`..`, symbolic links): its directory is resolved first.
+    fn inside_session_dir(&self, path: &Path) -> Result<bool> {
+        let io = |op, p: &Path| {
+            let p = p.to_owned();
+            move |source| PoolError::Io {
+                op,
+                path: p,
+                source,
+            }
+        };
+        let abs = std::path::absolute(path).map_err(io("resolving", path))?;
+        let session = std::fs::canonicalize(self.session_dir())
+            .map_err(io("resolving", self.session_dir()))?;
+        let dir = match abs.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => return Ok(false),
+        };
+        // A directory that does not exist cannot be the session's; the
+        // write reports it.
+        match std::fs::canonicalize(dir) {
+            Ok(dir) => Ok(dir.starts_with(&session)),
+            Err(_) => Ok(abs.starts_with(self.session_dir())),
+        }
     }
 
     /// A snapshot of the accounting and counters.

@@ -262,7 +262,14 @@ impl Pool {
                     // flush another.
                     Some(v) => {
                         drop(st);
-                        if self.write_one(v).is_err() {
+                        // Another value's encoder may fail or panic: that is
+                        // write-behind's failure (it backs off), not this
+                        // caller's.
+                        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.write_one(v)
+                        }))
+                        .is_ok_and(|r| r.is_ok());
+                        if !ok {
                             self.inner.backoff.lock().failed();
                         }
                         st = self.lock();
@@ -334,6 +341,7 @@ mod tests {
             len: size,
             mem_size: size,
             frame_name: None,
+            handed_out: false,
         }
     }
 

@@ -51,13 +51,23 @@ struct Victims<'p> {
 }
 
 impl Victims<'_> {
+    /// Puts every victim not written back in memory: first every index
+    /// transition, under one lock, then (unlocked) the drops of the
+    /// victims' references, which may run user code that panics — by then
+    /// nothing is left `Spilling`.
     fn put_back(&mut self) {
-        for v in std::mem::take(&mut self.rest) {
-            self.pool.settle(v, None);
+        let mut all = std::mem::take(&mut self.rest);
+        all.extend(self.current.take());
+        if all.is_empty() {
+            return;
         }
-        if let Some(v) = self.current.take() {
-            self.pool.settle(v, None);
+        let mut st = self.pool.lock();
+        for v in &all {
+            let (released, orphan) = self.pool.settle_index(&mut st, v, None);
+            debug_assert!(released.is_none() && orphan.is_none());
         }
+        drop(st);
+        drop(all);
     }
 }
 
@@ -73,8 +83,9 @@ impl Pool {
     /// and the write, so that a full disk costs neither.
     ///
     /// A write that must happen (not a disk copy of a resident value) that
-    /// would pass the bound first drops the disk copies of resident values:
-    /// write-behind must never make a `set` fail that would succeed without it.
+    /// would pass the bound first drops the disk copies of resident values,
+    /// waiting for copies being written to settle if needed: write-behind
+    /// must never make a `set` fail that would succeed without it.
     pub(crate) fn write_frame(
         &self,
         layout: UnsealedFrame<'_>,
@@ -86,7 +97,7 @@ impl Pool {
         let reservation = {
             let mut st = self.lock();
             if let Some(max) = self.config().max_disksize {
-                if st.disk_bytes + len > max && why != Why::Flush {
+                while st.disk_bytes + len > max && why != Why::Flush {
                     let dropped = st.drop_resident_copies();
                     if !dropped.is_empty() {
                         drop(st);
@@ -94,6 +105,12 @@ impl Pool {
                             let _ = std::fs::remove_file(&f.path);
                         }
                         st = self.lock();
+                    } else if st.flushes > 0 {
+                        // Disk copies being written hold reservations that
+                        // become droppable once they settle (which wakes us).
+                        st = st.wait();
+                    } else {
+                        break;
                     }
                 }
                 if st.disk_bytes + len > max {
@@ -118,6 +135,7 @@ impl Pool {
             len,
             mem_size,
             frame_name,
+            handed_out: false,
         })
     }
 
@@ -177,23 +195,31 @@ impl Pool {
     /// or queued to be copied again). A file whose value was deleted
     /// meanwhile is removed.
     pub(crate) fn settle(&self, v: Victim, written: Option<SpillFile>) {
-        let (released, orphan) = {
-            let mut st = self.lock();
-            if v.why == Why::Flush {
-                (None, st.finish_flush(v.idx, v.gen, written))
-            } else {
-                let (released, orphan) = st.finish_spill(v.idx, v.gen, v.size, written);
-                if released.is_some() && v.why == Why::Evict {
-                    st.evictions += 1;
-                }
-                (released, orphan)
-            }
-        };
+        let (released, orphan) = self.settle_index(&mut self.lock(), &v, written);
         // Files first: dropping a value runs user code, which may panic.
         if let Some(f) = orphan {
             let _ = std::fs::remove_file(&f.path);
         }
         drop(v.value);
         release(released);
+    }
+
+    /// The index half of [`Pool::settle`]: returns the value to let go of
+    /// and the file to remove, for after unlocking.
+    fn settle_index(
+        &self,
+        st: &mut State,
+        v: &Victim,
+        written: Option<SpillFile>,
+    ) -> (Option<Arc<dyn Stored>>, Option<SpillFile>) {
+        if v.why == Why::Flush {
+            (None, st.finish_flush(v.idx, v.gen, written))
+        } else {
+            let (released, orphan) = st.finish_spill(v.idx, v.gen, v.size, written);
+            if released.is_some() && v.why == Why::Evict {
+                st.evictions += 1;
+            }
+            (released, orphan)
+        }
     }
 }
