@@ -49,6 +49,8 @@ pub(crate) struct Script {
     delay_ms: AtomicU64,
     /// The next drop of a value panics (once).
     panic_on_drop: AtomicBool,
+    /// Milliseconds each drop of a value sleeps.
+    drop_delay_ms: AtomicU64,
 }
 
 #[allow(dead_code, reason = "each test crate uses some of the knobs")]
@@ -68,11 +70,16 @@ impl Script {
     pub(crate) fn set_panic_on_drop(&self, on: bool) {
         self.panic_on_drop.store(on, Ordering::SeqCst);
     }
+
+    pub(crate) fn set_drop_delay(&self, d: Duration) {
+        self.drop_delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
 }
 
 /// Bytes whose writes succeed, fail, panic or sleep, and whose drop may
-/// panic, as their [`Script`] says. Read back, a value gets a fresh script
-/// (it writes normally).
+/// sleep or panic, as their [`Script`] says. Read back, a value gets a fresh
+/// script (it writes and drops normally).
 #[derive(Debug)]
 pub(crate) struct Scripted {
     pub(crate) bytes: Vec<u8>,
@@ -92,6 +99,10 @@ impl Scripted {
 
 impl Drop for Scripted {
     fn drop(&mut self) {
+        let delay = self.script.drop_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         if self.script.panic_on_drop.swap(false, Ordering::SeqCst) && !std::thread::panicking() {
             panic!("Scripted: told to panic on drop");
         }
