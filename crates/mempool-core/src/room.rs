@@ -484,22 +484,8 @@ mod tests {
                     self.callers[i].phase = Phase::Writing(victims);
                 }
                 Step::Release(_) => {}
-                Step::Blocked if self.rng.below(2) == 0 => {
-                    // Help write-behind, as `admit` does.
-                    if let Some(idx) = self.st.pop_dirty() {
-                        let gen = self.st.slots[idx as usize].gen();
-                        if let Some(v) = self.st.start_flush(idx) {
-                            self.log.push(format!("caller {i}: helps flush {idx}"));
-                            self.flushes.push(Victim {
-                                idx,
-                                gen,
-                                size: v.size(),
-                                value: v,
-                                why: Why::Flush,
-                            });
-                        }
-                    }
-                }
+                // Help write-behind, as `admit` does.
+                Step::Blocked if self.rng.below(2) == 0 => self.start_flush(&format!("caller {i}")),
                 Step::Blocked | Step::Wait => {
                     self.log.push(format!("caller {i}: waits"));
                     self.deliver();
@@ -560,24 +546,28 @@ mod tests {
             self.log.push(format!("caller {i}: wrote {}", v.idx));
         }
 
+        /// `who` starts a disk copy of the oldest value without one.
+        fn start_flush(&mut self, who: &str) {
+            let Some(idx) = self.st.pop_dirty() else {
+                return;
+            };
+            let gen = self.st.slots[idx as usize].gen();
+            if let Some(v) = self.st.start_flush(idx) {
+                self.log.push(format!("{who}: flushes {idx}"));
+                self.flushes.push(Victim {
+                    idx,
+                    gen,
+                    size: v.size(),
+                    value: v,
+                    why: Why::Flush,
+                });
+            }
+        }
+
         fn background(&mut self) {
             match self.rng.below(3) {
                 // Write-behind starts a flush.
-                0 => {
-                    if let Some(idx) = self.st.pop_dirty() {
-                        let gen = self.st.slots[idx as usize].gen();
-                        if let Some(v) = self.st.start_flush(idx) {
-                            self.log.push(format!("flusher: starts {idx}"));
-                            self.flushes.push(Victim {
-                                idx,
-                                gen,
-                                size: v.size(),
-                                value: v,
-                                why: Why::Flush,
-                            });
-                        }
-                    }
-                }
+                0 => self.start_flush("flusher"),
                 // A flush settles.
                 1 if !self.flushes.is_empty() => {
                     let k = self.rng.below(self.flushes.len() as u64) as usize;

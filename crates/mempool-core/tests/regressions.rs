@@ -1,85 +1,13 @@
 //! Regressions found by review: each test failed before its fix.
 
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc};
+mod common;
+
+use std::sync::mpsc;
 use std::time::Duration;
 
+use common::{Script, Scripted, Write};
 use mempool_arrays::PrimitiveArray;
 use mempool_core::{Pool, PoolConfig};
-use mempool_serde::{
-    FrameError, FrameType, MemSize, MmRead, MmWrite, SectionReader, SectionWriter,
-};
-
-#[derive(Debug, Default)]
-struct Knobs {
-    /// 0 ok, 1 fail, 2 panic
-    write: AtomicU8,
-    delay_ms: AtomicU64,
-    panic_on_drop: AtomicBool,
-}
-
-#[derive(Debug)]
-struct Bomb {
-    bytes: Vec<u8>,
-    k: Arc<Knobs>,
-}
-
-fn bomb(seed: u8, len: usize, k: &Arc<Knobs>) -> Bomb {
-    Bomb {
-        bytes: vec![seed; len],
-        k: Arc::clone(k),
-    }
-}
-
-impl Drop for Bomb {
-    fn drop(&mut self) {
-        if self.k.panic_on_drop.swap(false, Ordering::SeqCst) && !std::thread::panicking() {
-            panic!("Bomb: panic on drop");
-        }
-    }
-}
-
-impl FrameType for Bomb {
-    fn type_name() -> Cow<'static, str> {
-        "review::Bomb".into()
-    }
-}
-
-impl MmWrite for Bomb {
-    fn write_sections<'a>(&'a self, w: &mut SectionWriter<'a>) -> mempool_serde::Result<()> {
-        let d = self.k.delay_ms.load(Ordering::SeqCst);
-        if d > 0 {
-            std::thread::sleep(Duration::from_millis(d));
-        }
-        match self.k.write.load(Ordering::SeqCst) {
-            0 => {
-                w.bytes(&self.bytes);
-                Ok(())
-            }
-            1 => Err(FrameError::Io {
-                path: None,
-                source: std::io::Error::other("Bomb: fail"),
-            }),
-            _ => panic!("Bomb: panic in encode"),
-        }
-    }
-}
-
-impl MmRead for Bomb {
-    fn read_sections(r: &mut SectionReader<'_>) -> mempool_serde::Result<Self> {
-        Ok(Self {
-            bytes: r.bytes()?.to_vec(),
-            k: Arc::default(),
-        })
-    }
-}
-
-impl MemSize for Bomb {
-    fn mem_size(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-}
 
 fn pool(dir: &tempfile::TempDir, max: u64) -> Pool {
     Pool::new(
@@ -109,10 +37,10 @@ fn within<R: Send + 'static>(t: Duration, f: impl FnOnce() -> R + Send + 'static
 fn a_panic_dropping_a_released_value_after_linking_leaves_no_orphan() {
     let dir = tempfile::tempdir().unwrap();
     let p = pool(&dir, 1000);
-    let k = Arc::new(Knobs::default());
-    let a = p.set(bomb(1, 600, &k)).unwrap();
+    let k = Script::new();
+    let a = p.set(Scripted::new(1, 600, &k)).unwrap();
     p.copy_to_disk(&a).unwrap(); // a leaves memory by being dropped
-    k.panic_on_drop.store(true, Ordering::SeqCst);
+    k.set_panic_on_drop(true);
     let p2 = p.clone();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || p2.set(vec![7u8; 600])));
     assert!(r.is_err(), "the destructor panic reaches the caller");
@@ -135,16 +63,16 @@ fn a_panic_dropping_a_released_value_after_linking_leaves_no_orphan() {
 fn a_panic_while_putting_victims_back_strands_none() {
     let dir = tempfile::tempdir().unwrap();
     let p = pool(&dir, 1000);
-    let slow = Arc::new(Knobs::default());
-    let fine = Arc::new(Knobs::default());
-    let boom = Arc::new(Knobs::default());
-    let v1 = p.set(bomb(1, 300, &slow)).unwrap();
-    let v2 = p.set(bomb(2, 300, &fine)).unwrap();
-    let v3 = p.set(bomb(3, 300, &boom)).unwrap();
+    let slow = Script::new();
+    let fine = Script::new();
+    let boom = Script::new();
+    let v1 = p.set(Scripted::new(1, 300, &slow)).unwrap();
+    let v2 = p.set(Scripted::new(2, 300, &fine)).unwrap();
+    let v3 = p.set(Scripted::new(3, 300, &boom)).unwrap();
     // v1's write sleeps, then fails; v3's drop panics.
-    slow.delay_ms.store(500, Ordering::SeqCst);
-    slow.write.store(1, Ordering::SeqCst);
-    boom.panic_on_drop.store(true, Ordering::SeqCst);
+    slow.set_delay(Duration::from_millis(500));
+    slow.set_write(Write::Fail);
+    boom.set_panic_on_drop(true);
     let p2 = p.clone();
     let setter = std::thread::spawn(move || {
         // Evicts v1, v2, v3 (in that order): v1 is written first.
@@ -167,8 +95,8 @@ fn a_panic_while_putting_victims_back_strands_none() {
         p3.move_to_disk(&v2).map(|_| ())
     });
     // The 300 stranded bytes count for ever: a set of 800 waits for ever.
-    slow.write.store(0, Ordering::SeqCst);
-    slow.delay_ms.store(0, Ordering::SeqCst);
+    slow.set_write(Write::Ok);
+    slow.set_delay(Duration::ZERO);
     let p4 = p.clone();
     let set800 = within(Duration::from_secs(3), move || {
         p4.set(vec![0u8; 800]).is_ok()
