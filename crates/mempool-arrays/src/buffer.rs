@@ -85,6 +85,27 @@ impl Allocation for memmap2::Mmap {
     }
 }
 
+/// A buffer kept with a guard (see [`Buffer::with_guard`]).
+struct Guarded {
+    inner: Buffer,
+    _guard: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl Allocation for Guarded {
+    fn bytes(&self) -> &[u8] {
+        self.inner.as_slice()
+    }
+    fn kind(&self) -> MemoryKind {
+        self.inner.owner.kind()
+    }
+    fn held(&self) -> usize {
+        self.inner.len
+    }
+    fn populate(&self, offset: usize, len: usize) -> std::io::Result<()> {
+        self.inner.owner.populate(self.inner.offset + offset, len)
+    }
+}
+
 struct StaticAlloc(&'static [u8]);
 
 impl Allocation for StaticAlloc {
@@ -156,6 +177,21 @@ impl Buffer {
     /// Copies `bytes` into a new heap allocation aligned to [`ALIGNMENT`].
     pub fn copy_aligned(bytes: &[u8]) -> Self {
         AlignedVec::from_slice(bytes).into()
+    }
+
+    /// The same bytes, with `guard` kept alive for as long as this buffer or
+    /// any clone or slice of it lives: O(1), no copy. For a store that must
+    /// know when nobody reads a range any more (a pin on the bytes of a
+    /// spilled value), the guard's `Drop` says so.
+    pub fn with_guard(&self, guard: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        Self {
+            owner: Arc::new(Guarded {
+                inner: self.clone(),
+                _guard: guard,
+            }),
+            offset: 0,
+            len: self.len,
+        }
     }
 
     /// Wraps a whole memory map without copying.
@@ -607,6 +643,29 @@ impl ApproxSize for Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guard_lives_as_long_as_any_slice_of_the_buffer() {
+        struct Flag(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let base = Buffer::from_vec((0u8..=255).collect::<Vec<u8>>());
+        let guarded = base
+            .slice(16, 64)
+            .with_guard(Arc::new(Flag(Arc::clone(&dropped))));
+        assert_eq!(guarded.as_slice(), &base.as_slice()[16..80]);
+        assert_eq!(guarded.memory_kind(), MemoryKind::Heap);
+        let part = guarded.slice(8, 8);
+        drop(guarded);
+        assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(part.as_slice(), &base.as_slice()[24..32]);
+        drop(part);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+    }
 
     #[test]
     fn aligned_vec_is_aligned_and_grows() {
