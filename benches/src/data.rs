@@ -10,6 +10,7 @@
 //! pool[k]         = (rnd(0, k) >> 11) * 2^-53 as f64, k < 8 Mi
 //! W1 value i      = pool[off .. off + 131072], off = rnd(1, i) % (8 Mi - 131072 + 1)
 //! W2 value k      = little-endian u64 k repeated, cut to 100 bytes
+//! W5 value k      = little-endian u64 k repeated, cut to 1,000 bytes
 //! letters[k]      = b'a' + rnd(4, k) % 26, k < 1 Mi
 //! W3 string j of array i: g = i * 100000 + j; len = 5 + rnd(5, g) % 36;
 //!                 off = rnd(6, g) % (1 Mi - 40); s = letters[off .. off + len]
@@ -24,6 +25,8 @@ pub const W1_GET_STREAM: u64 = 2;
 pub const W2_GET_STREAM: u64 = 3;
 /// Stream of [`perm`] giving W3's get order.
 pub const W3_GET_STREAM: u64 = 7;
+/// Stream of [`perm`] giving W5's get order (DESIGN.md: `perm(100000, 3)`).
+pub const W5_GET_STREAM: u64 = 3;
 
 /// Number of `f64` in the generator pool (8 Mi, 64 MiB).
 pub const POOL_LEN: usize = 8 << 20;
@@ -41,6 +44,10 @@ pub const LETTERS_LEN: usize = 1 << 20;
 pub const W3_ARRAYS: usize = 64;
 /// Number of strings in one W3 array.
 pub const W3_STRINGS_PER_ARRAY: usize = 100_000;
+/// Number of W5 puts (and gets).
+pub const W5_VALUES: usize = 100_000;
+/// Length in bytes of one W5 value.
+pub const W5_VALUE_LEN: usize = 1_000;
 
 /// SplitMix64's finaliser: the recipe's `mix(z)`.
 #[inline]
@@ -149,6 +156,28 @@ pub fn w2_value(k: u64) -> [u8; W2_VALUE_LEN] {
     for (i, b) in v.iter_mut().enumerate() {
         *b = le[i % 8];
     }
+    v
+}
+
+/// Fills `out` with the little-endian bytes of `k` repeated, cut to
+/// `out.len()`: the recipe of W2 and W5 values.
+#[inline]
+pub fn fill_le_repeated(k: u64, out: &mut [u8]) {
+    let le = k.to_le_bytes();
+    let mut chunks = out.chunks_exact_mut(8);
+    for c in &mut chunks {
+        c.copy_from_slice(&le);
+    }
+    let rest = chunks.into_remainder();
+    let n = rest.len();
+    rest.copy_from_slice(&le[..n]);
+}
+
+/// W5 value `k`: W2's recipe cut to [`W5_VALUE_LEN`] (1,000) bytes.
+#[inline]
+pub fn w5_value(k: u64) -> Vec<u8> {
+    let mut v = vec![0u8; W5_VALUE_LEN];
+    fill_le_repeated(k, &mut v);
     v
 }
 
@@ -358,6 +387,18 @@ mod tests {
         assert_eq!(&v[..8], &[8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(&v[96..], &[8, 7, 6, 5]);
         assert_eq!(w2_value(0), [0u8; 100]);
+    }
+
+    #[test]
+    fn w5_value_layout() {
+        let k = 0x0102_0304_0506_0708;
+        let v = w5_value(k);
+        assert_eq!(v.len(), 1000);
+        assert_eq!(v[..100], w2_value(k));
+        assert_eq!(&v[992..], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        let mut odd = [0u8; 13];
+        fill_le_repeated(k, &mut odd);
+        assert_eq!(odd[..], w2_value(k)[..13]);
     }
 
     #[test]

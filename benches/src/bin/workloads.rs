@@ -1,6 +1,7 @@
-//! The workloads of DESIGN.md (W1 spill-churn, W2 small-objects, W3 strings)
-//! plus the machine's limits to compare them with. Run by `cargo xtask bench`,
-//! or alone: `cargo run --release -p mempool-benches --bin workloads -- --json out.json`.
+//! The workloads of DESIGN.md (W1 spill-churn, W2 small-objects, W3 strings,
+//! W5 small-object spill) plus the machine's limits to compare them with. Run
+//! by `cargo xtask bench`, or alone:
+//! `cargo run --release -p mempool-benches --bin workloads -- --json out.json`.
 //!
 //! Timing: only the pool calls (and, in get phases, the verification pass the
 //! recipe requires) are timed; generating the data is not.
@@ -11,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use mempool_arrays::{Buffer, PrimitiveArray, StringArray};
 use mempool_benches::data::{
-    checksum_f64, checksum_string_array, checksum_strings, perm, w1_value, w2_value, w3_strings,
-    F64Pool, Letters, W1_GET_STREAM, W1_VALUES, W1_VALUE_LEN, W2_GET_STREAM, W2_OPS, W3_ARRAYS,
-    W3_GET_STREAM,
+    checksum_f64, checksum_string_array, checksum_strings, fill_le_repeated, perm, w1_value,
+    w2_value, w3_strings, w5_value, F64Pool, Letters, W1_GET_STREAM, W1_VALUES, W1_VALUE_LEN,
+    W2_GET_STREAM, W2_OPS, W3_ARRAYS, W3_GET_STREAM, W5_GET_STREAM, W5_VALUES, W5_VALUE_LEN,
 };
 use mempool_core::{Pool, PoolConfig};
 
@@ -655,6 +656,91 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
     w
 }
 
+/// Regular files in `dir`, hidden ones (the session's lock) left out.
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
+        .count()
+}
+
+/// W5 small-object spill: 100,000 values of 1,000 bytes into a 1 MiB pool
+/// (write-behind on, the default), then all read back in `perm(100000, 3)`
+/// order, each verified.
+fn w5(dir: &Path, lim: &Limits) -> Workload {
+    println!("W5 small-object spill: 100,000 values of 1,000 bytes, max_memsize 1 MiB");
+    reset_peak_rss();
+    let pool = Pool::new(PoolConfig::default().max_memsize(MIB).spill_dir(dir)).unwrap();
+    // DESIGN.md: the put timer runs over the whole loop, each value made
+    // inside it; the keys are kept in a Vec.
+    let mut refs = Vec::with_capacity(W5_VALUES);
+    trace_phase("W5-put-start");
+    let t = Instant::now();
+    for k in 0..W5_VALUES as u64 {
+        refs.push(pool.set(w5_value(k)).unwrap());
+    }
+    let put = t.elapsed();
+    trace_phase("W5-put-end");
+    // Untimed. With write-behind, evictions still being written may not
+    // have their file yet: this is the count as the put phase left it.
+    let files = count_files(pool.session_dir());
+    let order = perm(W5_VALUES as u64, W5_GET_STREAM);
+    let mut expect = [0u8; W5_VALUE_LEN];
+    trace_phase("W5-get-start");
+    // The get timer runs over the whole loop, the verification included.
+    let t = Instant::now();
+    for k in order {
+        let v = pool.get::<Vec<u8>>(&refs[k as usize]).unwrap();
+        fill_le_repeated(k, &mut expect);
+        assert!(v[..] == expect[..], "W5 value {k} corrupted");
+    }
+    let get = t.elapsed();
+    trace_phase("W5-get-end");
+    let rss = peak_rss_mib();
+    let stats = pool.stats();
+    let ops = |d: Duration| W5_VALUES as f64 / d.as_secs_f64();
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / W5_VALUES as f64;
+    let mut w = Workload::new("W5");
+    w.add(
+        "put",
+        ops(put),
+        "ops/s",
+        ">= 500000",
+        format!(
+            "{:.2} us a put; creating an empty file takes {:.1} us",
+            us(put),
+            lim.create_us
+        ),
+    );
+    w.add(
+        "get (with verification)",
+        ops(get),
+        "ops/s",
+        ">= 500000",
+        format!("{:.2} us a get", us(get)),
+    );
+    w.add(
+        "files after the put phase",
+        files as f64,
+        "",
+        "",
+        "regular files in the session directory".into(),
+    );
+    w.add("peak RSS", rss, "MiB", "", String::new());
+    w.add(
+        "put + get",
+        (put + get).as_secs_f64(),
+        "s",
+        "",
+        String::new(),
+    );
+    w.add("spills", stats.spills as f64, "", "", String::new());
+    w.add("restores", stats.restores as f64, "", "", String::new());
+    w
+}
+
 fn main() {
     let mut json: Option<PathBuf> = None;
     let mut only: Option<String> = None;
@@ -678,7 +764,7 @@ fn main() {
                 }
             }
             "-h" | "--help" => {
-                println!("usage: workloads [--json FILE] [--only W1|W2|W3] [--runs N (3)] [--dir SPILL_PARENT] [--no-limits]");
+                println!("usage: workloads [--json FILE] [--only W1|W2|W3|W5] [--runs N (3)] [--dir SPILL_PARENT] [--no-limits]");
                 return;
             }
             other => {
@@ -699,8 +785,8 @@ fn main() {
     });
     let want = |w: &str| only.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(w));
     let mut all = Vec::new();
-    // The limits are what W1 and W3 are compared with; W2 stays in memory.
-    let lim = (want("W1") || want("W2") || want("W3")).then(|| {
+    // The limits are what W1, W3 and W5 are compared with; W2 stays in memory.
+    let lim = (want("W1") || want("W2") || want("W3") || want("W5")).then(|| {
         if no_limits {
             // For profiling a workload alone: no limits to compare with.
             return Limits {
@@ -775,6 +861,9 @@ fn main() {
     }
     if let Some(lim) = lim.as_ref().filter(|_| want("W3")) {
         all.push(repeat(&|| w3(dir.path(), lim)));
+    }
+    if let Some(lim) = lim.as_ref().filter(|_| want("W5")) {
+        all.push(repeat(&|| w5(dir.path(), lim)));
     }
     if let Some(path) = json {
         std::fs::write(&path, to_json(&all)).unwrap();
