@@ -2,11 +2,13 @@
 //! memory-mapped file, for a 1M-string StringArray, a 10M f64 column, a
 //! 1M-row PooledArray of 100 distinct strings, and a 4-column Table; and the
 //! cost of opening a ~100 MB StringArray frame file, with and without its
-//! checksum.
+//! checksum; and LZ4 compression and decompression of the frame of a W3-like
+//! string array (`compress/lz4/strings`, `decompress/lz4/strings`).
 //!
 //! The byte sizes of the frames go to `<criterion dir>/frame-sizes.json`
 //! (`{"name": bytes, …}`), so that the report can compare them (the pooled
-//! frame against the plain string frame of the same strings).
+//! frame against the plain string frame of the same strings, the compressed
+//! container against the frame it holds).
 #![allow(
     missing_docs,
     reason = "criterion_group! generates an undocumented pub fn"
@@ -24,8 +26,8 @@ use mempool_arrays::{
 };
 use mempool_benches::data::rnd;
 use mempool_serde::{
-    decode, decode_with, read_file_mapped_with, read_file_with, EncodedFrame, MmRead, MmWrite,
-    ReadOptions,
+    compress_frame, decode, decode_with, decompress_frame, read_file_mapped_with, read_file_with,
+    Codec, EncodedFrame, MmRead, MmWrite, ReadOptions,
 };
 
 const STRINGS: usize = 1_000_000;
@@ -33,6 +35,9 @@ const F64S: usize = 10_000_000;
 /// Strings in the ~100 MB frame of the open benchmark (8-byte offset plus
 /// 22.5 bytes on average each).
 const BIG_STRINGS: u64 = 3_300_000;
+/// Strings in the W3-like array of the compression benchmarks (as many as in
+/// one W3 array).
+const W3_STRINGS: u64 = 100_000;
 /// The file the frame sizes are written to, in criterion's output directory.
 const SIZES_FILE: &str = "frame-sizes.json";
 
@@ -60,12 +65,18 @@ fn pooled_strings() -> Vec<String> {
 /// ~100 MB of string frame: `BIG_STRINGS` ASCII strings of lengths 5..40,
 /// slices of one seeded 1 MiB run of letters (built without a `Vec<String>`).
 fn big_string_array() -> StringArray {
+    letter_strings(BIG_STRINGS)
+}
+
+/// `n` ASCII strings of lengths 5..40, slices of one seeded 1 MiB run of
+/// letters, as W3's are (built without a `Vec<String>`).
+fn letter_strings(n: u64) -> StringArray {
     const LETTERS: u64 = 1 << 20;
     let letters: Vec<u8> = (0..LETTERS)
         .map(|k| b'a' + (rnd(20, k) % 26) as u8)
         .collect();
-    let mut b = StringBuilder::with_capacity(BIG_STRINGS as usize, BIG_STRINGS as usize * 23);
-    for i in 0..BIG_STRINGS {
+    let mut b = StringBuilder::with_capacity(n as usize, n as usize * 23);
+    for i in 0..n {
         let len = 5 + rnd(21, i) % 36;
         let off = rnd(22, i) % (LETTERS - 40);
         let s = &letters[off as usize..(off + len) as usize];
@@ -95,7 +106,12 @@ static SIZES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 /// Records the size of `value`'s frame under `name` and rewrites the sizes
 /// file with every size recorded so far in this run.
 fn record_size<T: MmWrite>(name: &str, value: &T) {
-    let len = EncodedFrame::new(value).unwrap().len() as u64;
+    record_len(name, EncodedFrame::new(value).unwrap().len() as u64);
+}
+
+/// Records `len` bytes under `name` and rewrites the sizes file with every
+/// size recorded so far in this run.
+fn record_len(name: &str, len: u64) {
     let mut sizes = SIZES.lock().unwrap_or_else(|e| e.into_inner());
     sizes.insert(name.to_string(), len);
     let Some(dir) = criterion_dir() else {
@@ -271,12 +287,45 @@ fn open_big_strings(c: &mut Criterion) {
     g.finish();
 }
 
+/// LZ4 over the frame of one W3-like string array: `compress_frame` (the
+/// frame streamed from its chunks; the frame is laid out and sealed before
+/// the timed loop) and `decompress_frame` (header checks, the payload
+/// checksum, the allocation and the decompression; not the frame's parse).
+/// Throughput is in frame (raw) bytes; the frame's and the container's sizes
+/// go to the sizes file as `strings_w3` and `strings_w3_lz4`.
+fn compression(c: &mut Criterion) {
+    let a = letter_strings(W3_STRINGS);
+    let frame = EncodedFrame::new(&a).unwrap();
+    let raw_len = frame.len() as u64;
+    let container = compress_frame(&frame, Codec::Lz4).unwrap();
+    record_len("strings_w3", raw_len);
+    record_len("strings_w3_lz4", container.len() as u64);
+    let mut g = c.benchmark_group("compress");
+    g.throughput(Throughput::Bytes(raw_len));
+    g.bench_function("lz4/strings", |b| {
+        b.iter(|| black_box(compress_frame(&frame, Codec::Lz4).unwrap().len()))
+    });
+    g.finish();
+    let mut g = c.benchmark_group("decompress");
+    g.throughput(Throughput::Bytes(raw_len));
+    g.bench_function("lz4/strings", |b| {
+        b.iter(|| {
+            black_box(
+                decompress_frame(container.as_slice(), raw_len)
+                    .unwrap()
+                    .len(),
+            )
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = string_array, f64_column, pooled, table, open_big_strings
+    targets = string_array, f64_column, pooled, table, open_big_strings, compression
 }
 criterion_main!(benches);

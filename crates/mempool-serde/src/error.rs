@@ -218,6 +218,35 @@ pub enum FrameError {
     /// The arrays in the frame are inconsistent.
     #[error("invalid array in the frame: {0}")]
     Array(#[from] mempool_arrays::ArrayError),
+    /// A compressed frame names a codec this build does not know.
+    #[error(
+        "compressed frame uses codec id {id}, which this build does not know; read it with \
+         the mempool that wrote it, or rewrite it with a codec this build supports"
+    )]
+    UnknownCodec {
+        /// The codec id found.
+        id: u16,
+    },
+    /// A codec failed to compress a frame or to decompress a payload.
+    #[error("{op} with {codec} failed: {source}; {}", codec_advice(op))]
+    Codec {
+        /// The codec's name ("lz4").
+        codec: &'static str,
+        /// "compressing" or "decompressing".
+        op: &'static str,
+        /// The codec's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Memory for a decompressed frame could not be allocated.
+    #[error(
+        "cannot allocate {bytes} bytes for a decompressed frame; free memory, or use a \
+         smaller max_raw_len to refuse frames this large"
+    )]
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: u64,
+    },
     /// Reading or writing a file failed.
     #[error(
         "reading or writing {} failed: {source}; check the path, its permissions and the free disk space",
@@ -240,6 +269,15 @@ fn postcard_advice(op: &str) -> &'static str {
     } else {
         "the frame is corrupt, or the type changed since the frame was written: \
          rewrite it from its source"
+    }
+}
+
+/// What to do about a codec error, by operation.
+fn codec_advice(op: &str) -> &'static str {
+    if op == "compressing" {
+        "store the frame uncompressed instead"
+    } else {
+        "the compressed frame is corrupt: rewrite it from its source"
     }
 }
 
@@ -346,6 +384,18 @@ mod tests {
                 source: postcard_err,
             },
             FrameError::Array(mempool_arrays::ArrayError::InvalidUtf8 { index: 0 }),
+            FrameError::UnknownCodec { id: 9 },
+            FrameError::Codec {
+                codec: "lz4",
+                op: "compressing",
+                source: io(),
+            },
+            FrameError::Codec {
+                codec: "lz4",
+                op: "decompressing",
+                source: io(),
+            },
+            FrameError::OutOfMemory { bytes: 1 << 40 },
             FrameError::Io {
                 path: Some("/x".into()),
                 source: io(),

@@ -6,6 +6,10 @@
 //! - [`decode_and_exercise`]: bytes as one type, then [`Exercise::exercise`].
 //! - [`reseal`]: recomputes a mutated frame's checksums, so that mutations get
 //!   past the checksums and reach the section decoders.
+//! - [`decode_compressed`]: bytes as a compressed frame ([`decompress_frame`]),
+//!   then the frame bytes it gives as every type.
+//! - [`reseal_compressed`]: recomputes a mutated compressed frame's
+//!   checksums, so that mutations reach the codec.
 //!
 //! What "exercise" may call is the contract of the arrays: every accessor of a
 //! value that decoded must not panic for indices in bounds — except
@@ -24,8 +28,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::frame::{header_checksum, le_u32};
 use crate::{
-    decode_with, MmRead, PodElement, ReadOptions, Serde, HEADER_LEN, MAX_SECTIONS, MAX_TYPE_NAME,
-    SECTION_ALIGN,
+    decode_with, decompress_frame, MmRead, PodElement, ReadOptions, Serde, COMPRESSED_HEADER_LEN,
+    HEADER_LEN, MAX_SECTIONS, MAX_TYPE_NAME, SECTION_ALIGN,
 };
 
 /// Tries to decode `bytes` as each type this crate can read, with and without
@@ -66,6 +70,36 @@ pub fn decode_all_types(bytes: &[u8]) -> usize {
         );
     }
     ok
+}
+
+/// The largest raw length [`decode_compressed`] accepts (16 MiB): a fuzzer's
+/// inputs are small, and a larger claim must be refused before allocating.
+pub const FUZZ_MAX_RAW_LEN: u64 = 16 << 20;
+
+/// Opens `bytes` as a compressed frame with a raw-length limit of
+/// [`FUZZ_MAX_RAW_LEN`] and, if that succeeds, decodes the frame bytes it
+/// gives as every type ([`decode_all_types`]). Returns `None` when
+/// decompressing fails, else how many decodes succeeded. Never panics.
+#[must_use]
+pub fn decode_compressed(bytes: &[u8]) -> Option<usize> {
+    let raw = decompress_frame(bytes, FUZZ_MAX_RAW_LEN).ok()?;
+    Some(decode_all_types(&raw))
+}
+
+/// Recomputes the payload checksum (over every byte after the header) and
+/// then the header checksum of a (mutated) compressed frame in place, so that
+/// [`decompress_frame`] gets past both and hands the mutated payload to the
+/// codec. Returns `false`, leaving `bytes` as they are, when they are shorter
+/// than the header.
+pub fn reseal_compressed(bytes: &mut [u8]) -> bool {
+    if bytes.len() < COMPRESSED_HEADER_LEN {
+        return false;
+    }
+    let payload = xxh3_64(&bytes[COMPRESSED_HEADER_LEN..]);
+    bytes[32..40].copy_from_slice(&payload.to_le_bytes());
+    let header = xxh3_64(&bytes[..56]);
+    bytes[56..64].copy_from_slice(&header.to_le_bytes());
+    true
 }
 
 /// Decodes `buffer` as a `T` with `opts` and, if that succeeds, exercises the

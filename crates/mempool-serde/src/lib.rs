@@ -22,6 +22,11 @@
 //! change while mapped, which holds for files written once and never again,
 //! such as the pool's own spill files).
 //!
+//! A frame can also be stored compressed ([`compress_frame`] with a [`Codec`],
+//! LZ4 for now), in a container with its own magic, lengths and checksums;
+//! [`decompress_frame`] checks it and bounds the raw length before allocating,
+//! then gives the frame's bytes to read as usual.
+//!
 //! ```
 //! use mempool_arrays::{MemoryKind, StringArray};
 //! use mempool_serde::{decode, encode, read_file, read_file_mapped, write_file, FrameError};
@@ -54,6 +59,7 @@
 
 use std::borrow::Cow;
 
+mod compress;
 mod error;
 mod file_read;
 mod frame;
@@ -65,6 +71,10 @@ mod type_name;
 
 pub mod fuzzing;
 
+pub use compress::{
+    compress_frame, decompress_frame, is_compressed, Codec, COMPRESSED_HEADER_LEN,
+    COMPRESSED_MAGIC, COMPRESSED_VERSION,
+};
 pub use error::{FrameError, Result};
 pub use file_read::{map_file, read_file, read_file_mapped, read_file_mapped_with, read_file_with};
 pub use frame::{
