@@ -99,7 +99,8 @@ impl Allocation for Guarded {
         self.inner.owner.kind()
     }
     fn held(&self) -> usize {
-        self.inner.len
+        // What this keeps alive: the whole allocation behind the view.
+        self.inner.owner.held()
     }
     fn populate(&self, offset: usize, len: usize) -> std::io::Result<()> {
         self.inner.owner.populate(self.inner.offset + offset, len)

@@ -27,8 +27,11 @@ pub struct PoolConfig {
     /// Default: 1 GiB (MemPool.jl's `max_memsize[]` is 2^30 too).
     pub max_memsize: u64,
     /// Bytes of spill files the pool may keep; `None` (the default) for no
-    /// bound. When it is reached, `set` fails with [`PoolError::DiskFull`](crate::PoolError::DiskFull)
-    /// and everything already stored stays readable.
+    /// bound. When it is reached, `set` fails — with
+    /// [`PoolError::Spill`](crate::PoolError::Spill) whose source is
+    /// [`PoolError::DiskFull`](crate::PoolError::DiskFull) when room in memory
+    /// could not be made, with `DiskFull` itself for a value written straight
+    /// to disk — and everything already stored stays readable.
     pub max_disksize: Option<u64>,
     /// Directory under which the pool makes its session directory
     /// `<session>-<pid>`. Default: `.mempool` in the working directory.

@@ -1,7 +1,9 @@
 //! Write-behind ([`PoolConfig::write_behind`](crate::PoolConfig::write_behind),
 //! LRU only): once memory is three-quarters full, a flusher thread writes
 //! disk copies of the resident values that have none, oldest stored first
-//! (the order values were stored or last read back, not the recency order),
+//! (the order values were stored, not the recency order; a value whose
+//! write failed, or whose copy was dropped at the disk bound, is queued
+//! again at the back),
 //! while they stay resident, so that evicting them is just dropping them.
 //! Eviction never skips a value: when the next victim is being flushed, the
 //! caller helps by flushing another one, or waits for it.

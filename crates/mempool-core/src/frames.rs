@@ -77,10 +77,12 @@ impl StoredFrame {
     }
 
     /// The frame, ready to send in chunks ([`EncodedFrame::chunks`]) or
-    /// write: the stored or mapped bytes as they are, or, for a live typed
-    /// value, an encoding whose sections borrow the value's buffers (the
-    /// checksums are computed here, one pass over the data; nothing large is
-    /// copied).
+    /// write: the stored or mapped bytes as they are (nothing copied), or,
+    /// for a live typed value, an encoding whose sections borrow the value's
+    /// buffers where its writer can (the mempool-arrays columns; `Serde<T>`,
+    /// `Vec<String>` and re-based slices write owned sections), with the
+    /// checksums computed here in one pass over the data, before the first
+    /// chunk can go out.
     ///
     /// # Errors
     /// [`PoolError::Frame`](crate::PoolError::Frame) when a typed value cannot

@@ -241,8 +241,15 @@ impl Pool {
     pub fn set<T: Storable>(&self, value: T) -> Result<DRef, SetError<T>> {
         let size = value.mem_size();
         if size > self.inner.config.max_memsize {
-            let written = EncodedFrame::layout(&value)
-                .map_err(PoolError::from)
+            // A full disk costs no encoding: room for a header at least first.
+            let room = match self.config().max_disksize {
+                Some(_) => self
+                    .disk_room(mempool_serde::HEADER_LEN as u64, Why::Evict)
+                    .map(drop),
+                None => Ok(()),
+            };
+            let written = room
+                .and_then(|()| Ok(EncodedFrame::layout(&value)?))
                 .and_then(|layout| self.set_on_disk(layout, size, None, tag_of::<T>()));
             return match written {
                 Ok(r) => {
@@ -507,8 +514,8 @@ impl Pool {
     /// [`Pool::set_frame`], or to [`StoredFrame::verify`]; the value does not
     /// become resident and its recency does not change); for a frame entry in
     /// memory, its bytes; for a live typed value, an encoding whose sections
-    /// borrow the value's buffers ([`StoredFrame::encode`] computes the
-    /// checksums, one pass, and copies nothing). Send it in chunks with
+    /// borrow the value's buffers where its writer can ([`StoredFrame::encode`]
+    /// computes the checksums, one pass). Send it in chunks with
     /// [`EncodedFrame::chunks`](mempool_serde::EncodedFrame::chunks).
     ///
     /// # Errors
@@ -683,15 +690,17 @@ impl Pool {
     ///
     /// # Errors
     /// [`PoolError::NotFound`]; [`PoolError::InvalidPath`] for a path inside
-    /// the pool's session directory (which is removed at shutdown);
+    /// a pool's session directory (this pool's or another's under the same
+    /// spill directory: its pool removes it at shutdown);
     /// [`PoolError::Frame`] for I/O errors naming the file, or when the
     /// value's spill file is corrupt (it is verified before being copied).
     pub fn save_to_disk(&self, r: &DRef, path: impl AsRef<Path>) -> Result<FileRef> {
         let path = path.as_ref();
-        if self.inside_session_dir(path)? {
+        if self.inside_a_session_dir(path)? {
             return Err(PoolError::InvalidPath {
                 path: path.to_owned(),
-                reason: "it is inside the pool's session directory, which is removed at shutdown",
+                reason:
+                    "it is inside a pool's session directory, which its pool removes at shutdown",
             });
         }
         let sync = self.inner.config.sync_saves;
@@ -706,9 +715,11 @@ impl Pool {
         })
     }
 
-    /// Whether `path` names a file in the session directory, however it is
-    /// spelled (`..`, symbolic links): its directory is resolved first.
-    fn inside_session_dir(&self, path: &Path) -> Result<bool> {
+    /// Whether `path` names a file in a session directory — this pool's or
+    /// another's under the same spill directory, which that pool may remove
+    /// or whose spill files it reads — however it is spelled (`..`, symbolic
+    /// links): its directory is resolved first.
+    fn inside_a_session_dir(&self, path: &Path) -> Result<bool> {
         let io = |op, p: &Path| {
             let p = p.to_owned();
             move |source| PoolError::Io {
@@ -718,18 +729,26 @@ impl Pool {
             }
         };
         let abs = std::path::absolute(path).map_err(io("resolving", path))?;
-        let session = std::fs::canonicalize(self.session_dir())
-            .map_err(io("resolving", self.session_dir()))?;
+        let own = self.session_dir();
+        let root = own.parent().unwrap_or(own);
+        let root = std::fs::canonicalize(root).map_err(io("resolving", root))?;
         let dir = match abs.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => return Ok(false),
         };
-        // A directory that does not exist cannot be the session's; the
-        // write reports it.
-        match std::fs::canonicalize(dir) {
-            Ok(dir) => Ok(dir.starts_with(&session)),
-            Err(_) => Ok(abs.starts_with(self.session_dir())),
-        }
+        // A directory that does not exist holds no spill file; the write
+        // reports it.
+        let Ok(dir) = std::fs::canonicalize(dir) else {
+            return Ok(abs.starts_with(own));
+        };
+        let Ok(rest) = dir.strip_prefix(&root) else {
+            return Ok(false);
+        };
+        Ok(rest
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .is_some_and(|name| crate::session::parse_entry_name(name).is_some()))
     }
 
     /// A snapshot of the accounting and counters.

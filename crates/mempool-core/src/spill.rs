@@ -10,13 +10,13 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use mempool_serde::UnsealedFrame;
+use mempool_serde::{UnsealedFrame, HEADER_LEN};
 
 use crate::error::{PoolError, Result};
 use crate::held::{release, Stored};
 use crate::index::{SpillFile, State};
 use crate::pool::Pool;
-use crate::room::Undo;
+use crate::room::{Locked, Undo};
 use crate::stats::Counters;
 
 /// Why a value is being written.
@@ -82,10 +82,7 @@ impl Pool {
     /// bytes are reserved against `max_disksize` before the checksum pass
     /// and the write, so that a full disk costs neither.
     ///
-    /// A write that must happen (not a disk copy of a resident value) that
-    /// would pass the bound first drops the disk copies of resident values,
-    /// waiting for copies being written to settle if needed: write-behind
-    /// must never make a `set` fail that would succeed without it.
+    /// Room is made as [`Pool::disk_room`] says.
     pub(crate) fn write_frame(
         &self,
         layout: UnsealedFrame<'_>,
@@ -95,32 +92,7 @@ impl Pool {
     ) -> Result<SpillFile> {
         let len = layout.len() as u64;
         let reservation = {
-            let mut st = self.lock();
-            if let Some(max) = self.config().max_disksize {
-                while st.disk_bytes + len > max && why != Why::Flush {
-                    let dropped = st.drop_resident_copies();
-                    if !dropped.is_empty() {
-                        drop(st);
-                        for f in dropped {
-                            let _ = std::fs::remove_file(&f.path);
-                        }
-                        st = self.lock();
-                    } else if st.flushes > 0 {
-                        // Disk copies being written hold reservations that
-                        // become droppable once they settle (which wakes us).
-                        st = st.wait();
-                    } else {
-                        break;
-                    }
-                }
-                if st.disk_bytes + len > max {
-                    return Err(PoolError::DiskFull {
-                        needed: len,
-                        used: st.disk_bytes,
-                        max,
-                    });
-                }
-            }
+            let mut st = self.disk_room(len, why)?;
             st.disk_bytes += len;
             Undo::new(self, move |st: &mut State| st.disk_bytes -= len)
         };
@@ -139,8 +111,58 @@ impl Pool {
         })
     }
 
+    /// Waits until `len` more bytes fit under `max_disksize` and returns the
+    /// lock under which they do. A write that must happen (not a disk copy
+    /// of a resident value) first drops the disk copies of resident values
+    /// that were not handed out, waiting for copies being written to settle
+    /// if needed: write-behind must never make a `set` fail that would
+    /// succeed without it.
+    ///
+    /// # Errors
+    /// [`PoolError::DiskFull`].
+    pub(crate) fn disk_room(&self, len: u64, why: Why) -> Result<Locked<'_>> {
+        let mut st = self.lock();
+        let Some(max) = self.config().max_disksize else {
+            return Ok(st);
+        };
+        while st.disk_bytes + len > max && why != Why::Flush {
+            let dropped = st.drop_resident_copies();
+            if !dropped.is_empty() {
+                drop(st);
+                for f in dropped {
+                    let _ = std::fs::remove_file(&f.path);
+                }
+                st = self.lock();
+            } else if st.flushes > 0 {
+                // Disk copies being written hold reservations that become
+                // droppable once they settle (which wakes us).
+                st = st.wait();
+            } else {
+                break;
+            }
+        }
+        if st.disk_bytes + len > max {
+            return Err(PoolError::DiskFull {
+                needed: len,
+                used: st.disk_bytes,
+                max,
+            });
+        }
+        Ok(st)
+    }
+
     /// Lays out and writes a value in memory to a new spill file.
     fn write_value(&self, value: &dyn Stored, why: Why) -> Result<SpillFile> {
+        // A full disk costs no encoding: first check for room for the
+        // smallest frame (its header) or, for an optional copy, the value's
+        // size.
+        let least = match why {
+            Why::Flush => value.size().max(HEADER_LEN as u64),
+            Why::Evict | Why::Move => HEADER_LEN as u64,
+        };
+        if self.config().max_disksize.is_some() {
+            drop(self.disk_room(least, why)?);
+        }
         let name = value.as_frame().map(|f| Arc::from(f.type_name()));
         self.write_frame(value.layout()?, why, value.size(), name)
     }

@@ -271,3 +271,33 @@ fn a_failed_set_hands_the_value_back() {
     let f = || -> Result<DRef, PoolError> { Ok(p.set(Sized(vec![4; 5000]))?) };
     assert!(matches!(f(), Err(PoolError::DiskFull { .. })));
 }
+
+#[test]
+fn frame_of_a_value_in_memory_borrows_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, 64 << 20);
+    // A live typed value: the data section is the array's own buffer.
+    let value = PrimitiveArray::from(vec![3.25f64; 100_000]);
+    let data = value.buffer().as_slice().as_ptr_range();
+    let r = p.set(value).unwrap();
+    let src = p.frame(&r).unwrap();
+    let enc = src.encode().unwrap();
+    let section = enc.chunks().find(|c| c.len() == 800_000).expect("the data");
+    assert_eq!(
+        section.as_ptr_range(),
+        data,
+        "the live value's buffer, not a copy"
+    );
+    // A frame entry in memory: every chunk lies in the stored buffer.
+    let bytes = encode(&strings(3, 1000)).unwrap();
+    let stored = bytes.as_slice().as_ptr_range();
+    let f = p.set_frame(bytes.clone()).unwrap();
+    let src = p.frame(&f).unwrap();
+    let enc = src.encode().unwrap();
+    for c in enc.chunks() {
+        assert!(
+            stored.contains(&c.as_ptr()) && c.as_ptr_range().end <= stored.end,
+            "a chunk outside the stored frame: a copy"
+        );
+    }
+}

@@ -331,22 +331,26 @@ impl<'a> EncodedFrame<'a> {
     }
 
     /// A frame that was already parsed (received, or mapped from a file), laid
-    /// out for writing as it is: the same bytes, header and checksums
-    /// untouched, its sections borrowed (only the header and section table,
-    /// at most a few KiB, are copied). This is how a store that does not
-    /// know the frame's type spills or sends it.
+    /// out for writing as it is: the same bytes, byte for byte (its padding
+    /// included, whatever it holds), header and checksums untouched, nothing
+    /// copied. This is how a store that does not know the frame's type spills
+    /// or sends it. Its [`chunks`](EncodedFrame::chunks) are the header (up
+    /// to the data area), then each section with the padding before it.
     pub fn from_frame(frame: &'a Frame) -> Self {
         let bytes = frame.buffer.as_slice();
-        let mut head = AlignedVec::with_capacity(frame.data_start);
-        head.extend_from_slice(&bytes[..frame.data_start]);
-        let sections = frame
-            .sections
-            .iter()
-            .map(|&(off, len)| Cow::Borrowed(&bytes[off..off + len]))
-            .collect();
-        let offsets = frame.sections.iter().map(|&(off, _)| off).collect();
+        let mut sections = Vec::with_capacity(frame.sections.len() + 1);
+        let mut offsets = Vec::with_capacity(frame.sections.len() + 1);
+        sections.push(Cow::Borrowed(&bytes[..frame.data_start]));
+        offsets.push(0);
+        let mut pos = frame.data_start;
+        for &(off, len) in &frame.sections {
+            // Parsing checked: sections in order, after the data start, in bounds.
+            sections.push(Cow::Borrowed(&bytes[pos..off + len]));
+            offsets.push(pos);
+            pos = off + len;
+        }
         Self {
-            head,
+            head: AlignedVec::new(),
             sections,
             offsets,
             len: bytes.len(),
@@ -366,12 +370,15 @@ impl<'a> EncodedFrame<'a> {
             .iter()
             .zip(&self.offsets)
             .flat_map(move |(s, &off)| {
+                // Laid out here, padding is under 64 bytes; a parsed frame's
+                // sections carry their own padding (`from_frame`).
                 let pad = &ZEROS[..off - pos];
                 pos = off + s.len();
                 [pad, &s[..]]
-            })
-            .filter(|c| !c.is_empty());
-        std::iter::once(self.head.as_slice()).chain(body)
+            });
+        std::iter::once(self.head.as_slice())
+            .chain(body)
+            .filter(|c| !c.is_empty())
     }
 
     /// Total length in bytes of the frame.
