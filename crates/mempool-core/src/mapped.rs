@@ -52,3 +52,24 @@ pub(crate) fn read_spill<T: MmRead>(path: &Path, opts: &ReadOptions) -> Result<T
     // - the pool only unlinks it, which leaves the mapped bytes intact.
     unsafe { mempool_serde::read_file_mapped_with(path, opts) }
 }
+
+/// Maps a whole segment file of this pool (see `segments.rs`), lazily.
+///
+/// # Errors
+/// The I/O error of `mmap(2)`.
+#[cfg(unix)]
+#[expect(unsafe_code, reason = "maps the pool's own segment file")]
+pub(crate) fn map_segment(file: &std::fs::File) -> std::io::Result<Buffer> {
+    // SAFETY: no byte that a buffer of this map references may change while
+    // it is referenced, and the file must not shrink:
+    // - the segment was made by this pool (create_new, in its private 0700
+    //   session directory) and sized once, before any mapping; it is never
+    //   truncated;
+    // - every range is written once, before its extent is handed out, and
+    //   never written again (appends go to ranges no extent names yet);
+    // - a range is punched (zeroed) only when its extent is freed, and every
+    //   buffer handed out from the map is a slice guarded by its extent
+    //   (`Extent::buffer`), so no reference to a punched range exists; the
+    //   whole-file map itself is kept private to the segment.
+    unsafe { Buffer::map_open_file(file, false) }
+}

@@ -1,0 +1,503 @@
+//! Segment files: spilled frames appended to a few large files, a value on
+//! disk addressed by (segment, offset, length) — the storage that replaces
+//! one file per spilled value (issue "Spill storage that scales"; not wired
+//! into the pool yet).
+//!
+//! # Layout
+//! A segment is a file `<id>.seg` in the session directory, sized to its
+//! capacity when it is made (sparse: only written blocks take disk space)
+//! and never resized. Frames are appended at 64-byte aligned offsets, so a
+//! frame read from a mapping of the segment (page-aligned) yields aligned
+//! sections. A frame of at least [`OWN_SEGMENT_MIN`] bytes gets a segment of
+//! its own. Only one segment takes appends at a time; a full one is sealed.
+//!
+//! # Extents and pins
+//! An appended frame is an [`Extent`], shared by `Arc`: the pool's entry
+//! holds one, and every buffer read from it holds one
+//! ([`Buffer::with_guard`]). When the last goes, the extent is freed: the
+//! whole 4 KiB blocks inside it are given back to the file system
+//! (`fallocate(FALLOC_FL_PUNCH_HOLE)`, where the file system has it), and a
+//! segment whose extents are all freed is removed. So bytes stay in place
+//! while anyone uses them, and a delete never pulls them from under a
+//! reader. Small frames share blocks: their space comes back when their
+//! neighbours' does, or when the segment empties (what is held meanwhile is
+//! [`SegmentStats::dead_bytes`]).
+//!
+//! # Crash safety
+//! A range is never reused: it is written once, before its extent is handed
+//! out, and never written again. A torn append leaves a range that no extent
+//! names (a failed write frees its extent); whatever such bytes hold, a
+//! frame's length and checksums reject them if they are ever parsed, and
+//! the session directory of a crashed process is swept at the next start.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use mempool_arrays::Buffer;
+use mempool_serde::EncodedFrame;
+use parking_lot::Mutex;
+
+/// Capacity of a shared segment: large enough that a file is made rarely
+/// (file creation costs 60 µs to 1 ms here), small enough that a segment
+/// kept alive by one straggler holds little.
+pub(crate) const SEGMENT_CAPACITY: u64 = 64 << 20;
+/// Frames at least this large get a segment of their own (removed with
+/// them).
+pub(crate) const OWN_SEGMENT_MIN: u64 = 8 << 20;
+/// Alignment of frames in a segment (the frame format's section alignment).
+const FRAME_ALIGN: u64 = 64;
+/// The file-system block: hole punching frees whole blocks only.
+const BLOCK: u64 = 4096;
+
+/// Counters shared by a store and its segments.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentStats {
+    /// Segment files in existence.
+    pub(crate) files: AtomicU64,
+    /// Bytes of extents alive (held by an entry or a reader).
+    pub(crate) live_bytes: AtomicU64,
+    /// Bytes of freed extents still taking space: the parts of blocks that
+    /// could not be punched, in segments not yet removed (fragmentation).
+    pub(crate) dead_bytes: AtomicU64,
+}
+
+/// The segment files of one session directory.
+pub(crate) struct Segments {
+    dir: PathBuf,
+    capacity: u64,
+    own_min: u64,
+    next_id: AtomicU64,
+    /// The segment taking appends, and where the next append goes.
+    active: Mutex<Option<(Arc<Segment>, u64)>>,
+    stats: Arc<SegmentStats>,
+}
+
+/// One segment file.
+pub(crate) struct Segment {
+    path: PathBuf,
+    file: File,
+    capacity: u64,
+    /// The whole file, mapped on the first read (see `mapped.rs`).
+    map: OnceLock<Buffer>,
+    /// Extents not yet freed.
+    live: AtomicU64,
+    /// No more appends: full, or a frame's own.
+    sealed: AtomicBool,
+    removed: AtomicBool,
+    /// Bytes of freed extents not punched, counted in `dead_bytes`.
+    dead: AtomicU64,
+    stats: Arc<SegmentStats>,
+}
+
+/// A frame in a segment. Freed (its blocks punched, its segment removed if
+/// it was the last) when the last `Arc` of it goes.
+pub(crate) struct Extent {
+    seg: Arc<Segment>,
+    off: u64,
+    len: u64,
+}
+
+impl Segments {
+    /// Segments in `dir` (which exists and is private to this process).
+    pub(crate) fn new(dir: &Path) -> Self {
+        Self::with_sizes(dir, SEGMENT_CAPACITY, OWN_SEGMENT_MIN)
+    }
+
+    /// With a segment capacity and an own-segment threshold of the caller's
+    /// (tests use small ones).
+    pub(crate) fn with_sizes(dir: &Path, capacity: u64, own_min: u64) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            capacity,
+            own_min,
+            next_id: AtomicU64::new(0),
+            active: Mutex::new(None),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> &SegmentStats {
+        &self.stats
+    }
+
+    fn create(&self, capacity: u64) -> std::io::Result<Arc<Segment>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("{id:x}.seg"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        if let Err(e) = file.set_len(capacity) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        self.stats.files.fetch_add(1, Ordering::Relaxed);
+        Ok(Arc::new(Segment {
+            path,
+            file,
+            capacity,
+            map: OnceLock::new(),
+            live: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            dead: AtomicU64::new(0),
+            stats: Arc::clone(&self.stats),
+        }))
+    }
+
+    /// Places `len` bytes: a new segment of their own, or the end of the
+    /// active segment (sealing it and starting another when full).
+    fn place(&self, len: u64) -> std::io::Result<(Arc<Segment>, u64)> {
+        if len >= self.own_min || len > self.capacity {
+            let seg = self.create(len.next_multiple_of(BLOCK))?;
+            seg.live.fetch_add(1, Ordering::AcqRel);
+            seg.sealed.store(true, Ordering::Release);
+            return Ok((seg, 0));
+        }
+        let mut active = self.active.lock();
+        let fits = active.as_ref().is_some_and(|(seg, cursor)| {
+            !seg.sealed.load(Ordering::Acquire)
+                && cursor.next_multiple_of(FRAME_ALIGN) + len <= seg.capacity
+        });
+        if !fits {
+            let fresh = self.create(self.capacity)?;
+            if let Some((old, _)) = active.replace((fresh, 0)) {
+                old.seal();
+            }
+        }
+        let (seg, cursor) = active.as_mut().expect("an active segment");
+        let off = cursor.next_multiple_of(FRAME_ALIGN);
+        *cursor = off + len;
+        seg.live.fetch_add(1, Ordering::AcqRel);
+        Ok((Arc::clone(seg), off))
+    }
+
+    /// Appends a frame, writing its chunks in place (no assembled copy).
+    /// A failed write frees the range it had.
+    ///
+    /// # Errors
+    /// The I/O error of making a segment or writing.
+    pub(crate) fn append(&self, frame: &EncodedFrame<'_>) -> std::io::Result<Arc<Extent>> {
+        let len = frame.len() as u64;
+        let (seg, off) = self.place(len)?;
+        self.stats.live_bytes.fetch_add(len, Ordering::Relaxed);
+        let extent = Arc::new(Extent { seg, off, len });
+        let mut pos = off;
+        for chunk in frame.chunks() {
+            extent.seg.file.write_all_at(chunk, pos)?;
+            pos += chunk.len() as u64;
+        }
+        Ok(extent)
+    }
+}
+
+impl Segment {
+    /// No more appends; removed now if nothing in it is alive.
+    fn seal(&self) {
+        self.sealed.store(true, Ordering::Release);
+        if self.live.load(Ordering::Acquire) == 0 {
+            self.remove();
+        }
+    }
+
+    /// Removes the file (once). Mappings of it stay valid.
+    fn remove(&self) {
+        if !self.removed.swap(true, Ordering::AcqRel) {
+            let _ = std::fs::remove_file(&self.path);
+            self.stats.files.fetch_sub(1, Ordering::Relaxed);
+            let dead = self.dead.swap(0, Ordering::Relaxed);
+            self.stats.dead_bytes.fetch_sub(dead, Ordering::Relaxed);
+        }
+    }
+
+    /// The whole segment, mapped once.
+    fn map(&self) -> std::io::Result<&Buffer> {
+        if let Some(m) = self.map.get() {
+            return Ok(m);
+        }
+        let m = crate::mapped::map_segment(&self.file)?;
+        Ok(self.map.get_or_init(|| m))
+    }
+}
+
+impl Extent {
+    /// The segment file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.seg.path
+    }
+
+    /// Where the frame starts in the file.
+    pub(crate) fn offset(&self) -> u64 {
+        self.off
+    }
+
+    /// The frame's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The frame's bytes, from the segment's mapping (no syscall once the
+    /// segment is mapped), holding this extent: its bytes stay in place
+    /// while the buffer or any slice of it lives.
+    ///
+    /// # Errors
+    /// The I/O error of mapping the segment.
+    pub(crate) fn buffer(self: &Arc<Self>) -> std::io::Result<Buffer> {
+        let map = self.seg.map()?;
+        // Offsets and lengths come from `place`, within the capacity.
+        Ok(map
+            .slice(self.off as usize, self.len as usize)
+            .with_guard(Arc::clone(self) as _))
+    }
+}
+
+impl Drop for Extent {
+    fn drop(&mut self) {
+        let stats = &self.seg.stats;
+        stats.live_bytes.fetch_sub(self.len, Ordering::Relaxed);
+        let (start, end) = (
+            self.off.next_multiple_of(BLOCK),
+            (self.off + self.len) / BLOCK * BLOCK,
+        );
+        let punched = if end > start && punch_hole(&self.seg.file, start, end - start) {
+            end - start
+        } else {
+            0
+        };
+        let dead = self.len - punched;
+        self.seg.dead.fetch_add(dead, Ordering::Relaxed);
+        stats.dead_bytes.fetch_add(dead, Ordering::Relaxed);
+        if self.seg.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if self.seg.sealed.load(Ordering::Acquire) {
+                self.seg.remove();
+            } else {
+                // The active segment emptied: it goes, and the next append
+                // starts a new one.
+                self.seg.seal();
+            }
+        }
+    }
+}
+
+/// Gives `len` bytes at `off` back to the file system, keeping the file's
+/// size; false where the file system cannot.
+fn punch_hole(file: &File, off: u64, len: u64) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::FallocateFlags;
+        rustix::fs::fallocate(
+            file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            off,
+            len,
+        )
+        .is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, off, len);
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, Instant};
+
+    use mempool_arrays::PrimitiveArray;
+    use mempool_serde::{decode, Frame, ReadOptions};
+
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn frame_of(v: &PrimitiveArray<u64>) -> EncodedFrame<'_> {
+        EncodedFrame::new(v).unwrap()
+    }
+
+    fn values(n: usize, seed: u64) -> PrimitiveArray<u64> {
+        PrimitiveArray::from((0..n as u64).map(|i| i ^ seed).collect::<Vec<_>>())
+    }
+
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn frames_share_a_segment_aligned_and_read_back_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = Segments::with_sizes(dir.path(), 4 * MIB, MIB);
+        let vals: Vec<_> = (0..20).map(|i| values(100 + i * 37, i as u64)).collect();
+        let extents: Vec<_> = vals
+            .iter()
+            .map(|v| segs.append(&frame_of(v)).unwrap())
+            .collect();
+        assert_eq!(files(dir.path()), 1, "one segment for small frames");
+        for (v, e) in vals.iter().zip(&extents) {
+            assert_eq!(e.offset() % FRAME_ALIGN, 0);
+            let b = e.buffer().unwrap();
+            assert_eq!(b.memory_kind(), mempool_arrays::MemoryKind::Mapped);
+            assert_eq!(&decode::<PrimitiveArray<u64>>(&b).unwrap(), v);
+        }
+        assert_eq!(
+            segs.stats().live_bytes.load(Ordering::Relaxed),
+            extents.iter().map(|e| e.len()).sum::<u64>()
+        );
+        drop(extents);
+        assert_eq!(files(dir.path()), 0, "an emptied segment is removed");
+        assert_eq!(segs.stats().files.load(Ordering::Relaxed), 0);
+        assert_eq!(segs.stats().live_bytes.load(Ordering::Relaxed), 0);
+        // The next append starts a new segment.
+        let e = segs.append(&frame_of(&values(10, 1))).unwrap();
+        assert_eq!((files(dir.path()), e.offset()), (1, 0));
+    }
+
+    #[test]
+    fn full_segments_rotate_and_large_frames_get_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = Segments::with_sizes(dir.path(), MIB, MIB / 2);
+        let v = values(40_000, 7); // 320 kB: three fit in a segment
+        let es: Vec<_> = (0..7)
+            .map(|_| segs.append(&frame_of(&v)).unwrap())
+            .collect();
+        assert_eq!(files(dir.path()), 3);
+        let big = values(100_000, 9); // 800 kB: its own segment
+        let b = segs.append(&frame_of(&big)).unwrap();
+        assert_eq!((files(dir.path()), b.offset()), (4, 0));
+        assert_eq!(
+            &decode::<PrimitiveArray<u64>>(&b.buffer().unwrap()).unwrap(),
+            &big
+        );
+        drop(b);
+        assert_eq!(files(dir.path()), 3, "a frame's own segment goes with it");
+        // A sealed segment goes when its last frame does.
+        drop(es);
+        assert_eq!(files(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_reader_pins_the_bytes_after_the_extent_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = Segments::with_sizes(dir.path(), 4 * MIB, 2 * MIB);
+        let v = values(300_000, 3); // 2.4 MB: its own segment
+        let e = segs.append(&frame_of(&v)).unwrap();
+        let read: PrimitiveArray<u64> = decode(&e.buffer().unwrap()).unwrap();
+        drop(e); // the pool lets go (a delete)
+        assert_eq!(files(dir.path()), 1, "pinned by the reader");
+        assert!(segs.stats().live_bytes.load(Ordering::Relaxed) > 0);
+        assert_eq!(read, v, "the bytes are still in place");
+        drop(read);
+        assert_eq!(files(dir.path()), 0, "freed with the last reader");
+        assert_eq!(segs.stats().live_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn freed_blocks_go_back_to_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = Segments::with_sizes(dir.path(), 16 * MIB, 8 * MIB);
+        let v = values(131_072, 5); // 1 MiB of data
+        let mut es: Vec<_> = (0..4)
+            .map(|_| segs.append(&frame_of(&v)).unwrap())
+            .collect();
+        let path = es[0].path().to_owned();
+        let used = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+        let before = used(&path);
+        assert!(
+            before >= 4 * MIB,
+            "{before} bytes allocated for 4 MiB written"
+        );
+        let first = es.remove(0);
+        let len = first.len();
+        drop(es);
+        let after = used(&path);
+        if after == before {
+            eprintln!("skipping: this file system does not punch holes (fallocate PUNCH_HOLE)");
+            return;
+        }
+        assert!(
+            before - after >= 3 * (len - 2 * BLOCK),
+            "punching freed {} bytes of {}",
+            before - after,
+            3 * len
+        );
+        let dead = segs.stats().dead_bytes.load(Ordering::Relaxed);
+        assert!(dead < 3 * 2 * BLOCK, "{dead} bytes dead: only block edges");
+        // The survivor still reads back.
+        assert_eq!(
+            &decode::<PrimitiveArray<u64>>(&first.buffer().unwrap()).unwrap(),
+            &v
+        );
+    }
+
+    #[test]
+    fn a_torn_append_never_reads_back_as_valid() {
+        // A crash in the middle of an append leaves the frame's first bytes
+        // and zeros (a sparse segment) after them: never a valid frame, unless
+        // the bytes not written were zeros anyway.
+        let v = values(5000, 11);
+        let bytes = frame_of(&v).to_buffer();
+        let whole = bytes.as_slice();
+        let opts = ReadOptions::default();
+        for cut in (0..whole.len()).step_by(61).chain([whole.len() - 1]) {
+            let mut torn = whole[..cut].to_vec();
+            torn.resize(whole.len(), 0);
+            if torn == whole {
+                continue; // the bytes not written were zeros anyway
+            }
+            let torn = Buffer::copy_aligned(&torn);
+            assert!(
+                Frame::parse(&torn, &opts).is_err(),
+                "cut at {cut} reads as valid"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_appends_reads_and_frees() {
+        const THREADS: u64 = 6;
+        const OPS: u64 = 400;
+        let dir = tempfile::tempdir().unwrap();
+        let segs = Arc::new(Segments::with_sizes(dir.path(), 256 << 10, 64 << 10));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let segs = Arc::clone(&segs);
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..OPS {
+                        assert!(Instant::now() < deadline, "thread {t} too slow");
+                        let n = 10 + ((t * 7919 + i * 104_729) % 12_000) as usize;
+                        let v = values(n, t * OPS + i);
+                        mine.push((segs.append(&frame_of(&v)).unwrap(), v));
+                        if i % 3 == 0 {
+                            let k = (i as usize * 31) % mine.len();
+                            let (e, v) = mine.swap_remove(k);
+                            let back: PrimitiveArray<u64> = decode(&e.buffer().unwrap()).unwrap();
+                            drop(e);
+                            assert_eq!(back, v, "thread {t} op {i}");
+                        }
+                    }
+                    for (e, v) in &mine {
+                        assert_eq!(
+                            &decode::<PrimitiveArray<u64>>(&e.buffer().unwrap()).unwrap(),
+                            v
+                        );
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let s = segs.stats();
+        assert_eq!(s.live_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(s.files.load(Ordering::Relaxed), 0);
+        assert_eq!(files(dir.path()), 0);
+    }
+}
