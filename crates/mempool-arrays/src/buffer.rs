@@ -99,8 +99,10 @@ impl Allocation for Guarded {
         self.inner.owner.kind()
     }
     fn held(&self) -> usize {
-        // What this keeps alive: the whole allocation behind the view.
-        self.inner.owner.held()
+        // The view's own bytes: a guarded view is a range of a larger
+        // shared allocation (a spilled value's range of its segment's
+        // mapping), and it counts as that range, not the whole map.
+        self.inner.len
     }
     fn populate(&self, offset: usize, len: usize) -> std::io::Result<()> {
         self.inner.owner.populate(self.inner.offset + offset, len)
@@ -183,7 +185,10 @@ impl Buffer {
     /// The same bytes, with `guard` kept alive for as long as this buffer or
     /// any clone or slice of it lives: O(1), no copy. For a store that must
     /// know when nobody reads a range any more (a pin on the bytes of a
-    /// spilled value), the guard's `Drop` says so.
+    /// spilled value), the guard's `Drop` says so. The result is a new owner
+    /// of its own length ([`Buffer::owner_len`] is this buffer's length, not
+    /// the allocation behind it), so a range of a large mapping counts as
+    /// that range.
     pub fn with_guard(&self, guard: Arc<dyn std::any::Any + Send + Sync>) -> Self {
         Self {
             owner: Arc::new(Guarded {
@@ -284,6 +289,57 @@ impl Buffer {
         //   its caller upholds.
         let map = unsafe { opts.map(file)? };
         Ok(Self::from_mmap(map))
+    }
+
+    /// Maps `len` bytes of an open file from `offset` read-only, lazily: the
+    /// mapping starts at the page holding `offset` and the buffer is exactly
+    /// the range asked for (so a range at a 64-byte aligned offset yields a
+    /// 64-byte aligned buffer). Unmapped when the last view of it goes.
+    ///
+    /// # Safety
+    /// The bytes of the range must not be modified, and the file must not be
+    /// truncated below `offset + len`, while this buffer or any clone or
+    /// slice of it lives (a write changes bytes behind shared references;
+    /// a truncation raises `SIGBUS` on access). Other ranges of the file may
+    /// change.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a range past the file's end; the I/O error of
+    /// `mmap(2)`.
+    #[allow(unsafe_code, reason = "the one ranged mmap of the crate")]
+    pub unsafe fn map_file_range(
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<Self> {
+        if len == 0 {
+            return Ok(Self::empty());
+        }
+        let file_len = file.metadata()?.len();
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|end| end > file_len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "range past the end of the file",
+            ));
+        }
+        const PAGE: u64 = 4096;
+        let start = offset / PAGE * PAGE;
+        let lead = (offset - start) as usize;
+        let mut opts = memmap2::MmapOptions::new();
+        opts.offset(start).len(lead + len);
+        // SAFETY: `MmapOptions::map` is unsafe because the mapped bytes are
+        // shared with the file. Its obligations, and how they are met:
+        // - No `&mut` may alias the mapped bytes: the map is read-only and only
+        //   ever handed out as `&[u8]` through the `Arc` owner.
+        // - The mapping must outlive every reference into it: the `Mmap` is
+        //   moved into the `Arc` that every `Buffer` viewing it holds.
+        // - The mapped bytes must not change and the file must not shrink
+        //   below them while mapped: this function's own safety contract,
+        //   which its caller upholds. The `lead` bytes before `offset` on the
+        //   first page are mapped but never handed out.
+        let map = unsafe { opts.map(file)? };
+        Ok(Self::from_mmap(map).slice(lead, len))
     }
 
     /// Asks the kernel to read all of this buffer's pages in now, when the

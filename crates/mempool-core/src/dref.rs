@@ -3,7 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use mempool_serde::{MmRead, ReadOptions};
+use mempool_arrays::{AlignedVec, Buffer};
+use mempool_serde::{FrameError, MmRead, ReadOptions};
 
 use crate::error::{PoolError, Result};
 
@@ -37,7 +38,9 @@ impl fmt::Display for DRef {
     }
 }
 
-/// A value's frame file on disk (MemPool.jl's `FileRef`): a path and a size.
+/// A value's frame on disk (MemPool.jl's `FileRef`): a file, and where the
+/// frame lies in it (a spilled value is a range of a segment file shared
+/// with other values; a saved one is a whole file, offset 0).
 /// Any process that can see the file reads it with [`FileRef::read`], without
 /// the pool that wrote it.
 ///
@@ -56,7 +59,9 @@ impl fmt::Display for DRef {
 pub struct FileRef {
     /// The file.
     pub path: PathBuf,
-    /// Its length in bytes.
+    /// Where the frame starts in the file.
+    pub offset: u64,
+    /// The frame's length in bytes.
     pub size: u64,
 }
 
@@ -84,7 +89,48 @@ impl FileRef {
     /// # Errors
     /// As [`FileRef::read`].
     pub fn read_with<T: MmRead>(&self, opts: &ReadOptions) -> Result<T> {
-        mempool_serde::read_file_with(&self.path, opts).map_err(PoolError::from)
+        let bytes = self.read_range()?;
+        mempool_serde::decode_with(&bytes, opts).map_err(PoolError::from)
+    }
+
+    /// The frame's bytes, copied into one aligned heap buffer.
+    fn read_range(&self) -> Result<Buffer> {
+        use std::os::unix::fs::FileExt as _;
+        let io = |source| {
+            PoolError::Frame(FrameError::Io {
+                path: Some(self.path.clone()),
+                source,
+            })
+        };
+        let file = std::fs::File::open(&self.path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if self
+            .offset
+            .checked_add(self.size)
+            .is_none_or(|end| end > len)
+        {
+            return Err(PoolError::Frame(FrameError::Truncated {
+                what: "frame in its file",
+                needed: self.offset.saturating_add(self.size),
+                available: len,
+            }));
+        }
+        let size = usize::try_from(self.size).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "the frame is larger than memory can address",
+            ))
+        })?;
+        let mut bytes = AlignedVec::try_with_capacity(size).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("cannot allocate {size} bytes"),
+            ))
+        })?;
+        bytes.resize(size);
+        file.read_exact_at(bytes.as_mut_slice(), self.offset)
+            .map_err(io)?;
+        Ok(bytes.into_buffer())
     }
 
     /// Maps the file and decodes the value, verifying its checksum; arrays
@@ -124,10 +170,21 @@ impl FileRef {
     /// As [`FileRef::read`].
     #[expect(unsafe_code, reason = "caller keeps the file unchanged while mapped")]
     pub unsafe fn read_mapped_with<T: MmRead>(&self, opts: &ReadOptions) -> Result<T> {
-        // SAFETY: `read_file_mapped_with` has this function's obligation:
-        // - the file is not modified or truncated while the value read
-        //   lives, which our caller guarantees (see `# Safety`).
-        unsafe { mempool_serde::read_file_mapped_with(&self.path, opts) }.map_err(PoolError::from)
+        // SAFETY: `map_file` has this function's obligation:
+        // - the file is not modified or truncated while the value read (which
+        //   may borrow the map) lives, which our caller guarantees (see
+        //   `# Safety`).
+        let map = unsafe { mempool_serde::map_file(&self.path) }?;
+        let bytes = usize::try_from(self.offset)
+            .ok()
+            .zip(usize::try_from(self.size).ok())
+            .and_then(|(off, len)| map.try_slice(off, len).ok())
+            .ok_or(FrameError::Truncated {
+                what: "frame in its file",
+                needed: self.offset.saturating_add(self.size),
+                available: map.len() as u64,
+            })?;
+        mempool_serde::decode_with(&bytes, opts).map_err(PoolError::from)
     }
 }
 
@@ -144,7 +201,11 @@ mod tests {
         let path = dir.path().join("names.frame");
         let names = StringArray::from(vec![Some("å"), None, Some("b")]);
         let size = mempool_serde::write_file(&names, &path, false).unwrap();
-        let f = FileRef { path, size };
+        let f = FileRef {
+            path,
+            offset: 0,
+            size,
+        };
 
         let copied: StringArray = f.read().unwrap();
         assert_eq!(copied, names);
@@ -167,6 +228,7 @@ mod tests {
         assert!(f.read::<Vec<f64>>().is_err());
         let gone = FileRef {
             path: dir.path().join("missing.frame"),
+            offset: 0,
             size,
         };
         assert!(matches!(

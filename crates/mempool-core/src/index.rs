@@ -19,9 +19,15 @@ use crate::storable::Storable;
 /// A value's spill file.
 #[derive(Debug, Clone)]
 pub(crate) struct SpillFile {
+    /// The segment file holding it.
     pub(crate) path: PathBuf,
-    /// Bytes of the file.
+    /// Where the frame starts in the file.
+    pub(crate) offset: u64,
+    /// Bytes of the frame.
     pub(crate) len: u64,
+    /// The frame's range in its segment: held, it keeps the bytes in place
+    /// (`None` only in the index's own tests, which do no I/O).
+    pub(crate) extent: Option<Arc<crate::segments::Extent>>,
     /// Bytes the value counted in memory when it was written.
     pub(crate) mem_size: u64,
     /// The frame's type name, for a value stored as a frame (whose type the
@@ -812,6 +818,7 @@ impl State {
         file.handed_out = true;
         Some(crate::FileRef {
             path: file.path.clone(),
+            offset: file.offset,
             size: file.len,
         })
     }
@@ -871,8 +878,10 @@ mod tests {
 
     fn file(len: u64) -> SpillFile {
         SpillFile {
-            path: PathBuf::from("x.frame"),
+            path: PathBuf::from("x.seg"),
+            offset: 0,
             len,
+            extent: None,
             mem_size: 1,
             frame_name: None,
             handed_out: false,

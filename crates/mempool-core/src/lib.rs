@@ -4,11 +4,14 @@
 //! [`Pool::set`] stores a value and returns a [`DRef`]; [`Pool::get`] returns it
 //! as a shared [`Ref`], without a copy while it is in memory. The bytes held in
 //! memory stay at or under [`PoolConfig::max_memsize`]: past it, values leave
-//! memory in policy order ([`Policy::Lru`] by default) and are written as
-//! mempool-serde frames (temporary name, then rename; checksummed) into the
-//! pool's session directory `<spill_dir>/<session>-<pid>`. A later `get` maps
-//! the file back — zero-copy for mempool-arrays types. [`Pool::stats`] reports
-//! memory, disk, hits, misses, spills and restores.
+//! memory in policy order ([`Policy::Lru`] by default) and are appended as
+//! checksummed mempool-serde frames to a few segment files in the pool's
+//! session directory `<spill_dir>/<session>-<pid>`. A later `get` maps the
+//! value's range back — zero-copy for mempool-arrays types — and the range
+//! stays in place while anything read from it lives (a delete frees it, its
+//! whole blocks given back to the file system, when the last reader lets
+//! go). [`Pool::stats`] reports memory, disk, segments, hits, misses, spills
+//! and restores.
 //!
 //! A failed `set` hands the value back inside its [`SetError`]: nothing the
 //! caller gave is lost.
@@ -44,7 +47,7 @@
 //!
 //! // Spill one explicitly; a get maps it back.
 //! let file = pool.move_to_disk(&prices).unwrap();
-//! assert!(file.path.starts_with(pool.session_dir()));
+//! assert!(file.path.starts_with(pool.session_dir())); // a range of a segment file
 //! let p = pool.get::<PrimitiveArray<f64>>(&prices).unwrap();
 //! assert_eq!(p.values(), &[1.5, 2.5]);
 //!

@@ -60,7 +60,8 @@ pub(crate) struct Inner {
     /// Waiters for room, for a write to settle, for a restore (see room.rs).
     changed: Condvar,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) file_seq: AtomicU64,
+    /// Where spilled frames go.
+    pub(crate) segments: crate::segments::Segments,
     pub(crate) backoff: Mutex<Backoff>,
     swept: usize,
 }
@@ -156,6 +157,7 @@ impl Pool {
         }
         let owner = random_u64();
         let (session, swept) = SessionDir::create(&config.spill_dir, owner)?;
+        let segments = crate::segments::Segments::new(session.path());
         let state = State::new(
             config.policy,
             config.write_behind && config.policy == crate::Policy::Lru,
@@ -171,7 +173,7 @@ impl Pool {
                 state: Mutex::new(state),
                 changed: Condvar::new(),
                 counters: Arc::new(Counters::default()),
-                file_seq: AtomicU64::new(0),
+                segments,
                 backoff: Mutex::new(Backoff::default()),
                 swept,
             }),
@@ -448,8 +450,13 @@ impl Pool {
                     Ok((Arc::clone(&stored), out.keeping(stored)))
                 })
         } else {
-            crate::mapped::read_spill::<T>(&file.path, &self.read_options())
-                .map_err(PoolError::from)
+            self.spill_bytes(file)
+                .and_then(|bytes| {
+                    Ok(mempool_serde::decode_with::<T>(
+                        &bytes,
+                        &self.read_options(),
+                    )?)
+                })
                 .map(|value| {
                     let size = value.mem_size();
                     let held = Arc::new(Held::new(value, size, Arc::clone(&self.inner.counters)));
@@ -498,10 +505,25 @@ impl Pool {
         }
     }
 
+    /// A spilled frame's bytes: a mapping of its range of its segment that keeps
+    /// the range in place while it (or anything decoded from it) lives.
+    fn spill_bytes(&self, file: &SpillFile) -> Result<Buffer> {
+        let extent = file
+            .extent
+            .as_ref()
+            .expect("a pool's spill file has its extent");
+        extent.buffer().map_err(|source| {
+            PoolError::Frame(mempool_serde::FrameError::Io {
+                path: Some(file.path.clone()),
+                source,
+            })
+        })
+    }
+
     /// Maps a frame entry's spill file and checks it (the checksum too
     /// with `verify`).
     fn read_frame_file(&self, file: &SpillFile, verify: bool) -> Result<Frame> {
-        let bytes = crate::mapped::map_spill(&file.path)?;
+        let bytes = self.spill_bytes(file)?;
         let opts = ReadOptions {
             verify_checksum: verify,
         };
@@ -548,12 +570,11 @@ impl Pool {
         let idx = st.find(self.inner.owner, r)?;
         let e = st.remove(idx);
         drop(st);
-        // The file first: dropping the value runs user code, which may panic.
-        // A write in flight of this value settles later and removes its file.
-        if let Some(f) = e.file() {
-            let _ = std::fs::remove_file(&f.path);
-        }
-        release(e.value().cloned());
+        // The range first: dropping the value runs user code, which may panic.
+        // A write in flight of this value settles later and frees its range.
+        let value = e.value().cloned();
+        drop(e); // frees its range on disk, unless someone reads it
+        release(value);
         Ok(())
     }
 
@@ -711,6 +732,7 @@ impl Pool {
         let size = mempool_serde::write_encoded_file(&src.encode()?, path, sync)?;
         Ok(FileRef {
             path: path.to_owned(),
+            offset: 0,
             size,
         })
     }
@@ -755,6 +777,7 @@ impl Pool {
     pub fn stats(&self) -> Stats {
         let st = self.lock();
         let c = &self.inner.counters;
+        let seg = self.inner.segments.stats();
         Stats {
             mem_values: st.mem_values,
             mem_bytes: st.mem_bytes,
@@ -770,6 +793,9 @@ impl Pool {
             restores: st.restores,
             bytes_written: Counters::get(&c.bytes_written),
             bytes_read: Counters::get(&c.bytes_read),
+            segment_files: seg.files.load(Ordering::Relaxed),
+            segment_live_bytes: seg.live_bytes.load(Ordering::Relaxed),
+            segment_dead_bytes: seg.dead_bytes.load(Ordering::Relaxed),
         }
     }
 }

@@ -90,6 +90,21 @@ fn check(p: &Pool) {
     p.lock().check_invariants(p.config().max_memsize);
 }
 
+/// Flips the last byte of a spilled frame in its segment file (disk
+/// corruption, for tests; nothing reads that range meanwhile).
+fn corrupt_last_byte(f: &FileRef) {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&f.path)
+        .unwrap();
+    let at = f.offset + f.size - 1;
+    let mut b = [0u8];
+    file.read_exact_at(&mut b, at).unwrap();
+    file.write_all_at(&[b[0] ^ 0xff], at).unwrap();
+}
+
 fn spill_files(p: &Pool) -> usize {
     std::fs::read_dir(p.session_dir())
         .unwrap()
@@ -98,7 +113,7 @@ fn spill_files(p: &Pool) -> usize {
                 .unwrap()
                 .path()
                 .extension()
-                .is_some_and(|x| x == "frame")
+                .is_some_and(|x| x == "seg")
         })
         .count()
 }
@@ -337,10 +352,7 @@ fn save_to_disk_refuses_the_session_directory_and_verifies_spill_files() {
         Err(PoolError::InvalidPath { .. })
     ));
     let f = p.move_to_disk(&r).unwrap();
-    let mut bytes = std::fs::read(&f.path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    std::fs::write(&f.path, &bytes).unwrap();
+    corrupt_last_byte(&f);
     let target = dir.path().join("saved.frame");
     let err = p.save_to_disk(&r, &target).unwrap_err();
     assert!(

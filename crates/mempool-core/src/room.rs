@@ -337,8 +337,10 @@ mod tests {
     fn written(st: &mut State, size: u64) -> SpillFile {
         st.disk_bytes += size;
         SpillFile {
-            path: PathBuf::from("model.frame"),
+            path: PathBuf::from("model.seg"),
+            offset: 0,
             len: size,
+            extent: None,
             mem_size: size,
             frame_name: None,
             handed_out: false,

@@ -7,7 +7,7 @@
 //! <spill_dir>/                       made if missing; the path is made absolute
 //!     <16 hex session>-<pid>/        one per pool; mode 0700 on Unix
 //!         .lock                      locked exclusively for the session's life
-//!         <n>.frame                  spill files (n: the pool's write counter, hex)
+//!         <n>.seg                    segment files: spilled frames, many per file
 //!     <16 hex session>-<pid>.creating/   a session being made (see below)
 //! ```
 //!

@@ -7,7 +7,6 @@
 //! encoding — without, which puts the value back where it was (resident,
 //! first in line to leave). So nothing is lost and every waiter wakes.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use mempool_serde::{UnsealedFrame, HEADER_LEN};
@@ -97,14 +96,19 @@ impl Pool {
             Undo::new(self, move |st: &mut State| st.disk_bytes -= len)
         };
         let frame = layout.seal();
-        let seq = self.inner.file_seq.fetch_add(1, Ordering::Relaxed);
-        let path = self.session_dir().join(format!("{seq:x}.frame"));
-        mempool_serde::write_encoded_file(&frame, &path, false)?;
+        let extent = self.inner.segments.append(&frame).map_err(|source| {
+            PoolError::Frame(mempool_serde::FrameError::Io {
+                path: Some(self.session_dir().to_owned()),
+                source,
+            })
+        })?;
         reservation.keep();
         Counters::add(&self.inner.counters.bytes_written, len);
         Ok(SpillFile {
-            path,
+            path: extent.path().to_owned(),
+            offset: extent.offset(),
             len,
+            extent: Some(extent),
             mem_size,
             frame_name,
             handed_out: false,
@@ -129,9 +133,8 @@ impl Pool {
             let dropped = st.drop_resident_copies();
             if !dropped.is_empty() {
                 drop(st);
-                for f in dropped {
-                    let _ = std::fs::remove_file(&f.path);
-                }
+                // Freed (their blocks given back) unless someone reads them.
+                drop(dropped);
                 st = self.lock();
             } else if st.flushes > 0 {
                 // Disk copies being written hold reservations that become
@@ -219,9 +222,7 @@ impl Pool {
     pub(crate) fn settle(&self, v: Victim, written: Option<SpillFile>) {
         let (released, orphan) = self.settle_index(&mut self.lock(), &v, written);
         // Files first: dropping a value runs user code, which may panic.
-        if let Some(f) = orphan {
-            let _ = std::fs::remove_file(&f.path);
-        }
+        drop(orphan);
         drop(v.value);
         release(released);
     }

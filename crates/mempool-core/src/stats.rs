@@ -43,6 +43,16 @@ pub struct Stats {
     pub bytes_written: u64,
     /// Bytes of spill files read back.
     pub bytes_read: u64,
+    /// Segment files in the session directory (spilled values share them).
+    pub segment_files: u64,
+    /// Bytes of spilled frames alive in segments: those of values on disk,
+    /// writes in flight, and ranges of deleted values still read by someone
+    /// (a `Ref` mapping them).
+    pub segment_live_bytes: u64,
+    /// Bytes of freed frames still taking space in segments (block edges
+    /// that could not be given back, until their segment empties): the
+    /// fragmentation.
+    pub segment_dead_bytes: u64,
 }
 
 /// Counters updated without the pool lock.

@@ -114,7 +114,16 @@ fn vanished_spill_directory_keeps_values_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     const N: usize = 10_000; // 80 kB
     let max = 200_000;
-    let pool = Pool::new(PoolConfig::default().max_memsize(max).spill_dir(dir.path())).unwrap();
+    // Write-behind off: no segment file is open when the directory goes (a
+    // pool with an open segment keeps appending to it, unlinked, and reads
+    // it back through its mapping: nothing is lost either way).
+    let pool = Pool::new(
+        PoolConfig::default()
+            .max_memsize(max)
+            .write_behind(false)
+            .spill_dir(dir.path()),
+    )
+    .unwrap();
     let a = pool.set(array(1, N)).unwrap();
     let b = pool.set(array(2, N)).unwrap();
     std::fs::remove_dir_all(pool.session_dir()).unwrap();
@@ -177,13 +186,20 @@ fn corrupted_spill_file_is_a_checksum_error() {
     let pool = Pool::new(PoolConfig::default().spill_dir(dir.path())).unwrap();
     let r = pool.set(array(7, 1000)).unwrap();
     let file = pool.move_to_disk(&r).unwrap();
-    let mut bytes = std::fs::read(&file.path).unwrap();
-    let last = bytes.len() - 3;
-    bytes[last] ^= 0x40;
-    // Replace the file (a new inode) rather than writing into it.
-    let tmp = file.path.with_extension("corrupt");
-    std::fs::write(&tmp, &bytes).unwrap();
-    std::fs::rename(&tmp, &file.path).unwrap();
+    // Disk corruption in the frame's range of its segment file (nothing
+    // reads that range meanwhile).
+    {
+        use std::os::unix::fs::FileExt as _;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file.path)
+            .unwrap();
+        let at = file.offset + file.size - 3;
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+    }
     match pool.get::<PrimitiveArray<u64>>(&r) {
         Err(PoolError::Frame(FrameError::BodyChecksum { .. })) => {}
         other => panic!("expected a checksum error, got {other:?}"),

@@ -45,8 +45,12 @@ fn frame_bytes(pool: &Pool, r: &DRef) -> Vec<u8> {
 }
 
 fn spill_file_bytes(pool: &Pool, r: &DRef) -> Vec<u8> {
+    use std::os::unix::fs::FileExt as _;
     let f = pool.move_to_disk(r).unwrap();
-    std::fs::read(&f.path).unwrap()
+    let file = std::fs::File::open(&f.path).unwrap();
+    let mut bytes = vec![0u8; f.size as usize];
+    file.read_exact_at(&mut bytes, f.offset).unwrap();
+    bytes
 }
 
 #[test]
@@ -75,8 +79,8 @@ fn a_stored_frame_is_read_as_its_type_spills_as_is_and_maps_back() {
         other => panic!("expected a type mismatch, got {other}"),
     }
 
-    // The spill file is the frame, byte for byte (no frame inside a frame).
-    assert_eq!(spill_file_bytes(&p, &r), bytes.as_slice());
+    // The spilled range is the frame, byte for byte (no frame inside a frame).
+    assert!(spill_file_bytes(&p, &r) == bytes.as_slice());
     assert!(!p.is_in_memory(&r).unwrap());
     // A wrong-type get of a frame on disk fails before reading it back.
     assert!(matches!(
@@ -89,6 +93,10 @@ fn a_stored_frame_is_read_as_its_type_spills_as_is_and_maps_back() {
     assert_eq!((s.restores, s.mem_values), (1, 1), "{s:?}");
     assert!(p.info(&r).unwrap().is_frame, "it stays a frame entry");
     p.delete(&r).unwrap();
+    // The value read back maps the spilled range: it pins it past the delete.
+    assert_eq!(common::spill_files(p.session_dir()).len(), 1);
+    assert_eq!(*back, value);
+    drop(back);
     assert_eq!(common::spill_files(p.session_dir()), Vec::<String>::new());
 }
 

@@ -119,11 +119,15 @@ fn save_to_disk_of_a_spilled_value_copies_its_file() {
 
 #[test]
 fn file_ref_is_readable_from_another_process() {
-    if let Ok(path) = std::env::var(CHILD_ENV) {
-        // The child: read the file by its path alone.
-        let size = std::fs::metadata(&path).unwrap().len();
+    if let Ok(arg) = std::env::var(CHILD_ENV) {
+        // The child: read the frame by its path, offset and size alone.
+        let mut parts = arg.rsplitn(3, ':');
+        let size = parts.next().unwrap().parse().unwrap();
+        let offset = parts.next().unwrap().parse().unwrap();
+        let path = parts.next().unwrap();
         let f = FileRef {
             path: path.into(),
+            offset,
             size,
         };
         assert_eq!(f.read::<StringArray>().unwrap(), names());
@@ -134,9 +138,10 @@ fn file_ref_is_readable_from_another_process() {
     let pool = Pool::new(PoolConfig::default().spill_dir(dir.path())).unwrap();
     let r = pool.set(names()).unwrap();
     let f = pool.move_to_disk(&r).unwrap();
+    let arg = format!("{}:{}:{}", f.path.display(), f.offset, f.size);
     let out = run_child(
         "file_ref_is_readable_from_another_process",
-        (CHILD_ENV, &f.path),
+        (CHILD_ENV, std::path::Path::new(&arg)),
         None,
     );
     let stdout = assert_success(&out);

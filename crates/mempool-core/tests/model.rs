@@ -373,11 +373,13 @@ fn check(pool: &Pool, m: &Model, step: usize) -> Result<(), TestCaseError> {
         "step {}: (hits, misses, restores, evictions, spills, spill_failures)",
         step
     );
-    prop_assert_eq!(
-        files_in(pool.session_dir()) as u64,
-        files,
-        "step {}: files in the session directory",
-        step
+    // Spilled values share segment files: some file exists while a value
+    // is on disk.
+    prop_assert!(
+        files == 0 || files_in(pool.session_dir()) > 0,
+        "step {}: {} values on disk but no segment file",
+        step,
+        files
     );
     Ok(())
 }

@@ -172,7 +172,7 @@ fn has_spill_file(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .any(|e| e.file_name().to_string_lossy().ends_with(".frame"))
+        .any(|e| e.file_name().to_string_lossy().ends_with(".seg"))
 }
 
 #[test]
