@@ -324,21 +324,46 @@ fn add_write_behind_off(w: &mut Workload, put_mbs: f64, get_mbs: f64, lim: &Limi
     );
 }
 
+/// How a W1 or W3 pass configures its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The defaults (write-behind on, no compression).
+    Default,
+    /// Every eviction written by the caller.
+    WriteBehindOff,
+    /// Spills compressed with LZ4 (read back decompressed).
+    Lz4,
+}
+
+/// Adds a compressed pass's put and get figures.
+fn add_lz4(w: &mut Workload, put_mbs: f64, get_mbs: f64, saved: u64, written: u64) {
+    w.add("put, LZ4 spills", put_mbs, "MB/s", "", String::new());
+    w.add("get, LZ4 spills", get_mbs, "MB/s", "", String::new());
+    w.add(
+        "LZ4 saved",
+        100.0 * saved as f64 / (saved + written).max(1) as f64,
+        "%",
+        "",
+        "of spilled frame bytes".into(),
+    );
+}
+
 /// A pool for a W1 or W3 pass.
-fn pass_pool(dir: &Path, max_memsize: u64, write_behind: bool) -> Pool {
+fn pass_pool(dir: &Path, max_memsize: u64, mode: Mode) -> Pool {
     Pool::new(
         PoolConfig::default()
             .max_memsize(max_memsize)
-            .write_behind(write_behind)
+            .write_behind(mode != Mode::WriteBehindOff)
+            .compression((mode == Mode::Lz4).then_some(mempool_serde::Codec::Lz4))
             .spill_dir(dir),
     )
     .unwrap()
 }
 
 /// W1's puts and gets, with or without write-behind.
-fn w1_pass(dir: &Path, gen: &F64Pool, write_behind: bool) -> Pass {
+fn w1_pass(dir: &Path, gen: &F64Pool, mode: Mode) -> Pass {
     let start = Instant::now();
-    let pool = pass_pool(dir, 256 * MIB, write_behind);
+    let pool = pass_pool(dir, 256 * MIB, mode);
     // The expected checksums, untimed: the verification pass needs them.
     let sums: Vec<u64> = (0..W1_VALUES as u64)
         .map(|i| checksum_f64(w1_value(gen, i)))
@@ -376,11 +401,12 @@ fn w1(dir: &Path, lim: &Limits) -> Workload {
     println!("W1 spill-churn: max_memsize 256 MiB, 1024 x 1 MiB f64 arrays");
     reset_peak_rss();
     let gen = F64Pool::new();
-    let on = w1_pass(dir, &gen, true);
+    let on = w1_pass(dir, &gen, Mode::Default);
     let rss = peak_rss_mib();
     // The same with every eviction written by the caller: what the put and
     // get figures owe to writing in the background.
-    let off = w1_pass(dir, &gen, false);
+    let off = w1_pass(dir, &gen, Mode::WriteBehindOff);
+    let lz4 = w1_pass(dir, &gen, Mode::Lz4);
     let bytes = (W1_VALUES * W1_VALUE_LEN * 8) as f64;
     let mbs = |d: Duration| bytes / MB / d.as_secs_f64();
     let mut w = Workload::new("W1");
@@ -422,6 +448,13 @@ fn w1(dir: &Path, lim: &Limits) -> Workload {
     w.add("spills", on.stats.spills as f64, "", "", String::new());
     w.add("restores", on.stats.restores as f64, "", "", String::new());
     add_write_behind_off(&mut w, mbs(off.put), mbs(off.get), lim);
+    add_lz4(
+        &mut w,
+        mbs(lz4.put),
+        mbs(lz4.get),
+        lz4.stats.compression_saved_bytes,
+        lz4.stats.bytes_written,
+    );
     w.add(
         "total, write-behind off",
         off.total.as_secs_f64(),
@@ -572,9 +605,9 @@ fn w3_arrays() -> (Vec<StringArray>, Vec<u32>, usize) {
 
 /// W3's puts and gets, with or without write-behind. Each put stores a deep
 /// copy of the array (made untimed), so that the pool owns its buffers.
-fn w3_pass(dir: &Path, arrays: &[StringArray], crcs: &[u32], write_behind: bool) -> Pass {
+fn w3_pass(dir: &Path, arrays: &[StringArray], crcs: &[u32], mode: Mode) -> Pass {
     let start = Instant::now();
-    let pool = pass_pool(dir, 32 * MIB, write_behind);
+    let pool = pass_pool(dir, 32 * MIB, mode);
     let mut refs = Vec::new();
     let mut put = Duration::ZERO;
     for a in arrays {
@@ -612,8 +645,9 @@ fn w3_pass(dir: &Path, arrays: &[StringArray], crcs: &[u32], write_behind: bool)
 fn w3(dir: &Path, lim: &Limits) -> Workload {
     println!("W3 strings: 64 StringArrays of 100,000 strings, max_memsize 32 MiB");
     let (arrays, crcs, string_bytes) = w3_arrays();
-    let on = w3_pass(dir, &arrays, &crcs, true);
-    let off = w3_pass(dir, &arrays, &crcs, false);
+    let on = w3_pass(dir, &arrays, &crcs, Mode::Default);
+    let off = w3_pass(dir, &arrays, &crcs, Mode::WriteBehindOff);
+    let lz4 = w3_pass(dir, &arrays, &crcs, Mode::Lz4);
     let mbs = |d: Duration| string_bytes as f64 / MB / d.as_secs_f64();
     let mut w = Workload::new("W3");
     w.add(
@@ -653,6 +687,13 @@ fn w3(dir: &Path, lim: &Limits) -> Workload {
         String::new(),
     );
     add_write_behind_off(&mut w, mbs(off.put), mbs(off.get), lim);
+    add_lz4(
+        &mut w,
+        mbs(lz4.put),
+        mbs(lz4.get),
+        lz4.stats.compression_saved_bytes,
+        lz4.stats.bytes_written,
+    );
     w
 }
 

@@ -89,7 +89,7 @@ impl FileRef {
     /// # Errors
     /// As [`FileRef::read`].
     pub fn read_with<T: MmRead>(&self, opts: &ReadOptions) -> Result<T> {
-        let bytes = self.read_range()?;
+        let bytes = decompressed(self.read_range()?)?;
         mempool_serde::decode_with(&bytes, opts).map_err(PoolError::from)
     }
 
@@ -184,8 +184,18 @@ impl FileRef {
                 needed: self.offset.saturating_add(self.size),
                 available: map.len() as u64,
             })?;
+        let bytes = decompressed(bytes)?;
         mempool_serde::decode_with(&bytes, opts).map_err(PoolError::from)
     }
+}
+
+/// The frame in `bytes`: as it is, or decompressed into memory when a pool
+/// with [`PoolConfig::compression`](crate::PoolConfig::compression) wrote it.
+fn decompressed(bytes: Buffer) -> Result<Buffer> {
+    if mempool_serde::is_compressed(bytes.as_slice()) {
+        return Ok(mempool_serde::decompress_frame(bytes.as_slice(), u64::MAX)?);
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

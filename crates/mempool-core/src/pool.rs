@@ -512,12 +512,18 @@ impl Pool {
             .extent
             .as_ref()
             .expect("a pool's spill file has its extent");
-        extent.buffer().map_err(|source| {
+        let bytes = extent.buffer().map_err(|source| {
             PoolError::Frame(mempool_serde::FrameError::Io {
                 path: Some(file.path.clone()),
                 source,
             })
-        })
+        })?;
+        if mempool_serde::is_compressed(bytes.as_slice()) {
+            // Decompressed into memory (never mapped); the raw length is
+            // bounded by the container (LZ4 expands at most 255 times).
+            return Ok(mempool_serde::decompress_frame(bytes.as_slice(), u64::MAX)?);
+        }
+        Ok(bytes)
     }
 
     /// Maps a frame entry's spill file and checks it (the checksum too
@@ -796,6 +802,7 @@ impl Pool {
             segment_files: seg.files.load(Ordering::Relaxed),
             segment_live_bytes: seg.live_bytes.load(Ordering::Relaxed),
             segment_dead_bytes: seg.dead_bytes.load(Ordering::Relaxed),
+            compression_saved_bytes: Counters::get(&c.compression_saved),
         }
     }
 }

@@ -187,12 +187,24 @@ impl Segments {
     /// # Errors
     /// The I/O error of making a segment or writing.
     pub(crate) fn append(&self, frame: &EncodedFrame<'_>) -> std::io::Result<Arc<Extent>> {
-        let len = frame.len() as u64;
+        self.append_chunks(frame.len() as u64, frame.chunks())
+    }
+
+    /// Appends `len` bytes given as chunks (a frame's, or a compressed
+    /// frame's one).
+    ///
+    /// # Errors
+    /// As [`Segments::append`].
+    pub(crate) fn append_chunks<'c>(
+        &self,
+        len: u64,
+        chunks: impl Iterator<Item = &'c [u8]>,
+    ) -> std::io::Result<Arc<Extent>> {
         let (seg, off) = self.place(len)?;
         self.stats.live_bytes.fetch_add(len, Ordering::Relaxed);
         let extent = Arc::new(Extent { seg, off, len });
         let mut pos = off;
-        for chunk in frame.chunks() {
+        for chunk in chunks {
             extent.seg.file.write_all_at(chunk, pos)?;
             pos += chunk.len() as u64;
         }

@@ -96,18 +96,35 @@ impl Pool {
             Undo::new(self, move |st: &mut State| st.disk_bytes -= len)
         };
         let frame = layout.seal();
-        let extent = self.inner.segments.append(&frame).map_err(|source| {
+        let io = |source| {
             PoolError::Frame(mempool_serde::FrameError::Io {
                 path: Some(self.session_dir().to_owned()),
                 source,
             })
-        })?;
+        };
+        let (extent, written) = match self.config().compression {
+            None => (self.inner.segments.append(&frame).map_err(io)?, len),
+            Some(codec) => {
+                let packed = mempool_serde::compress_frame(&frame, codec)?;
+                let packed_len = packed.len() as u64;
+                let extent = self
+                    .inner
+                    .segments
+                    .append_chunks(packed_len, std::iter::once(packed.as_slice()))
+                    .map_err(io)?;
+                // The reservation was for the frame; the disk holds less.
+                let saved = len.saturating_sub(packed_len);
+                self.lock().disk_bytes -= saved;
+                Counters::add(&self.inner.counters.compression_saved, saved);
+                (extent, len - saved)
+            }
+        };
         reservation.keep();
-        Counters::add(&self.inner.counters.bytes_written, len);
+        Counters::add(&self.inner.counters.bytes_written, written);
         Ok(SpillFile {
             path: extent.path().to_owned(),
             offset: extent.offset(),
-            len,
+            len: written,
             extent: Some(extent),
             mem_size,
             frame_name,
@@ -129,7 +146,7 @@ impl Pool {
         let Some(max) = self.config().max_disksize else {
             return Ok(st);
         };
-        while st.disk_bytes + len > max && why != Why::Flush {
+        while self.disk_held(&st) + len > max && why != Why::Flush {
             let dropped = st.drop_resident_copies();
             if !dropped.is_empty() {
                 drop(st);
@@ -144,14 +161,29 @@ impl Pool {
                 break;
             }
         }
-        if st.disk_bytes + len > max {
+        let held = self.disk_held(&st);
+        if held + len > max {
             return Err(PoolError::DiskFull {
                 needed: len,
-                used: st.disk_bytes,
+                used: held,
                 max,
             });
         }
         Ok(st)
+    }
+
+    /// Bytes the pool holds on disk against `max_disksize`: its values' and
+    /// writes in flight (`disk_bytes`), or, when more, every range still in
+    /// place (`segment_live_bytes`: ranges of deleted values pinned by
+    /// readers count until they let go).
+    fn disk_held(&self, st: &State) -> u64 {
+        let live = self
+            .inner
+            .segments
+            .stats()
+            .live_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        st.disk_bytes.max(live)
     }
 
     /// Lays out and writes a value in memory to a new spill file.

@@ -53,6 +53,10 @@ pub struct Stats {
     /// that could not be given back, until their segment empties): the
     /// fragmentation.
     pub segment_dead_bytes: u64,
+    /// Bytes that compression kept off the disk (frame bytes minus
+    /// compressed bytes, over every spill write), with
+    /// [`PoolConfig::compression`](crate::PoolConfig::compression).
+    pub compression_saved_bytes: u64,
 }
 
 /// Counters updated without the pool lock.
@@ -61,6 +65,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_written: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) detached_bytes: AtomicU64,
+    pub(crate) compression_saved: AtomicU64,
 }
 
 impl Counters {

@@ -106,3 +106,19 @@ fn the_disk_bound_holds_under_churn() {
         assert_eq!(*p.get::<PrimitiveArray<u64>>(r).unwrap(), array(*i, n));
     }
 }
+
+#[test]
+fn ranges_pinned_by_readers_count_against_the_disk_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, 1 << 20, Some(2_500_000));
+    let v = array(1, 200_000); // 1.6 MB: straight to disk
+    let r = p.set(v.clone()).unwrap();
+    let read = p.get::<PrimitiveArray<u64>>(&r).unwrap(); // maps (pins) the range
+    p.delete(&r).unwrap();
+    // 1.6 MB pinned + 1.6 MB new would pass 2.5 MB.
+    let err = p.set(array(2, 200_000)).unwrap_err();
+    assert!(matches!(err.error, PoolError::DiskFull { .. }), "{err}");
+    assert_eq!(*read, v);
+    drop(read);
+    p.set(array(2, 200_000)).unwrap();
+}
