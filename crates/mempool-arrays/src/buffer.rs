@@ -292,9 +292,9 @@ impl Buffer {
     }
 
     /// Maps `len` bytes of an open file from `offset` read-only, lazily: the
-    /// mapping starts at the page holding `offset` and the buffer is exactly
-    /// the range asked for (so a range at a 64-byte aligned offset yields a
-    /// 64-byte aligned buffer). Unmapped when the last view of it goes.
+    /// buffer is exactly the range asked for (a range at a 64-byte aligned
+    /// offset yields a 64-byte aligned buffer; the page size is the
+    /// system's). Unmapped when the last view of it goes.
     ///
     /// # Safety
     /// The bytes of the range must not be modified, and the file must not be
@@ -323,11 +323,10 @@ impl Buffer {
                 "range past the end of the file",
             ));
         }
-        const PAGE: u64 = 4096;
-        let start = offset / PAGE * PAGE;
-        let lead = (offset - start) as usize;
         let mut opts = memmap2::MmapOptions::new();
-        opts.offset(start).len(lead + len);
+        // memmap2 maps from the page holding `offset` and hands out exactly
+        // the range: the bytes before it on that page are never referenced.
+        opts.offset(offset).len(len);
         // SAFETY: `MmapOptions::map` is unsafe because the mapped bytes are
         // shared with the file. Its obligations, and how they are met:
         // - No `&mut` may alias the mapped bytes: the map is read-only and only
@@ -336,10 +335,9 @@ impl Buffer {
         //   moved into the `Arc` that every `Buffer` viewing it holds.
         // - The mapped bytes must not change and the file must not shrink
         //   below them while mapped: this function's own safety contract,
-        //   which its caller upholds. The `lead` bytes before `offset` on the
-        //   first page are mapped but never handed out.
+        //   which its caller upholds.
         let map = unsafe { opts.map(file)? };
-        Ok(Self::from_mmap(map).slice(lead, len))
+        Ok(Self::from_mmap(map))
     }
 
     /// Asks the kernel to read all of this buffer's pages in now, when the

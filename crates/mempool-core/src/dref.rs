@@ -144,11 +144,14 @@ impl FileRef {
     /// truncation kills the process with `SIGBUS` when a lost page is read.
     /// Removing the file is fine. A `FileRef` from
     /// [`Pool::move_to_disk`](crate::Pool::move_to_disk) or
-    /// [`Pool::copy_to_disk`](crate::Pool::copy_to_disk) names a spill file,
-    /// which the pool writes once and never rewrites, only removes; one from
-    /// [`Pool::save_to_disk`](crate::Pool::save_to_disk) names a file the
-    /// caller chose, which the pool never writes again either, so it is for the
-    /// caller to keep others from writing it. See `mempool_arrays::Buffer::map_file`.
+    /// [`Pool::copy_to_disk`](crate::Pool::copy_to_disk) names a range of a
+    /// segment file that its pool keeps appending to and punches holes in
+    /// when values are deleted: it does not meet this while that pool lives
+    /// (read it with [`FileRef::read`], or through the pool, which pins
+    /// what it maps). One from [`Pool::save_to_disk`](crate::Pool::save_to_disk)
+    /// names a file the caller chose, which the pool never writes again, so
+    /// it is for the caller to keep others from writing it. See
+    /// `mempool_arrays::Buffer::map_file`.
     ///
     /// # Errors
     /// As [`FileRef::read`].
@@ -170,20 +173,25 @@ impl FileRef {
     /// As [`FileRef::read`].
     #[expect(unsafe_code, reason = "caller keeps the file unchanged while mapped")]
     pub unsafe fn read_mapped_with<T: MmRead>(&self, opts: &ReadOptions) -> Result<T> {
-        // SAFETY: `map_file` has this function's obligation:
-        // - the file is not modified or truncated while the value read (which
-        //   may borrow the map) lives, which our caller guarantees (see
-        //   `# Safety`).
-        let map = unsafe { mempool_serde::map_file(&self.path) }?;
-        let bytes = usize::try_from(self.offset)
-            .ok()
-            .zip(usize::try_from(self.size).ok())
-            .and_then(|(off, len)| map.try_slice(off, len).ok())
-            .ok_or(FrameError::Truncated {
-                what: "frame in its file",
-                needed: self.offset.saturating_add(self.size),
-                available: map.len() as u64,
-            })?;
+        let io = |source| {
+            PoolError::Frame(FrameError::Io {
+                path: Some(self.path.clone()),
+                source,
+            })
+        };
+        let file = std::fs::File::open(&self.path).map_err(io)?;
+        let len = usize::try_from(self.size).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the frame is larger than memory can address",
+            ))
+        })?;
+        // SAFETY: `map_file_range` has this function's obligation, for the
+        // frame's range only:
+        // - its bytes are not modified and the file is not truncated below
+        //   it while the value read (which may borrow the map) lives, which
+        //   our caller guarantees (see `# Safety`).
+        let bytes = unsafe { Buffer::map_file_range(&file, self.offset, len) }.map_err(io)?;
         let bytes = decompressed(bytes)?;
         mempool_serde::decode_with(&bytes, opts).map_err(PoolError::from)
     }

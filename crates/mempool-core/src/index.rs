@@ -792,7 +792,12 @@ impl State {
             else {
                 continue;
             };
-            if copy.as_ref().is_some_and(|f| f.handed_out) {
+            // A copy handed out as a FileRef stays; one whose range is read
+            // by someone (the value itself, restored from it) would free
+            // nothing.
+            if copy.as_ref().is_some_and(|f| {
+                f.handed_out || f.extent.as_ref().is_some_and(|e| Arc::strong_count(e) > 1)
+            }) {
                 continue;
             }
             if let Some(f) = copy.take() {

@@ -19,12 +19,13 @@
 //! mapping of a whole segment would keep every page ever read resident. A
 //! frame under [`COPY_BELOW`] is copied instead (one `pread`). When the last goes, the extent is freed: the
 //! whole 4 KiB blocks inside it are given back to the file system
-//! (`fallocate(FALLOC_FL_PUNCH_HOLE)`, where the file system has it), and a
-//! segment whose extents are all freed is removed. So bytes stay in place
-//! while anyone uses them, and a delete never pulls them from under a
-//! reader. Small frames share blocks: their space comes back when their
-//! neighbours' does, or when the segment empties (what is held meanwhile is
-//! [`SegmentStats::dead_bytes`]).
+//! (`fallocate(FALLOC_FL_PUNCH_HOLE)`, where the file system has it), its
+//! header is wiped, and a segment whose extents are all freed is removed. So
+//! bytes stay in place while anyone uses them, and a delete never pulls them
+//! from under a reader. Small frames share blocks: their space comes back
+//! only when their segment empties (what is held meanwhile is
+//! [`SegmentStats::dead_bytes`], counted against the disk bound; compacting
+//! segments that stragglers keep alive is not done yet).
 //!
 //! # Crash safety
 //! A range is never reused: it is written once, before its extent is handed
@@ -56,6 +57,8 @@ const FRAME_ALIGN: u64 = 64;
 /// than mapped: cheaper below a few pages, measured with W5 (1,000-byte
 /// values: 37,000 gets a second mapped, 212,000 copied).
 const COPY_BELOW: u64 = 64 << 10;
+/// The sealed bit of `Segment::state`.
+const SEALED: u64 = 1 << 63;
 /// The file-system block: hole punching frees whole blocks only.
 const BLOCK: u64 = 4096;
 
@@ -69,6 +72,18 @@ pub(crate) struct SegmentStats {
     /// Bytes of freed extents still taking space: the parts of blocks that
     /// could not be punched, in segments not yet removed (fragmentation).
     pub(crate) dead_bytes: AtomicU64,
+    /// Bytes reserved by writes not appended yet (the pool's disk budget).
+    pub(crate) reserved: AtomicU64,
+}
+
+impl SegmentStats {
+    /// Everything held on disk or about to be: live and dead bytes of
+    /// segments, and reservations.
+    pub(crate) fn held(&self) -> u64 {
+        self.live_bytes.load(Ordering::Relaxed)
+            + self.dead_bytes.load(Ordering::Relaxed)
+            + self.reserved.load(Ordering::Relaxed)
+    }
 }
 
 /// The segment files of one session directory.
@@ -87,10 +102,10 @@ pub(crate) struct Segment {
     path: PathBuf,
     file: File,
     capacity: u64,
-    /// Extents not yet freed.
-    live: AtomicU64,
-    /// No more appends: full, or a frame's own.
-    sealed: AtomicBool,
+    /// Extents not yet freed (the low bits) and whether appends are over
+    /// (`SEALED`: full, emptied, or a frame's own), in one word, so that an
+    /// append's count and an emptied segment's sealing cannot cross.
+    state: AtomicU64,
     removed: AtomicBool,
     /// Bytes of freed extents not punched, counted in `dead_bytes`.
     dead: AtomicU64,
@@ -146,8 +161,7 @@ impl Segments {
             path,
             file,
             capacity,
-            live: AtomicU64::new(0),
-            sealed: AtomicBool::new(false),
+            state: AtomicU64::new(0),
             removed: AtomicBool::new(false),
             dead: AtomicU64::new(0),
             stats: Arc::clone(&self.stats),
@@ -159,26 +173,28 @@ impl Segments {
     fn place(&self, len: u64) -> std::io::Result<(Arc<Segment>, u64)> {
         if len >= self.own_min || len > self.capacity {
             let seg = self.create(len.next_multiple_of(BLOCK))?;
-            seg.live.fetch_add(1, Ordering::AcqRel);
-            seg.sealed.store(true, Ordering::Release);
+            seg.state.store(SEALED | 1, Ordering::Release);
             return Ok((seg, 0));
         }
         let mut active = self.active.lock();
-        let fits = active.as_ref().is_some_and(|(seg, cursor)| {
-            !seg.sealed.load(Ordering::Acquire)
-                && cursor.next_multiple_of(FRAME_ALIGN) + len <= seg.capacity
-        });
-        if !fits {
+        loop {
+            if let Some((seg, cursor)) = active.as_mut() {
+                let off = cursor.next_multiple_of(FRAME_ALIGN);
+                if off + len <= seg.capacity && seg.count_append() {
+                    // The alignment padding takes space too: count it dead.
+                    let pad = off - *cursor;
+                    seg.dead.fetch_add(pad, Ordering::Relaxed);
+                    self.stats.dead_bytes.fetch_add(pad, Ordering::Relaxed);
+                    *cursor = off + len;
+                    return Ok((Arc::clone(seg), off));
+                }
+            }
+            // Full, or sealed by its last extent's free: start another.
             let fresh = self.create(self.capacity)?;
             if let Some((old, _)) = active.replace((fresh, 0)) {
                 old.seal();
             }
         }
-        let (seg, cursor) = active.as_mut().expect("an active segment");
-        let off = cursor.next_multiple_of(FRAME_ALIGN);
-        *cursor = off + len;
-        seg.live.fetch_add(1, Ordering::AcqRel);
-        Ok((Arc::clone(seg), off))
     }
 
     /// Appends a frame, writing its chunks in place (no assembled copy).
@@ -213,10 +229,43 @@ impl Segments {
 }
 
 impl Segment {
+    /// Counts one more extent, unless the segment is sealed.
+    fn count_append(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & SEALED != 0 {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+    }
+
     /// No more appends; removed now if nothing in it is alive.
     fn seal(&self) {
-        self.sealed.store(true, Ordering::Release);
-        if self.live.load(Ordering::Acquire) == 0 {
+        let prev = self.state.fetch_or(SEALED, Ordering::AcqRel);
+        if prev == 0 {
+            self.remove();
+        }
+    }
+
+    /// One extent freed: a sealed segment goes with its last extent; the
+    /// active segment, emptied, is sealed and goes (the next append starts
+    /// another) unless an append counted itself in first.
+    fn release_one(&self) {
+        let now = self.state.fetch_sub(1, Ordering::AcqRel) - 1;
+        if now == SEALED
+            || (now == 0
+                && self
+                    .state
+                    .compare_exchange(0, SEALED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok())
+        {
             self.remove();
         }
     }
@@ -286,6 +335,11 @@ impl Drop for Extent {
     fn drop(&mut self) {
         let stats = &self.seg.stats;
         stats.live_bytes.fetch_sub(self.len, Ordering::Relaxed);
+        // Nobody reads the range any more: wipe its header, so that a FileRef
+        // kept past the delete reads no frame (not a frame of zeros where the
+        // body was punched, nor the old value where nothing was).
+        let head = self.len.min(64) as usize;
+        let _ = self.seg.file.write_all_at(&[0u8; 64][..head], self.off);
         let (start, end) = (
             self.off.next_multiple_of(BLOCK),
             (self.off + self.len) / BLOCK * BLOCK,
@@ -298,15 +352,7 @@ impl Drop for Extent {
         let dead = self.len - punched;
         self.seg.dead.fetch_add(dead, Ordering::Relaxed);
         stats.dead_bytes.fetch_add(dead, Ordering::Relaxed);
-        if self.seg.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if self.seg.sealed.load(Ordering::Acquire) {
-                self.seg.remove();
-            } else {
-                // The active segment emptied: it goes, and the next append
-                // starts a new one.
-                self.seg.seal();
-            }
-        }
+        self.seg.release_one();
     }
 }
 

@@ -7,6 +7,7 @@
 //! encoding — without, which puts the value back where it was (resident,
 //! first in line to leave). So nothing is lost and every waiter wakes.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use mempool_serde::{UnsealedFrame, HEADER_LEN};
@@ -90,11 +91,16 @@ impl Pool {
         frame_name: Option<Arc<str>>,
     ) -> Result<SpillFile> {
         let len = layout.len() as u64;
+        let reserved = &self.inner.segments.stats().reserved;
         let reservation = {
             let mut st = self.disk_room(len, why)?;
             st.disk_bytes += len;
+            reserved.fetch_add(len, Ordering::Relaxed);
             Undo::new(self, move |st: &mut State| st.disk_bytes -= len)
         };
+        // The reservation moves to the segment's live bytes at the append
+        // (or goes, with the write).
+        let _unreserve = Unreserve(reserved, len);
         let frame = layout.seal();
         let io = |source| {
             PoolError::Frame(mempool_serde::FrameError::Io {
@@ -172,18 +178,13 @@ impl Pool {
         Ok(st)
     }
 
-    /// Bytes the pool holds on disk against `max_disksize`: its values' and
-    /// writes in flight (`disk_bytes`), or, when more, every range still in
-    /// place (`segment_live_bytes`: ranges of deleted values pinned by
-    /// readers count until they let go).
-    fn disk_held(&self, st: &State) -> u64 {
-        let live = self
-            .inner
-            .segments
-            .stats()
-            .live_bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
-        st.disk_bytes.max(live)
+    /// Bytes held on disk against `max_disksize`: every range in place
+    /// (values', writes in flight, ranges of deleted values still read by
+    /// someone), the unpunched remains of freed ones, and reservations of
+    /// writes not appended yet. Checked under the pool lock, where
+    /// reservations are taken; other changes (frees) only lower it.
+    fn disk_held(&self, _st: &State) -> u64 {
+        self.inner.segments.stats().held()
     }
 
     /// Lays out and writes a value in memory to a new spill file.
@@ -276,5 +277,15 @@ impl Pool {
             }
             (released, orphan)
         }
+    }
+}
+
+/// Gives a write's reservation back when the write ends (appended: its
+/// bytes are live then; failed: gone).
+struct Unreserve<'a>(&'a std::sync::atomic::AtomicU64, u64);
+
+impl Drop for Unreserve<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
