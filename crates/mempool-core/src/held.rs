@@ -21,6 +21,9 @@ use crate::storable::Storable;
 pub(crate) struct Held<T> {
     value: T,
     size: u64,
+    /// Its bytes are a mapping of a spilled range (read back from disk),
+    /// not heap.
+    mapped: bool,
     detached: AtomicBool,
     counters: Arc<Counters>,
 }
@@ -30,9 +33,18 @@ impl<T> Held<T> {
         Self {
             value,
             size,
+            mapped: false,
             detached: AtomicBool::new(false),
             counters,
         }
+    }
+}
+
+impl<T> Held<T> {
+    /// Marks the value as read back by mapping its spilled range.
+    pub(crate) fn mapped(mut self, mapped: bool) -> Self {
+        self.mapped = mapped;
+        self
     }
 }
 
@@ -53,6 +65,8 @@ pub(crate) struct FrameValue(pub(crate) Frame);
 pub(crate) trait Stored: Send + Sync + 'static {
     /// Bytes it counts against `max_memsize`.
     fn size(&self) -> u64;
+    /// Whether those bytes are a mapping of a spilled range.
+    fn is_mapped(&self) -> bool;
     /// Lays the value out as a frame (cheap: sections borrow the value); the
     /// checksums are computed by [`mempool_serde::UnsealedFrame::seal`].
     fn layout(&self) -> Result<mempool_serde::UnsealedFrame<'_>, FrameError>;
@@ -69,6 +83,9 @@ pub(crate) trait Stored: Send + Sync + 'static {
 impl<T: Storable> Stored for Held<T> {
     fn size(&self) -> u64 {
         self.size
+    }
+    fn is_mapped(&self) -> bool {
+        self.mapped
     }
     fn layout(&self) -> Result<mempool_serde::UnsealedFrame<'_>, FrameError> {
         EncodedFrame::layout(&self.value)
@@ -90,6 +107,9 @@ impl<T: Storable> Stored for Held<T> {
 impl Stored for Held<FrameValue> {
     fn size(&self) -> u64 {
         self.size
+    }
+    fn is_mapped(&self) -> bool {
+        self.mapped
     }
     fn layout(&self) -> Result<mempool_serde::UnsealedFrame<'_>, FrameError> {
         Ok(EncodedFrame::from_frame(&self.value.0).into())

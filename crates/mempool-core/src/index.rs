@@ -306,6 +306,8 @@ pub(crate) struct State {
     dirty: Option<VecDeque<(u32, u32)>>,
     pub(crate) mem_values: u64,
     pub(crate) mem_bytes: u64,
+    /// The part of `mem_bytes` that maps spilled ranges (the rest is heap).
+    pub(crate) mem_mapped_bytes: u64,
     pub(crate) spilling_bytes: u64,
     /// Bytes that callers whose victims are being written will link then:
     /// room already claimed, which others must not count on.
@@ -339,6 +341,7 @@ impl State {
             dirty: write_behind.then(VecDeque::new),
             mem_values: 0,
             mem_bytes: 0,
+            mem_mapped_bytes: 0,
             spilling_bytes: 0,
             promised: 0,
             disk_values: 0,
@@ -732,6 +735,7 @@ impl State {
         if self.recency.remove(&mut self.slots, idx) {
             let size = self.entry(idx).mem_size();
             self.mem_bytes -= size;
+            self.mem_mapped_bytes -= self.mapped_size(idx);
             self.mem_values -= 1;
             self.wake = true;
             true
@@ -746,6 +750,7 @@ impl State {
         let size = self.entry(idx).mem_size();
         self.recency.insert(&mut self.slots, idx);
         self.mem_bytes += size;
+        self.mem_mapped_bytes += self.mapped_size(idx);
         self.mem_values += 1;
         self.wake = true;
     }
@@ -758,8 +763,17 @@ impl State {
         let State { slots, recency, .. } = self;
         recency.reinsert_as_victim(slots, idx);
         self.mem_bytes += size;
+        self.mem_mapped_bytes += self.mapped_size(idx);
         self.mem_values += 1;
         self.wake = true;
+    }
+
+    /// The value's size if its bytes map a spilled range, else 0.
+    fn mapped_size(&self, idx: u32) -> u64 {
+        self.entry(idx)
+            .value()
+            .filter(|v| v.is_mapped())
+            .map_or(0, |v| v.size())
     }
 
     /// Records a read of a resident value (applied to the recency list in
@@ -838,6 +852,7 @@ impl State {
     #[cfg(test)]
     pub(crate) fn check_invariants(&self, max_memsize: u64) {
         let (mut mem_values, mut mem_bytes, mut disk_values, mut spilling) = (0, 0, 0, 0);
+        let mut mem_mapped = 0;
         for s in &self.slots {
             let Some(e) = &s.entry else {
                 assert!(!s.linked(), "an empty slot is unlinked");
@@ -852,6 +867,9 @@ impl State {
             if resident {
                 mem_values += 1;
                 mem_bytes += e.mem_size();
+                if e.value().is_some_and(|v| v.is_mapped()) {
+                    mem_mapped += e.mem_size();
+                }
             }
             if let Place::Spilling { value } = &e.place {
                 spilling += value.size();
@@ -863,6 +881,7 @@ impl State {
         assert!(spilling <= self.spilling_bytes, "spilling_bytes");
         assert_eq!(mem_values, self.mem_values, "mem_values");
         assert_eq!(mem_bytes, self.mem_bytes, "mem_bytes");
+        assert_eq!(mem_mapped, self.mem_mapped_bytes, "mem_mapped_bytes");
         assert_eq!(disk_values, self.disk_values, "disk_values");
         assert!(
             self.used() <= max_memsize,

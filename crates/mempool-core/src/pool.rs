@@ -440,28 +440,27 @@ impl Pool {
         guard: Undo<'_, impl FnOnce(&mut State)>,
     ) -> Result<Ref<T>> {
         let (idx, gen) = split_id(r.id);
+        let mapped = |b: &Buffer| b.memory_kind() == mempool_arrays::MemoryKind::Mapped;
         let read = if is_frame {
             self.read_frame_file(file, self.inner.config.verify_checksums)
                 .and_then(|frame| {
                     let out = self.decode_frame::<T>(&frame)?;
                     let size = frame.len() as u64;
-                    let held = Held::new(FrameValue(frame), size, Arc::clone(&self.inner.counters));
+                    let is_mapped = mapped(frame.buffer());
+                    let held = Held::new(FrameValue(frame), size, Arc::clone(&self.inner.counters))
+                        .mapped(is_mapped);
                     let stored: Arc<dyn Stored> = Arc::new(held);
                     Ok((Arc::clone(&stored), out.keeping(stored)))
                 })
         } else {
-            self.spill_bytes(file)
-                .and_then(|bytes| {
-                    Ok(mempool_serde::decode_with::<T>(
-                        &bytes,
-                        &self.read_options(),
-                    )?)
-                })
-                .map(|value| {
-                    let size = value.mem_size();
-                    let held = Arc::new(Held::new(value, size, Arc::clone(&self.inner.counters)));
-                    (Arc::clone(&held) as Arc<dyn Stored>, Ref::from_held(held))
-                })
+            self.spill_bytes(file).and_then(|bytes| {
+                let value = mempool_serde::decode_with::<T>(&bytes, &self.read_options())?;
+                let size = value.mem_size();
+                let held =
+                    Held::new(value, size, Arc::clone(&self.inner.counters)).mapped(mapped(&bytes));
+                let held = Arc::new(held);
+                Ok((Arc::clone(&held) as Arc<dyn Stored>, Ref::from_held(held)))
+            })
         };
         let (stored, out) = match read {
             Ok(v) => v,
@@ -787,6 +786,7 @@ impl Pool {
         Stats {
             mem_values: st.mem_values,
             mem_bytes: st.mem_bytes,
+            mem_mapped_bytes: st.mem_mapped_bytes,
             spilling_bytes: st.spilling_bytes,
             disk_values: st.disk_values,
             disk_bytes: st.disk_bytes,

@@ -10,6 +10,9 @@ pub struct Stats {
     pub mem_values: u64,
     /// Bytes of resident values.
     pub mem_bytes: u64,
+    /// The part of `mem_bytes` that is mapped from spill files (values read
+    /// back from disk); the rest is heap.
+    pub mem_mapped_bytes: u64,
     /// Bytes of values being written out of memory (still in memory and
     /// readable, not in `mem_bytes`). `mem_bytes + spilling_bytes` never
     /// exceeds `max_memsize`.

@@ -122,3 +122,23 @@ fn ranges_pinned_by_readers_count_against_the_disk_bound() {
     drop(read);
     p.set(array(2, 200_000)).unwrap();
 }
+
+#[test]
+fn stats_split_resident_bytes_into_heap_and_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, 4 << 20, None);
+    let big = p.set(array(1, 100_000)).unwrap(); // 800 kB: mapped when read back
+    let small = p.set(array(2, 1000)).unwrap(); // 8 kB: copied when read back
+    assert_eq!(p.stats().mem_mapped_bytes, 0, "stored values are heap");
+    p.move_to_disk(&big).unwrap();
+    p.move_to_disk(&small).unwrap();
+    drop(p.get::<PrimitiveArray<u64>>(&big).unwrap());
+    drop(p.get::<PrimitiveArray<u64>>(&small).unwrap());
+    let s = p.stats();
+    let big_size = p.info(&big).unwrap().mem_size;
+    assert!(big_size >= 800_000);
+    assert_eq!(s.mem_mapped_bytes, big_size, "{s:?}");
+    assert!(s.mem_bytes > s.mem_mapped_bytes);
+    p.delete(&big).unwrap();
+    assert_eq!(p.stats().mem_mapped_bytes, 0);
+}
