@@ -152,7 +152,7 @@ impl Pool {
         let Some(max) = self.config().max_disksize else {
             return Ok(st);
         };
-        while self.disk_held(&st) + len > max && why != Why::Flush {
+        while self.disk_held() + len > max && why != Why::Flush {
             let dropped = st.drop_resident_copies();
             if !dropped.is_empty() {
                 drop(st);
@@ -167,7 +167,7 @@ impl Pool {
                 break;
             }
         }
-        let held = self.disk_held(&st);
+        let held = self.disk_held();
         if held + len > max {
             return Err(PoolError::DiskFull {
                 needed: len,
@@ -183,7 +183,7 @@ impl Pool {
     /// someone), the unpunched remains of freed ones, and reservations of
     /// writes not appended yet. Checked under the pool lock, where
     /// reservations are taken; other changes (frees) only lower it.
-    fn disk_held(&self, _st: &State) -> u64 {
+    fn disk_held(&self) -> u64 {
         self.inner.segments.stats().held()
     }
 

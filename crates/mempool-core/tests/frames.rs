@@ -12,16 +12,6 @@ use mempool_serde::{
     encode, FrameError, FrameType, MemSize, MmRead, MmWrite, SectionReader, SectionWriter,
 };
 
-fn pool(dir: &tempfile::TempDir, max: u64) -> Pool {
-    Pool::new(
-        PoolConfig::default()
-            .max_memsize(max)
-            .write_behind(false)
-            .spill_dir(dir.path()),
-    )
-    .unwrap()
-}
-
 fn strings(seed: usize, n: usize) -> StringArray {
     StringArray::from(
         (0..n)
@@ -56,7 +46,7 @@ fn spill_file_bytes(pool: &Pool, r: &DRef) -> Vec<u8> {
 #[test]
 fn a_stored_frame_is_read_as_its_type_spills_as_is_and_maps_back() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 64 << 20);
+    let p = common::sync_pool(dir.path(), 64 << 20, None);
     let value = strings(1, 5000);
     let bytes = encode(&value).unwrap();
     let r = p.set_frame(bytes.clone()).unwrap();
@@ -103,7 +93,7 @@ fn a_stored_frame_is_read_as_its_type_spills_as_is_and_maps_back() {
 #[test]
 fn frame_of_every_kind_of_entry_is_the_encoding_of_its_value() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 64 << 20);
+    let p = common::sync_pool(dir.path(), 64 << 20, None);
     let value = strings(2, 3000);
     let expected = encode(&value).unwrap();
 
@@ -163,7 +153,7 @@ impl MmWrite for Foreign {
 fn a_frame_of_an_unknown_type_is_stored_and_sent_back_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     // Small bound: the frames must spill to make room for each other.
-    let p = pool(&dir, 300_000);
+    let p = common::sync_pool(dir.path(), 300_000, None);
     let frames: Vec<Buffer> = (0..4u8)
         .map(|i| encode(&Foreign(vec![i; 200_000])).unwrap())
         .collect();
@@ -189,7 +179,7 @@ fn a_frame_of_an_unknown_type_is_stored_and_sent_back_unchanged() {
 #[test]
 fn bad_frame_bytes_are_refused_and_handed_back() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20);
+    let p = common::sync_pool(dir.path(), 1 << 20, None);
     let good = encode(&vec![1.5f64; 100]).unwrap();
     let mut bad = good.as_slice().to_vec();
     let last = bad.len() - 1;
@@ -211,7 +201,7 @@ fn bad_frame_bytes_are_refused_and_handed_back() {
 #[test]
 fn a_frame_larger_than_memory_goes_straight_to_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 10_000);
+    let p = common::sync_pool(dir.path(), 10_000, None);
     let value = PrimitiveArray::from(vec![7u64; 5000]);
     let bytes = encode(&value).unwrap();
     let r = p.set_frame(bytes.clone()).unwrap();
@@ -283,7 +273,7 @@ fn a_failed_set_hands_the_value_back() {
 #[test]
 fn frame_of_a_value_in_memory_borrows_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 64 << 20);
+    let p = common::sync_pool(dir.path(), 64 << 20, None);
     // A live typed value: the data section is the array's own buffer.
     let value = PrimitiveArray::from(vec![3.25f64; 100_000]);
     let data = value.buffer().as_slice().as_ptr_range();

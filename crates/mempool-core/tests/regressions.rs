@@ -9,16 +9,6 @@ use common::{Script, Scripted, Write};
 use mempool_arrays::PrimitiveArray;
 use mempool_core::{Pool, PoolConfig};
 
-fn pool(dir: &tempfile::TempDir, max: u64) -> Pool {
-    Pool::new(
-        PoolConfig::default()
-            .max_memsize(max)
-            .write_behind(false)
-            .spill_dir(dir.path()),
-    )
-    .unwrap()
-}
-
 /// Runs `f` on a thread; None if it did not return within `t`.
 fn within<R: Send + 'static>(t: Duration, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
     let (tx, rx) = mpsc::channel();
@@ -36,7 +26,7 @@ fn within<R: Send + 'static>(t: Duration, f: impl FnOnce() -> R + Send + 'static
 #[test]
 fn a_panic_dropping_a_released_value_after_linking_leaves_no_orphan() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1000);
+    let p = common::sync_pool(dir.path(), 1000, None);
     let k = Script::new();
     let a = p.set(Scripted::new(1, 600, &k)).unwrap();
     p.copy_to_disk(&a).unwrap(); // a leaves memory by being dropped
@@ -62,7 +52,7 @@ fn a_panic_dropping_a_released_value_after_linking_leaves_no_orphan() {
 #[test]
 fn a_panic_while_putting_victims_back_strands_none() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1000);
+    let p = common::sync_pool(dir.path(), 1000, None);
     let slow = Script::new();
     let fine = Script::new();
     let boom = Script::new();
@@ -151,7 +141,7 @@ fn a_copy_to_disk_file_ref_outlives_the_disk_bound() {
 #[test]
 fn save_to_disk_through_dotdot_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20);
+    let p = common::sync_pool(dir.path(), 1 << 20, None);
     let a = p.set(PrimitiveArray::from(vec![1.0f64; 100])).unwrap();
     let b = p.set(PrimitiveArray::from(vec![2.0f64; 100])).unwrap();
     let fa = p.move_to_disk(&a).unwrap();
@@ -178,7 +168,7 @@ fn save_to_disk_through_dotdot_is_refused() {
 #[test]
 fn a_ref_decoded_from_a_frame_entry_counts_as_detached() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20);
+    let p = common::sync_pool(dir.path(), 1 << 20, None);
     let v = PrimitiveArray::from(vec![3.0f64; 10_000]);
     let typed = p.set(v.clone()).unwrap();
     let held_typed = p.get::<PrimitiveArray<f64>>(&typed).unwrap();

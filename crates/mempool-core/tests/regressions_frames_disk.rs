@@ -2,18 +2,10 @@
 //! and spilled unchanged, a full disk costing no encoding, saves into
 //! another pool's session refused. Each failed before its fix.
 
+mod common;
+
 use mempool_arrays::Buffer;
 use mempool_core::{DRef, Pool, PoolConfig};
-
-fn pool(dir: &tempfile::TempDir, max: u64) -> Pool {
-    Pool::new(
-        PoolConfig::default()
-            .max_memsize(max)
-            .write_behind(false)
-            .spill_dir(dir.path()),
-    )
-    .unwrap()
-}
 
 fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
@@ -60,7 +52,7 @@ fn sent_bytes(p: &Pool, r: &DRef) -> Vec<u8> {
 #[test]
 fn frame_entry_with_wide_padding_is_sent_and_spilled() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20);
+    let p = common::sync_pool(dir.path(), 1 << 20, None);
     let bytes = frame_with_gap(128, 0);
     let r = p
         .set_frame(bytes.clone())
@@ -88,7 +80,7 @@ fn frame_entry_with_wide_padding_is_sent_and_spilled() {
 #[test]
 fn frame_entry_with_nonzero_padding_survives_a_spill() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20);
+    let p = common::sync_pool(dir.path(), 1 << 20, None);
     let bytes = frame_with_gap(64, 0xAA);
     let r = p
         .set_frame(bytes.clone())
@@ -188,8 +180,8 @@ fn a_full_disk_costs_no_encoding() {
 fn save_to_disk_into_another_pools_session_is_refused() {
     use mempool_arrays::PrimitiveArray;
     let dir = tempfile::tempdir().unwrap();
-    let a = pool(&dir, 1 << 20);
-    let b = pool(&dir, 1 << 20);
+    let a = common::sync_pool(dir.path(), 1 << 20, None);
+    let b = common::sync_pool(dir.path(), 1 << 20, None);
     let ra = a.set(PrimitiveArray::from(vec![1.0f64; 100])).unwrap();
     let rb = b.set(PrimitiveArray::from(vec![2.0f64; 100])).unwrap();
     let fb = b.move_to_disk(&rb).unwrap();

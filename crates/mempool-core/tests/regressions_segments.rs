@@ -1,6 +1,8 @@
 //! Regressions from a review of segment spill storage: each test failed
 //! before its fix (the doc comment of each says what it was).
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,19 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mempool_arrays::PrimitiveArray;
-use mempool_core::{DRef, Pool, PoolConfig};
+use mempool_core::DRef;
 use mempool_serde::ReadOptions;
-
-fn pool(dir: &tempfile::TempDir, max: u64, disk: Option<u64>) -> Pool {
-    Pool::new(
-        PoolConfig::default()
-            .max_memsize(max)
-            .max_disksize(disk)
-            .write_behind(false)
-            .spill_dir(dir.path()),
-    )
-    .unwrap()
-}
 
 fn array(seed: u64, n: usize) -> PrimitiveArray<u64> {
     PrimitiveArray::from(
@@ -47,7 +38,7 @@ fn allocated(dir: &Path) -> u64 {
 fn dead_fragments_of_small_values_count_against_max_disksize() {
     const MAX_DISK: u64 = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20, Some(MAX_DISK));
+    let p = common::sync_pool(dir.path(), 1 << 20, Some(MAX_DISK));
     let mut kept = Vec::new();
     let mut refused = 0;
     for i in 0..16_000u64 {
@@ -93,7 +84,7 @@ fn dead_fragments_of_small_values_count_against_max_disksize() {
 fn dropping_copies_at_the_disk_bound_skips_ranges_still_read() {
     const MAX_DISK: u64 = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 2 << 20, Some(MAX_DISK));
+    let p = common::sync_pool(dir.path(), 2 << 20, Some(MAX_DISK));
     let a = p.set(array(1, 75_000)).unwrap(); // 600 KB
     let b = p.set(array(2, 190_000)).unwrap(); // 1.5 MB: evicts a (a written)
     p.delete(&b).unwrap();
@@ -129,7 +120,7 @@ fn a_pin_and_a_write_in_flight_together_stay_under_max_disksize() {
     const MB: usize = 1_000_000;
     const MAX_DISK: u64 = 100_000_000;
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20, Some(MAX_DISK));
+    let p = common::sync_pool(dir.path(), 1 << 20, Some(MAX_DISK));
     let r0 = p.set(array(0, 30 * MB / 8)).unwrap(); // 30 MB on disk
     let pin = p.get::<PrimitiveArray<u64>>(&r0).unwrap(); // pins 30 MB
     p.delete(&r0).unwrap();
@@ -164,7 +155,7 @@ fn a_pin_and_a_write_in_flight_together_stay_under_max_disksize() {
 #[test]
 fn a_fileref_of_a_deleted_value_reads_no_frame_even_without_checksum() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 4 << 20, None);
+    let p = common::sync_pool(dir.path(), 4 << 20, None);
     let keep = p.set(array(1, 4)).unwrap(); // small frame at offset 0
     p.move_to_disk(&keep).unwrap();
     let v = array(2, 100_000); // 800 KB frame right after it
@@ -198,7 +189,7 @@ fn a_fileref_of_a_deleted_value_reads_no_frame_even_without_checksum() {
 #[test]
 fn no_append_lands_in_a_segment_removed_by_a_concurrent_free() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 64 << 20, None);
+    let p = common::sync_pool(dir.path(), 64 << 20, None);
     let missing = Arc::new(AtomicU64::new(0));
     let iters = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

@@ -5,18 +5,7 @@
 mod common;
 
 use mempool_arrays::PrimitiveArray;
-use mempool_core::{DRef, Pool, PoolConfig, PoolError};
-
-fn pool(dir: &tempfile::TempDir, max: u64, disk: Option<u64>) -> Pool {
-    Pool::new(
-        PoolConfig::default()
-            .max_memsize(max)
-            .max_disksize(disk)
-            .write_behind(false)
-            .spill_dir(dir.path()),
-    )
-    .unwrap()
-}
+use mempool_core::{DRef, PoolError};
 
 fn array(seed: u64, n: usize) -> PrimitiveArray<u64> {
     PrimitiveArray::from((0..n as u64).map(|i| i * 31 + seed).collect::<Vec<_>>())
@@ -25,7 +14,7 @@ fn array(seed: u64, n: usize) -> PrimitiveArray<u64> {
 #[test]
 fn many_spilled_values_share_few_files() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 64 << 10, None);
+    let p = common::sync_pool(dir.path(), 64 << 10, None);
     let refs: Vec<DRef> = (0..2000).map(|i| p.set(array(i, 128)).unwrap()).collect();
     let s = p.stats();
     assert!(s.disk_values > 1900, "{s:?}");
@@ -51,7 +40,7 @@ fn many_spilled_values_share_few_files() {
 #[test]
 fn a_reader_pins_a_spilled_range_past_its_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20, None);
+    let p = common::sync_pool(dir.path(), 1 << 20, None);
     let v = array(9, 200_000); // 1.6 MB: larger than memory, straight to disk
     let r = p.set(v.clone()).unwrap();
     let read = p.get::<PrimitiveArray<u64>>(&r).unwrap(); // maps the range
@@ -72,7 +61,7 @@ fn a_reader_pins_a_spilled_range_past_its_delete() {
 fn the_disk_bound_holds_under_churn() {
     const MAX_DISK: u64 = 2 << 20;
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 256 << 10, Some(MAX_DISK));
+    let p = common::sync_pool(dir.path(), 256 << 10, Some(MAX_DISK));
     let mut live: Vec<(DRef, u64)> = Vec::new();
     let mut full = 0;
     for i in 0..3000u64 {
@@ -110,7 +99,7 @@ fn the_disk_bound_holds_under_churn() {
 #[test]
 fn ranges_pinned_by_readers_count_against_the_disk_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 1 << 20, Some(2_500_000));
+    let p = common::sync_pool(dir.path(), 1 << 20, Some(2_500_000));
     let v = array(1, 200_000); // 1.6 MB: straight to disk
     let r = p.set(v.clone()).unwrap();
     let read = p.get::<PrimitiveArray<u64>>(&r).unwrap(); // maps (pins) the range
@@ -126,7 +115,7 @@ fn ranges_pinned_by_readers_count_against_the_disk_bound() {
 #[test]
 fn stats_split_resident_bytes_into_heap_and_mapped() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pool(&dir, 4 << 20, None);
+    let p = common::sync_pool(dir.path(), 4 << 20, None);
     let big = p.set(array(1, 100_000)).unwrap(); // 800 kB: mapped when read back
     let small = p.set(array(2, 1000)).unwrap(); // 8 kB: copied when read back
     assert_eq!(p.stats().mem_mapped_bytes, 0, "stored values are heap");

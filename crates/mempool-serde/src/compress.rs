@@ -262,21 +262,14 @@ impl Header {
         let id = u16_at(10);
         let codec = Codec::from_id(id).ok_or(FrameError::UnknownCodec { id })?;
         let compressed_len = u64_at(24);
-        let present = available - COMPRESSED_HEADER_LEN as u64;
-        if compressed_len > present {
-            return Err(FrameError::Truncated {
-                what: "compressed frame payload",
-                needed: compressed_len.saturating_add(COMPRESSED_HEADER_LEN as u64),
-                available,
-            });
-        }
-        if compressed_len < present {
-            return Err(FrameError::BadField {
-                field: "compressed length",
-                value: compressed_len,
-                reason: "shorter than the bytes given (trailing garbage)",
-            });
-        }
+        crate::frame::exact_length(
+            "compressed frame payload",
+            "compressed length",
+            compressed_len,
+            available - COMPRESSED_HEADER_LEN as u64,
+            COMPRESSED_HEADER_LEN as u64,
+            available,
+        )?;
         let raw_len = u64_at(16);
         if raw_len > max_raw_len {
             return Err(FrameError::LimitExceeded {

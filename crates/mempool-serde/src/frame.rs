@@ -456,6 +456,34 @@ fn hash_zeros(h: &mut Xxh3, n: usize) {
     h.update(&ZEROS[..n]);
 }
 
+/// Checks that a declared length (of what follows a header of `header`
+/// bytes) is exactly the `present` bytes: shorter input is truncated, longer
+/// is trailing garbage. `available` is the whole input's length.
+pub(crate) fn exact_length(
+    what: &'static str,
+    field: &'static str,
+    declared: u64,
+    present: u64,
+    header: u64,
+    available: u64,
+) -> Result<()> {
+    if declared > present {
+        return Err(FrameError::Truncated {
+            what,
+            needed: declared.saturating_add(header),
+            available,
+        });
+    }
+    if declared < present {
+        return Err(FrameError::BadField {
+            field,
+            value: declared,
+            reason: "shorter than the bytes given (trailing garbage)",
+        });
+    }
+    Ok(())
+}
+
 /// xxh3 of the header (bytes 0..48), the type name and the section table.
 pub(crate) fn header_checksum(head: &[u8]) -> u64 {
     let mut h = Xxh3::new();
@@ -583,20 +611,7 @@ impl Frame {
             });
         }
         let frame_len = le_u64(b, 24);
-        if frame_len > available {
-            return Err(FrameError::Truncated {
-                what: "frame",
-                needed: frame_len,
-                available,
-            });
-        }
-        if frame_len < available {
-            return Err(FrameError::BadField {
-                field: "frame length",
-                value: frame_len,
-                reason: "shorter than the bytes given (trailing garbage)",
-            });
-        }
+        exact_length("frame", "frame length", frame_len, available, 0, available)?;
         let table_start = HEADER_LEN + name_len.next_multiple_of(8);
         let data_start = (table_start + 16 * count).next_multiple_of(SECTION_ALIGN);
         if data_start > b.len() {

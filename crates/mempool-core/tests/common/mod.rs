@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mempool_core::{Pool, PoolConfig};
 use mempool_serde::{
     FrameError, FrameType, MemSize, MmRead, MmWrite, SectionReader, SectionWriter,
 };
@@ -148,4 +149,19 @@ impl MemSize for Scripted {
     fn mem_size(&self) -> u64 {
         self.bytes.len() as u64
     }
+}
+
+/// A pool in `dir` with `max` bytes of memory and `disk` of spill files,
+/// write-behind off: every spill happens in the call that needs it, where
+/// the tests look for it.
+#[allow(dead_code, reason = "each test crate uses some of the helpers")]
+pub(crate) fn sync_pool(dir: &Path, max: u64, disk: Option<u64>) -> Pool {
+    Pool::new(
+        PoolConfig::default()
+            .max_memsize(max)
+            .max_disksize(disk)
+            .write_behind(false)
+            .spill_dir(dir),
+    )
+    .unwrap()
 }
