@@ -213,6 +213,44 @@ mod tests {
     use super::*;
 
     #[test]
+    #[expect(unsafe_code, reason = "the mapped read of a file this test owns")]
+    fn ranges_past_the_file_are_errors_never_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.frame");
+        let size = mempool_serde::write_file(&vec![1.5f64; 100], &path, false).unwrap();
+        let at = |offset, size| FileRef {
+            path: path.clone(),
+            offset,
+            size,
+        };
+        assert_eq!(at(0, size).read::<Vec<f64>>().unwrap(), vec![1.5f64; 100]);
+        for (offset, len) in [
+            (1, size),
+            (size, 1),
+            (u64::MAX, 2),
+            (2, u64::MAX),
+            (0, size + 64),
+        ] {
+            let f = at(offset, len);
+            assert!(
+                matches!(
+                    f.read::<Vec<f64>>(),
+                    Err(PoolError::Frame(FrameError::Truncated { .. }))
+                ),
+                "read at {offset} + {len}"
+            );
+            // SAFETY: nothing writes the file while the test reads it:
+            // - it was written above and is only read from here on.
+            assert!(
+                unsafe { f.read_mapped::<Vec<f64>>() }.is_err(),
+                "mapped at {offset} + {len}"
+            );
+        }
+        // A range inside the file that is not a frame is an error too.
+        assert!(at(64, size - 64).read::<Vec<f64>>().is_err());
+    }
+
+    #[test]
     #[expect(unsafe_code, reason = "tests the mapped read")]
     fn read_copies_and_read_mapped_maps() {
         let dir = tempfile::tempdir().unwrap();
