@@ -241,10 +241,8 @@ mod tests {
             );
             // SAFETY: nothing writes the file while the test reads it:
             // - it was written above and is only read from here on.
-            assert!(
-                unsafe { f.read_mapped::<Vec<f64>>() }.is_err(),
-                "mapped at {offset} + {len}"
-            );
+            let mapped = unsafe { f.read_mapped::<Vec<f64>>() };
+            assert!(mapped.is_err(), "mapped at {offset} + {len}");
         }
         // A range inside the file that is not a frame is an error too.
         assert!(at(64, size - 64).read::<Vec<f64>>().is_err());
