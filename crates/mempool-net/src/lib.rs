@@ -1,10 +1,48 @@
-//! `mempool-net`: the network layer of mempool (not built yet).
+//! `mempool-net`: workers and clients of a mempool cluster, over QUIC.
 //!
-//! It will hold the QUIC transport (quinn over tokio, TLS through rustls) between
-//! mempool processes: remote `set`/`get`/`delete`, `DRef`s that cross processes
-//! with distributed reference counting, `migrate`, cluster authentication by a
-//! shared secret, and bounded timeouts for requests to dead workers. The protocol
-//! logic will live in a sans-IO core (`handle(now, msg)` / `poll_transmit()` /
-//! `poll_timeout()`) tested with a simulated clock; the quinn layer only moves
-//! bytes.
+//! A [`Worker`] serves a [`mempool_core::Pool`] to the cluster: others store
+//! frames in it, read its values (typed values of the program that embeds it,
+//! or frames others sent), delete them and spill them. A [`Client`] talks to
+//! every worker of a cluster: `set_on(worker, x)` (MemPool.jl's
+//! `poolset(x, pid)`) returns a [`DRef`] that any process of the cluster can
+//! [`get`](Client::get). Connections are QUIC (quinn over tokio) with mutual
+//! TLS: only processes holding the cluster's secret file ([`ClusterSecret`])
+//! can connect. A request to a dead or unreachable worker fails within a
+//! timeout (5 s by default) with an error that names the worker.
+//!
+//! The protocol logic lives in [`proto`], which does no I/O and is tested
+//! with a simulated clock; the QUIC layer only moves bytes.
+//!
+//! ```
+//! use mempool_arrays::PrimitiveArray;
+//! use mempool_core::{Pool, PoolConfig};
+//! use mempool_net::{BlockingClient, ClusterSecret, Worker, WorkerConfig, WorkerId};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let secret = ClusterSecret::generate().unwrap();
+//! let pool = Pool::new(PoolConfig::default().spill_dir(dir.path())).unwrap();
+//! let worker = Worker::spawn(pool, WorkerConfig::new(WorkerId(1), secret.clone())).unwrap();
+//!
+//! let client = BlockingClient::new(secret, [(WorkerId(1), worker.addr())]).unwrap();
+//! let r = client.set_on(WorkerId(1), &PrimitiveArray::from(vec![1.5f64; 1000])).unwrap();
+//! let back: PrimitiveArray<f64> = client.get(&r).unwrap();
+//! assert_eq!(back.values()[999], 1.5);
+//! client.delete(&r).unwrap();
+//! ```
 #![forbid(unsafe_code)]
+
+mod blocking;
+mod client;
+mod dref;
+mod endpoint;
+mod error;
+pub mod proto;
+mod secret;
+mod worker;
+
+pub use blocking::BlockingClient;
+pub use client::{Client, ClientConfig};
+pub use dref::{DRef, WorkerId};
+pub use error::{NetError, Result};
+pub use secret::{ClusterSecret, SERVER_NAME};
+pub use worker::{Worker, WorkerConfig};

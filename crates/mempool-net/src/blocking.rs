@@ -1,0 +1,200 @@
+//! [`BlockingClient`]: the [`Client`] for programs without an async runtime.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use mempool_arrays::Buffer;
+use mempool_core::FileRef;
+use mempool_serde::{MmRead, MmWrite};
+
+use crate::client::{Client, ClientConfig};
+use crate::error::{NetError, Result};
+use crate::proto::WorkerStats;
+use crate::secret::ClusterSecret;
+use crate::{DRef, WorkerId};
+
+/// A [`Client`] with blocking methods, for programs without an async
+/// runtime: it runs its own (one thread) and waits for each call. Calls
+/// from many threads at once go out concurrently.
+pub struct BlockingClient {
+    client: Client,
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for BlockingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.client.fmt(f)
+    }
+}
+
+impl BlockingClient {
+    /// A client of the cluster of `secret` whose workers are `workers`,
+    /// with the default [`ClientConfig`].
+    ///
+    /// # Errors
+    /// As [`Client::new`].
+    pub fn new(
+        secret: ClusterSecret,
+        workers: impl IntoIterator<Item = (WorkerId, SocketAddr)>,
+    ) -> Result<Self> {
+        Self::with_config(secret, workers, ClientConfig::default())
+    }
+
+    /// As [`BlockingClient::new`], with `config`.
+    ///
+    /// # Errors
+    /// As [`Client::new`].
+    pub fn with_config(
+        secret: ClusterSecret,
+        workers: impl IntoIterator<Item = (WorkerId, SocketAddr)>,
+        config: ClientConfig,
+    ) -> Result<Self> {
+        let workers: Vec<_> = workers.into_iter().collect();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("mempool-client".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(source) => {
+                        let _ = ready_tx.send(Err(NetError::Io {
+                            op: "starting the client's runtime".into(),
+                            source,
+                        }));
+                        return;
+                    }
+                };
+                let client = rt.block_on(async { Client::new(&secret, workers, config) });
+                let ok = client.is_ok();
+                let _ = ready_tx.send(client.map(|c| (c, rt.handle().clone())));
+                if ok {
+                    // Drive the connections until the client is dropped.
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    });
+                }
+            })
+            .map_err(|source| NetError::Io {
+                op: "starting the client's thread".into(),
+                source,
+            })?;
+        let (client, handle) = ready_rx.recv().map_err(|_| NetError::Closed)??;
+        Ok(Self {
+            client,
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The async client underneath (its futures run on any runtime thread
+    /// of this client's runtime, e.g. through [`BlockingClient::handle`]).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The runtime this client's connections live on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    fn wait<F: std::future::Future>(&self, f: F) -> F::Output {
+        // The runtime's own thread drives I/O and timers; this thread polls
+        // the call and sleeps until it is woken.
+        self.handle.block_on(f)
+    }
+
+    /// Adds (or moves) a worker.
+    pub fn add_worker(&self, worker: WorkerId, addr: SocketAddr) {
+        self.client.add_worker(worker, addr);
+    }
+
+    /// See [`Client::set_on`].
+    ///
+    /// # Errors
+    /// As [`Client::set_on`].
+    pub fn set_on<T: MmWrite + ?Sized>(&self, worker: WorkerId, value: &T) -> Result<DRef> {
+        self.wait(self.client.set_on(worker, value))
+    }
+
+    /// See [`Client::set_frame_on`].
+    ///
+    /// # Errors
+    /// As [`Client::set_frame_on`].
+    pub fn set_frame_on(&self, worker: WorkerId, frame: &Buffer) -> Result<DRef> {
+        self.wait(self.client.set_frame_on(worker, frame))
+    }
+
+    /// See [`Client::get`].
+    ///
+    /// # Errors
+    /// As [`Client::get`].
+    pub fn get<T: MmRead>(&self, r: &DRef) -> Result<T> {
+        self.wait(self.client.get(r))
+    }
+
+    /// See [`Client::get_frame`].
+    ///
+    /// # Errors
+    /// As [`Client::get_frame`].
+    pub fn get_frame(&self, r: &DRef) -> Result<Buffer> {
+        self.wait(self.client.get_frame(r))
+    }
+
+    /// See [`Client::delete`].
+    ///
+    /// # Errors
+    /// As [`Client::delete`].
+    pub fn delete(&self, r: &DRef) -> Result<()> {
+        self.wait(self.client.delete(r))
+    }
+
+    /// See [`Client::move_to_disk`].
+    ///
+    /// # Errors
+    /// As [`Client::move_to_disk`].
+    pub fn move_to_disk(&self, r: &DRef) -> Result<FileRef> {
+        self.wait(self.client.move_to_disk(r))
+    }
+
+    /// See [`Client::copy_to_disk`].
+    ///
+    /// # Errors
+    /// As [`Client::copy_to_disk`].
+    pub fn copy_to_disk(&self, r: &DRef) -> Result<FileRef> {
+        self.wait(self.client.copy_to_disk(r))
+    }
+
+    /// See [`Client::save_to_disk`].
+    ///
+    /// # Errors
+    /// As [`Client::save_to_disk`].
+    pub fn save_to_disk(&self, r: &DRef, path: impl AsRef<Path>) -> Result<FileRef> {
+        self.wait(self.client.save_to_disk(r, path))
+    }
+
+    /// See [`Client::stats`].
+    ///
+    /// # Errors
+    /// As [`Client::stats`].
+    pub fn stats(&self, worker: WorkerId) -> Result<WorkerStats> {
+        self.wait(self.client.stats(worker))
+    }
+}
+
+impl Drop for BlockingClient {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

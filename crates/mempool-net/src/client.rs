@@ -1,0 +1,535 @@
+//! [`Client`]: requests to the workers of a cluster.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use mempool_arrays::Buffer;
+use mempool_core::FileRef;
+use mempool_serde::{EncodedFrame, FrameError, MmRead, MmWrite};
+
+use crate::error::{NetError, Result};
+use crate::proto::{
+    encode_message, Call, CallError, CallEvent, ErrorKind, Limits, Peers, Plan, Reply, Request,
+    Response, WorkerStats, PROTOCOL_VERSION,
+};
+use crate::secret::{ClusterSecret, SERVER_NAME};
+use crate::{DRef, WorkerId};
+
+/// Largest piece written to a stream at once (each piece must go out within
+/// the timeout).
+const WRITE_PIECE: usize = 1 << 20;
+
+/// How a [`Client`] talks to workers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// How long a worker may stay silent (to connect, or mid-request) before
+    /// the request fails naming it. Default 5 s.
+    pub timeout: Duration,
+    /// After a worker could not be reached, calls to it fail at once for
+    /// this long, then the next call tries again. Default 200 ms.
+    pub retry_after: Duration,
+    /// Bounds on what workers send back.
+    pub limits: Limits,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            retry_after: Duration::from_millis(200),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Sets [`ClientConfig::timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    config: ClientConfig,
+    members: RwLock<BTreeMap<WorkerId, SocketAddr>>,
+    peers: Mutex<Peers>,
+    conns: Mutex<HashMap<WorkerId, (u64, quinn::Connection)>>,
+    /// One connection attempt per worker at a time.
+    connecting: Mutex<HashMap<WorkerId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.endpoint.close(0u32.into(), b"client closed");
+    }
+}
+
+/// A handle on a cluster: requests to any of its workers, over one QUIC
+/// connection per worker (made on first use, made again after a worker
+/// restarts), many requests in flight on each. Cheap to clone.
+///
+/// Its methods are async and must run inside a tokio runtime (the one it
+/// was made in); [`BlockingClient`](crate::BlockingClient) wraps it for
+/// programs without one.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("workers", &self.workers())
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client of the cluster of `secret` whose workers are `workers`.
+    /// Must be called inside a tokio runtime. Nothing is connected yet.
+    ///
+    /// # Errors
+    /// [`NetError::Io`] when no UDP socket can be bound,
+    /// [`NetError::Endpoint`] for a TLS setup failure.
+    pub fn new(
+        secret: &ClusterSecret,
+        workers: impl IntoIterator<Item = (WorkerId, SocketAddr)>,
+        config: ClientConfig,
+    ) -> Result<Self> {
+        let members: BTreeMap<_, _> = workers.into_iter().collect();
+        let any_v6 = members.values().any(SocketAddr::is_ipv6);
+        let bind: SocketAddr = if any_v6 {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = crate::endpoint::endpoint(bind, secret, config.timeout, false)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                peers: Mutex::new(Peers::new(config.retry_after)),
+                config,
+                members: RwLock::new(members),
+                conns: Mutex::new(HashMap::new()),
+                connecting: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Adds (or moves) a worker.
+    pub fn add_worker(&self, worker: WorkerId, addr: SocketAddr) {
+        let old = self
+            .inner
+            .members
+            .write()
+            .expect("members lock")
+            .insert(worker, addr);
+        if old.is_some_and(|a| a != addr) {
+            self.drop_connection(worker, None);
+        }
+    }
+
+    /// The workers it knows, by id.
+    pub fn workers(&self) -> Vec<(WorkerId, SocketAddr)> {
+        let m = self.inner.members.read().expect("members lock");
+        m.iter().map(|(w, a)| (*w, *a)).collect()
+    }
+
+    fn addr(&self, worker: WorkerId) -> Result<SocketAddr> {
+        let m = self.inner.members.read().expect("members lock");
+        m.get(&worker)
+            .copied()
+            .ok_or_else(|| NetError::UnknownWorker {
+                worker,
+                known: m
+                    .keys()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    fn drop_connection(&self, worker: WorkerId, generation: Option<u64>) {
+        let mut conns = self.inner.conns.lock().expect("conns lock");
+        if let Some((g, c)) = conns.get(&worker) {
+            if generation.is_none_or(|want| want == *g) {
+                c.close(0u32.into(), b"dropped");
+                let g = *g;
+                conns.remove(&worker);
+                self.inner.peers.lock().expect("peers lock").lost(worker, g);
+            }
+        }
+    }
+
+    /// The open connection to `worker`, connecting (and checking who
+    /// answers) if there is none.
+    async fn connection(&self, worker: WorkerId) -> Result<(u64, quinn::Connection)> {
+        let addr = self.addr(worker)?;
+        let lock = {
+            let mut c = self.inner.connecting.lock().expect("connecting lock");
+            Arc::clone(c.entry(worker).or_default())
+        };
+        let _one_at_a_time = lock.lock().await;
+        let plan = self
+            .inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .plan(Instant::now(), worker);
+        match plan {
+            Plan::Use(g) => {
+                if let Some((cg, c)) = self.inner.conns.lock().expect("conns lock").get(&worker) {
+                    if *cg == g && c.close_reason().is_none() {
+                        return Ok((g, c.clone()));
+                    }
+                }
+            }
+            Plan::Fail(reason) => {
+                return Err(NetError::Unreachable {
+                    worker,
+                    addr,
+                    reason,
+                })
+            }
+            Plan::Connect => {}
+        }
+        match self.connect(worker, addr).await {
+            Ok(conn) => {
+                let g = self
+                    .inner
+                    .peers
+                    .lock()
+                    .expect("peers lock")
+                    .connected(worker);
+                self.inner
+                    .conns
+                    .lock()
+                    .expect("conns lock")
+                    .insert(worker, (g, conn.clone()));
+                Ok((g, conn))
+            }
+            Err(e) => {
+                self.inner.peers.lock().expect("peers lock").connect_failed(
+                    Instant::now(),
+                    worker,
+                    e.to_string(),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    async fn connect(&self, worker: WorkerId, addr: SocketAddr) -> Result<quinn::Connection> {
+        let timeout = self.inner.config.timeout;
+        let unreachable = |reason: String| NetError::Unreachable {
+            worker,
+            addr,
+            reason,
+        };
+        let connecting = self
+            .inner
+            .endpoint
+            .connect(addr, SERVER_NAME)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let conn = match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => {
+                return Err(NetError::Timeout {
+                    worker,
+                    addr,
+                    timeout,
+                })
+            }
+        };
+        // Who answers at this address? (And is it of our version?) A peer
+        // that refused our certificate fails here too.
+        let hello = encode_message(&Request::Hello {
+            version: PROTOCOL_VERSION,
+        });
+        match self.exchange(worker, addr, &conn, &hello, None).await? {
+            (Response::Welcome { worker: w, .. }, None) if w == worker => Ok(conn),
+            (Response::Welcome { worker: w, .. }, None) => Err(unreachable(format!(
+                "{addr} is worker {w}, not {worker}; the cluster file is out of date"
+            ))),
+            (Response::Error { message, .. }, _) => Err(unreachable(message)),
+            (other, _) => Err(NetError::Protocol {
+                peer: format!("worker {worker}"),
+                reason: format!("{other:?} in answer to hello"),
+            }),
+        }
+    }
+
+    /// One request on a stream of its own: the message, the payload, then
+    /// the answer, as [`Call`] reads it.
+    async fn exchange(
+        &self,
+        worker: WorkerId,
+        addr: SocketAddr,
+        conn: &quinn::Connection,
+        head: &[u8],
+        payload: Option<&EncodedFrame<'_>>,
+    ) -> Result<Reply> {
+        let config = &self.inner.config;
+        let timeout = config.timeout;
+        let mut call = Call::new(Instant::now(), timeout, config.limits);
+        let timed_out = || NetError::Timeout {
+            worker,
+            addr,
+            timeout,
+        };
+        let lost = |why: String| NetError::Unreachable {
+            worker,
+            addr,
+            reason: why,
+        };
+        let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.open_bi()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(lost(e.to_string())),
+            Err(_) => return Err(timed_out()),
+        };
+        let pieces = std::iter::once(head).chain(
+            payload
+                .into_iter()
+                .flat_map(|p| p.chunks())
+                .flat_map(|c| c.chunks(WRITE_PIECE)),
+        );
+        for piece in pieces {
+            match tokio::time::timeout(timeout, send.write_all(piece)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(lost(e.to_string())),
+                Err(_) => return Err(timed_out()),
+            }
+        }
+        let _ = send.finish();
+        call.handle(Instant::now(), CallEvent::Sent);
+        loop {
+            let deadline = call.poll_timeout().expect("a call not done has a deadline");
+            tokio::select! {
+                r = recv.read_chunk(usize::MAX, true) => {
+                    let now = Instant::now();
+                    match r {
+                        Ok(Some(chunk)) => call.handle(now, CallEvent::Data(&chunk.bytes)),
+                        Ok(None) => call.handle(now, CallEvent::Finished),
+                        Err(quinn::ReadError::Reset(code)) => {
+                            call.handle(now, CallEvent::Reset(code.into_inner()))
+                        }
+                        Err(e) => call.handle(now, CallEvent::ConnectionLost(e.to_string())),
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
+            }
+            if let Some(out) = call.poll_output() {
+                return out.map_err(|e| match e {
+                    CallError::Timeout => timed_out(),
+                    CallError::Lost(why) => lost(why),
+                    CallError::Reset(code) => {
+                        lost(format!("the worker reset the request ({code})"))
+                    }
+                    CallError::Protocol(e) => NetError::Protocol {
+                        peer: format!("worker {worker}"),
+                        reason: e.to_string(),
+                    },
+                });
+            }
+        }
+    }
+
+    /// A request to `worker`; a failed connection is dropped so that the
+    /// next request connects again.
+    async fn request(
+        &self,
+        worker: WorkerId,
+        req: &Request,
+        payload: Option<&EncodedFrame<'_>>,
+    ) -> Result<Reply> {
+        let addr = self.addr(worker)?;
+        let (g, conn) = self.connection(worker).await?;
+        let head = encode_message(req);
+        let r = self.exchange(worker, addr, &conn, &head, payload).await;
+        if matches!(
+            r,
+            Err(NetError::Timeout { .. }
+                | NetError::Unreachable { .. }
+                | NetError::Protocol { .. })
+        ) {
+            self.drop_connection(worker, Some(g));
+        }
+        r
+    }
+
+    /// Stores `value` on `worker` (MemPool.jl's `poolset(x, pid)`): its
+    /// frame is streamed section by section, with no whole copy here.
+    ///
+    /// # Errors
+    /// [`NetError::UnknownWorker`], [`NetError::Timeout`] /
+    /// [`NetError::Unreachable`] naming the worker, [`NetError::Remote`]
+    /// when its pool refused (disk bound reached: nothing it stored before
+    /// is lost), [`NetError::Frame`] when the value cannot be encoded.
+    pub async fn set_on<T: MmWrite + ?Sized>(&self, worker: WorkerId, value: &T) -> Result<DRef> {
+        let frame = EncodedFrame::layout(value)?.seal();
+        self.set_encoded(worker, &frame).await
+    }
+
+    /// Stores frame bytes (from [`mempool_serde::encode`], a file, another
+    /// worker) on `worker`, which checks them before storing.
+    ///
+    /// # Errors
+    /// As [`Client::set_on`]; [`NetError::Frame`] when `frame` is not a frame.
+    pub async fn set_frame_on(&self, worker: WorkerId, frame: &Buffer) -> Result<DRef> {
+        let parsed = mempool_serde::Frame::parse(
+            frame,
+            &mempool_serde::ReadOptions {
+                verify_checksum: false,
+            },
+        )?;
+        self.set_encoded(worker, &EncodedFrame::from_frame(&parsed))
+            .await
+    }
+
+    async fn set_encoded(&self, worker: WorkerId, frame: &EncodedFrame<'_>) -> Result<DRef> {
+        let req = Request::Set {
+            len: frame.len() as u64,
+        };
+        match self.request(worker, &req, Some(frame)).await? {
+            (Response::Stored { id, size }, None) => Ok(DRef::new(worker, id, size)),
+            other => Err(self.unexpected(worker, None, other)),
+        }
+    }
+
+    /// The frame of the value `r` names, from its owner (MemPool.jl's
+    /// `poolget`, undecoded).
+    ///
+    /// # Errors
+    /// [`NetError::NotFound`], and those of [`Client::set_on`].
+    pub async fn get_frame(&self, r: &DRef) -> Result<Buffer> {
+        match self
+            .request(r.worker(), &Request::Get { id: r.id() }, None)
+            .await?
+        {
+            (Response::Frame { .. }, Some(bytes)) => Ok(bytes),
+            other => Err(self.unexpected(r.worker(), Some(r), other)),
+        }
+    }
+
+    /// The value `r` names, from its owner, decoded as `T` (MemPool.jl's
+    /// `poolget`). The bytes arrive once, into one aligned buffer, which the
+    /// value keeps (its columns are views of it).
+    ///
+    /// # Errors
+    /// [`NetError::TypeMismatch`] when the value is not a `T`;
+    /// [`NetError::Frame`] when its bytes are corrupt (checksums are
+    /// checked); those of [`Client::get_frame`].
+    pub async fn get<T: MmRead>(&self, r: &DRef) -> Result<T> {
+        let bytes = self.get_frame(r).await?;
+        mempool_serde::decode::<T>(&bytes).map_err(|e| match e {
+            FrameError::TypeMismatch { expected, found } => NetError::TypeMismatch {
+                dref: r.clone(),
+                expected,
+                found,
+            },
+            e => NetError::Frame(e),
+        })
+    }
+
+    /// Deletes the value on its owner (MemPool.jl's `pooldelete`).
+    ///
+    /// # Errors
+    /// [`NetError::NotFound`] if it was not there; those of
+    /// [`Client::set_on`].
+    pub async fn delete(&self, r: &DRef) -> Result<()> {
+        match self
+            .request(r.worker(), &Request::Delete { id: r.id() }, None)
+            .await?
+        {
+            (Response::Done, None) => Ok(()),
+            other => Err(self.unexpected(r.worker(), Some(r), other)),
+        }
+    }
+
+    async fn file_request(&self, r: &DRef, req: Request) -> Result<FileRef> {
+        match self.request(r.worker(), &req, None).await? {
+            (Response::File { path, offset, len }, None) => Ok(FileRef {
+                path: PathBuf::from(path),
+                offset,
+                size: len,
+            }),
+            other => Err(self.unexpected(r.worker(), Some(r), other)),
+        }
+    }
+
+    /// Writes the value to its owner's disk and drops it from its memory
+    /// (MemPool.jl's `movetodisk`). The [`FileRef`] names a file on the
+    /// owner's host.
+    ///
+    /// # Errors
+    /// As [`Client::delete`]; [`NetError::Remote`] when the owner's disk
+    /// bound is reached.
+    pub async fn move_to_disk(&self, r: &DRef) -> Result<FileRef> {
+        self.file_request(r, Request::MoveToDisk { id: r.id() })
+            .await
+    }
+
+    /// Writes the value to its owner's disk and keeps it in memory
+    /// (MemPool.jl's `copytodisk`).
+    ///
+    /// # Errors
+    /// As [`Client::move_to_disk`].
+    pub async fn copy_to_disk(&self, r: &DRef) -> Result<FileRef> {
+        self.file_request(r, Request::CopyToDisk { id: r.id() })
+            .await
+    }
+
+    /// Writes the value as a standalone frame file at `path` on its owner's
+    /// host (MemPool.jl's `savetodisk`).
+    ///
+    /// # Errors
+    /// As [`Client::move_to_disk`]; [`NetError::Remote`] when the owner
+    /// cannot use the path.
+    pub async fn save_to_disk(&self, r: &DRef, path: impl AsRef<Path>) -> Result<FileRef> {
+        let path = path.as_ref().to_string_lossy().into_owned();
+        self.file_request(r, Request::SaveToDisk { id: r.id(), path })
+            .await
+    }
+
+    /// A worker's statistics.
+    ///
+    /// # Errors
+    /// Those of [`Client::set_on`].
+    pub async fn stats(&self, worker: WorkerId) -> Result<WorkerStats> {
+        match self.request(worker, &Request::Stats, None).await? {
+            (Response::Stats(s), None) => Ok(*s),
+            other => Err(self.unexpected(worker, None, other)),
+        }
+    }
+
+    /// The error for an answer that is not the one asked for.
+    fn unexpected(&self, worker: WorkerId, r: Option<&DRef>, reply: Reply) -> NetError {
+        match reply {
+            (
+                Response::Error {
+                    kind: ErrorKind::NotFound,
+                    ..
+                },
+                _,
+            ) if r.is_some() => NetError::NotFound {
+                dref: r.expect("checked").clone(),
+            },
+            (Response::Error { kind, message }, _) => NetError::Remote {
+                worker,
+                kind,
+                message,
+            },
+            (other, _) => NetError::Protocol {
+                peer: format!("worker {worker}"),
+                reason: format!("unexpected answer {other:?}"),
+            },
+        }
+    }
+}

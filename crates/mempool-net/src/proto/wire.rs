@@ -1,0 +1,282 @@
+//! The messages and how they are laid out on a stream.
+//!
+//! Every request opens a bidirectional QUIC stream of its own. The caller
+//! writes one message and, for [`Request::Set`], the frame's bytes after it,
+//! then finishes its side; the worker writes one [`Response`] and, for
+//! [`Response::Frame`], the frame's bytes, then finishes. A message is a
+//! 4-byte little-endian length and that many bytes of postcard. Nothing read
+//! from the wire is used before it is bounded ([`Limits`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::WorkerId;
+
+/// The protocol version, exchanged in [`Request::Hello`]. Peers of other
+/// versions are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Bounds on what a peer may send, checked before anything is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (the part before a payload), in bytes.
+    pub max_message: u32,
+    /// Largest payload (one value's frame), in bytes.
+    pub max_payload: u64,
+}
+
+impl Default for Limits {
+    /// Messages up to 64 KiB, values up to 64 GiB.
+    fn default() -> Self {
+        Self {
+            max_message: 64 << 10,
+            max_payload: 64 << 30,
+        }
+    }
+}
+
+/// A request to a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// The first request on a connection: the caller's protocol version.
+    /// Answered by [`Response::Welcome`].
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the caller.
+        version: u16,
+    },
+    /// Store the frame that follows (`len` bytes). Answered by
+    /// [`Response::Stored`].
+    Set {
+        /// Length of the frame that follows.
+        len: u64,
+    },
+    /// Send the value's frame. Answered by [`Response::Frame`].
+    Get {
+        /// The value's id on the worker.
+        id: u64,
+    },
+    /// Delete the value. Answered by [`Response::Done`].
+    Delete {
+        /// The value's id.
+        id: u64,
+    },
+    /// Write the value to disk and drop it from memory. Answered by
+    /// [`Response::File`].
+    MoveToDisk {
+        /// The value's id.
+        id: u64,
+    },
+    /// Write the value to disk and keep it in memory. Answered by
+    /// [`Response::File`].
+    CopyToDisk {
+        /// The value's id.
+        id: u64,
+    },
+    /// Write the value into a standalone frame file at `path` on the
+    /// worker's host. Answered by [`Response::File`].
+    SaveToDisk {
+        /// The value's id.
+        id: u64,
+        /// Where, on the worker's host.
+        path: String,
+    },
+    /// The worker's pool statistics. Answered by [`Response::Stats`].
+    Stats,
+}
+
+impl Request {
+    /// Length of the payload that follows this message.
+    pub fn payload_len(&self) -> u64 {
+        match self {
+            Request::Set { len } => *len,
+            _ => 0,
+        }
+    }
+}
+
+/// A worker's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// Answer to [`Request::Hello`]: who the worker is.
+    Welcome {
+        /// The worker's id.
+        worker: WorkerId,
+        /// Its [`PROTOCOL_VERSION`].
+        version: u16,
+    },
+    /// The value was stored under `id`.
+    Stored {
+        /// The value's id on the worker.
+        id: u64,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The value's frame follows (`len` bytes).
+    Frame {
+        /// Length of the frame that follows.
+        len: u64,
+    },
+    /// Done.
+    Done,
+    /// Where the value's frame is on the worker's disk.
+    File {
+        /// The file, on the worker's host.
+        path: String,
+        /// Where the frame starts in it.
+        offset: u64,
+        /// The frame's length.
+        len: u64,
+    },
+    /// The worker's statistics.
+    Stats(Box<WorkerStats>),
+    /// The request failed.
+    Error {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// The worker's message.
+        message: String,
+    },
+}
+
+impl Response {
+    /// Length of the payload that follows this message.
+    pub fn payload_len(&self) -> u64 {
+        match self {
+            Response::Frame { len } => *len,
+            _ => 0,
+        }
+    }
+}
+
+/// Why a worker refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No such value.
+    NotFound,
+    /// The disk bound was reached.
+    DiskFull,
+    /// Spilling to make room failed.
+    Spill,
+    /// A frame was malformed or corrupt.
+    Frame,
+    /// A path could not be used.
+    Path,
+    /// The request was malformed or of another protocol version.
+    BadRequest,
+    /// Anything else.
+    Other,
+}
+
+/// A worker's statistics: its pool's [`mempool_core::Stats`] and bounds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// The worker.
+    pub worker: Option<WorkerId>,
+    /// Its `max_memsize`.
+    pub max_memsize: u64,
+    /// Its `max_disksize`, if bounded.
+    pub max_disksize: Option<u64>,
+    /// Values in memory.
+    pub mem_values: u64,
+    /// Bytes in memory.
+    pub mem_bytes: u64,
+    /// Of those, bytes mapped from spill files.
+    pub mem_mapped_bytes: u64,
+    /// Values with a spill file.
+    pub disk_values: u64,
+    /// Bytes of spill files.
+    pub disk_bytes: u64,
+    /// Gets answered from memory.
+    pub hits: u64,
+    /// Gets read from disk.
+    pub misses: u64,
+    /// Values written to disk.
+    pub spills: u64,
+    /// Values read back from disk.
+    pub restores: u64,
+    /// Bytes written to disk.
+    pub bytes_written: u64,
+    /// Bytes read from disk.
+    pub bytes_read: u64,
+    /// Requests this worker served.
+    pub requests: u64,
+    /// Payload bytes it received.
+    pub bytes_received: u64,
+    /// Payload bytes it sent.
+    pub bytes_sent: u64,
+}
+
+/// Errors of [`encode_message`] and [`decode_message`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The length prefix is over [`Limits::max_message`].
+    #[error("message of {len} bytes is over the limit of {max}")]
+    MessageTooLarge {
+        /// Announced length.
+        len: u64,
+        /// The limit.
+        max: u32,
+    },
+    /// The payload length is over [`Limits::max_payload`].
+    #[error("payload of {len} bytes is over the limit of {max}")]
+    PayloadTooLarge {
+        /// Announced length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The message is not valid postcard for its type.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The stream ended before the message or its payload was complete.
+    #[error("stream ended after {got} of {expected} bytes")]
+    Truncated {
+        /// Bytes received.
+        got: u64,
+        /// Bytes announced.
+        expected: u64,
+    },
+    /// Bytes came after the end of the message and its payload.
+    #[error("{0} bytes after the end of the message")]
+    Trailing(u64),
+    /// The worker is not of our protocol version.
+    #[error("protocol version {found}, expected {expected}")]
+    Version {
+        /// Ours.
+        expected: u16,
+        /// Theirs.
+        found: u16,
+    },
+}
+
+/// Encodes `msg` as it goes on the wire: length prefix and postcard.
+pub fn encode_message<M: Serialize>(msg: &M) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    // Postcard into a Vec cannot fail for our message types (no maps with
+    // non-string keys, no sequences of unknown length).
+    out = postcard::to_extend(msg, out).unwrap_or_else(|_| vec![0u8; 4]);
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// Decodes a message body (without its length prefix).
+///
+/// # Errors
+/// [`WireError::Malformed`] for bytes that are not a message of type `M`,
+/// including trailing bytes inside the announced length.
+pub fn decode_message<M: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<M, WireError> {
+    let (msg, rest) =
+        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(format!(
+            "{} bytes left inside the message",
+            rest.len()
+        )));
+    }
+    Ok(msg)
+}

@@ -1,0 +1,510 @@
+//! [`Worker`]: a pool served to the cluster over QUIC.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mempool_arrays::Buffer;
+use mempool_core::{Pool, PoolError, StoredFrame};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::error::{NetError, Result};
+use crate::proto::{
+    encode_message, ErrorKind, Limits, Request, Response, StreamReader, WorkerStats,
+    PROTOCOL_VERSION,
+};
+use crate::secret::ClusterSecret;
+use crate::{DRef, WorkerId};
+
+/// Code of a connection closed because its peer broke the protocol.
+const CLOSE_PROTOCOL: u32 = 1;
+/// Code of a connection closed because the worker shuts down.
+const CLOSE_SHUTDOWN: u32 = 2;
+/// Largest piece written to a stream at once.
+const WRITE_PIECE: usize = 1 << 20;
+
+/// How a [`Worker`] serves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerConfig {
+    /// The worker's id in the cluster.
+    pub id: WorkerId,
+    /// The cluster secret: only its holders can connect.
+    pub secret: ClusterSecret,
+    /// Where to listen. Default `127.0.0.1:0` (loopback, a free port).
+    pub listen: SocketAddr,
+    /// Bounds on what peers send.
+    pub limits: Limits,
+    /// Bytes of incoming values the worker holds at once while receiving
+    /// them (before its pool takes them over). Default 256 MiB; a larger
+    /// value waits for all of it.
+    pub max_receiving: u64,
+    /// How long a silent peer stays connected. Default 5 s.
+    pub idle_timeout: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for worker `id` of the cluster of `secret`.
+    pub fn new(id: WorkerId, secret: ClusterSecret) -> Self {
+        Self {
+            id,
+            secret,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits: Limits::default(),
+            max_receiving: 256 << 20,
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Listens on `addr`.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    received: AtomicU64,
+    sent: AtomicU64,
+    protocol_errors: AtomicU64,
+}
+
+struct Ctx {
+    id: WorkerId,
+    pool: Pool,
+    limits: Limits,
+    /// Receive budget in KiB permits.
+    receiving: Semaphore,
+    receiving_kib: u32,
+    counters: Counters,
+}
+
+/// A pool served to the cluster: it accepts connections from holders of the
+/// cluster secret and answers their requests — stores the frames they send,
+/// sends the frames of its values (typed values of the program that embeds
+/// it, or frames others sent, in memory or mapped from disk), deletes and
+/// spills them — on a thread of its own. It stops when dropped or
+/// [`shut down`](Worker::shutdown).
+pub struct Worker {
+    id: WorkerId,
+    addr: SocketAddr,
+    pool: Pool,
+    ctx: Arc<Ctx>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// Serves `pool` as worker `config.id`, listening on `config.listen`.
+    ///
+    /// # Errors
+    /// [`NetError::Io`] when the address cannot be bound (in use, not
+    /// local), [`NetError::Endpoint`] for a TLS setup failure.
+    pub fn spawn(pool: Pool, config: WorkerConfig) -> Result<Self> {
+        let ctx = Arc::new(Ctx {
+            id: config.id,
+            pool: pool.clone(),
+            limits: config.limits,
+            receiving_kib: kib(config.max_receiving).min(Semaphore::MAX_PERMITS as u64) as u32,
+            receiving: Semaphore::new(kib(config.max_receiving) as usize),
+            counters: Counters::default(),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread_ctx = Arc::clone(&ctx);
+        let thread = std::thread::Builder::new()
+            .name(format!("mempool-worker-{}", config.id))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(source) => {
+                        let _ = ready_tx.send(Err(NetError::Io {
+                            op: "starting the worker's runtime".into(),
+                            source,
+                        }));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let endpoint = match crate::endpoint::endpoint(
+                        config.listen,
+                        &config.secret,
+                        config.idle_timeout,
+                        true,
+                    ) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let addr = endpoint.local_addr();
+                    let _ = ready_tx.send(addr.map_err(|source| NetError::Io {
+                        op: "reading the worker's address".into(),
+                        source,
+                    }));
+                    let accept = async {
+                        while let Some(incoming) = endpoint.accept().await {
+                            tokio::spawn(serve_connection(incoming, Arc::clone(&thread_ctx)));
+                        }
+                    };
+                    tokio::select! {
+                        _ = accept => {}
+                        _ = stopped => {}
+                    }
+                    endpoint.close(CLOSE_SHUTDOWN.into(), b"worker shutting down");
+                    // Let the close reach the peers, briefly.
+                    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle())
+                        .await;
+                });
+            })
+            .map_err(|source| NetError::Io {
+                op: "starting the worker's thread".into(),
+                source,
+            })?;
+        let addr = ready_rx.recv().map_err(|_| NetError::Closed)??;
+        Ok(Self {
+            id: config.id,
+            addr,
+            pool,
+            ctx,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The pool it serves.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The cluster ref of a value of its pool (a program that embeds the
+    /// worker stores a value locally and hands this ref to others).
+    pub fn dref(&self, r: &mempool_core::DRef) -> DRef {
+        DRef::new(self.id, r.id, r.size)
+    }
+
+    /// Its statistics.
+    pub fn stats(&self) -> WorkerStats {
+        worker_stats(&self.ctx)
+    }
+
+    /// Connections closed because their peer broke the protocol.
+    pub fn protocol_errors(&self) -> u64 {
+        self.ctx.counters.protocol_errors.load(Ordering::Relaxed)
+    }
+
+    /// Stops serving: closes every connection and waits for the thread.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn kib(bytes: u64) -> u64 {
+    bytes.div_ceil(1024).max(1)
+}
+
+fn worker_stats(ctx: &Ctx) -> WorkerStats {
+    let s = ctx.pool.stats();
+    let c = ctx.pool.config();
+    WorkerStats {
+        worker: Some(ctx.id),
+        max_memsize: c.max_memsize,
+        max_disksize: c.max_disksize,
+        mem_values: s.mem_values,
+        mem_bytes: s.mem_bytes,
+        mem_mapped_bytes: s.mem_mapped_bytes,
+        disk_values: s.disk_values,
+        disk_bytes: s.disk_bytes,
+        hits: s.hits,
+        misses: s.misses,
+        spills: s.spills,
+        restores: s.restores,
+        bytes_written: s.bytes_written,
+        bytes_read: s.bytes_read,
+        requests: ctx.counters.requests.load(Ordering::Relaxed),
+        bytes_received: ctx.counters.received.load(Ordering::Relaxed),
+        bytes_sent: ctx.counters.sent.load(Ordering::Relaxed),
+    }
+}
+
+async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
+    let remote = incoming.remote_address();
+    // The TLS handshake checks the peer's certificate against the cluster's:
+    // a peer without the secret never gets a stream.
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(%remote, "refused a connection: {e}");
+            return;
+        }
+    };
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(serve_stream(conn.clone(), send, recv, Arc::clone(&ctx)));
+            }
+            Err(e) => {
+                debug!(%remote, "connection ended: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one request, answers it. A peer that breaks the protocol loses
+/// its connection.
+async fn serve_stream(
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: Arc<Ctx>,
+) {
+    let mut reader = StreamReader::<Request>::new(ctx.limits);
+    // The message first, alone: its payload is not read before the
+    // receive budget allows it.
+    while let Some(need) = reader.message_needs() {
+        match recv.read_chunk(need, true).await {
+            Ok(Some(chunk)) => {
+                if let Err(e) = reader.feed(&chunk.bytes) {
+                    return protocol_error(&conn, &ctx, &e.to_string());
+                }
+            }
+            Ok(None) => {
+                if reader.received() > 0 {
+                    protocol_error(&conn, &ctx, "stream ended inside a message");
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+    let payload_len = reader.payload_len();
+    let _permit = if payload_len > 0 {
+        let want = kib(payload_len).min(u64::from(ctx.receiving_kib)) as u32;
+        match ctx.receiving.acquire_many(want).await {
+            Ok(p) => Some(p),
+            Err(_) => return,
+        }
+    } else {
+        None
+    };
+    loop {
+        match recv.read_chunk(usize::MAX, true).await {
+            Ok(Some(chunk)) => {
+                if let Err(e) = reader.feed(&chunk.bytes) {
+                    return protocol_error(&conn, &ctx, &e.to_string());
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return,
+        }
+    }
+    let (request, payload) = match reader.finish() {
+        Ok(r) => r,
+        Err(e) => return protocol_error(&conn, &ctx, &e.to_string()),
+    };
+    ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
+    ctx.counters
+        .received
+        .fetch_add(payload_len, Ordering::Relaxed);
+    let answer = answer(&ctx, request, payload).await;
+    drop(_permit);
+    match answer {
+        Answer::Reply(response) => {
+            if send.write_all(&encode_message(&response)).await.is_err() {
+                return;
+            }
+        }
+        Answer::Frame(frame) => {
+            // Encoded once: for a live typed value this is the checksum pass.
+            let encoded = match frame.encode() {
+                Ok(e) => e,
+                Err(e) => {
+                    let head = encode_message(&error_response(&e));
+                    let _ = send.write_all(&head).await;
+                    let _ = send.finish();
+                    return;
+                }
+            };
+            let head = encode_message(&Response::Frame {
+                len: encoded.len() as u64,
+            });
+            if send.write_all(&head).await.is_err() {
+                return;
+            }
+            for chunk in encoded.chunks() {
+                for piece in chunk.chunks(WRITE_PIECE) {
+                    if send.write_all(piece).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            ctx.counters
+                .sent
+                .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+        }
+    }
+    let _ = send.finish();
+    // Wait until the caller has it all (or is gone), so that the stream's
+    // credit is returned in order.
+    let _ = send.stopped().await;
+}
+
+fn protocol_error(conn: &quinn::Connection, ctx: &Ctx, why: &str) {
+    ctx.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+    warn!(remote = %conn.remote_address(), "closing a connection that broke the protocol: {why}");
+    conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
+}
+
+fn error_response(e: &PoolError) -> Response {
+    let kind = match e {
+        PoolError::NotFound { .. } => ErrorKind::NotFound,
+        PoolError::DiskFull { .. } => ErrorKind::DiskFull,
+        PoolError::Spill { .. } => ErrorKind::Spill,
+        PoolError::Frame(_) => ErrorKind::Frame,
+        PoolError::InvalidPath { .. } => ErrorKind::Path,
+        _ => ErrorKind::Other,
+    };
+    Response::Error {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+/// Runs `f` on the blocking pool (it may write to disk or wait for room).
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// What a request is answered with.
+enum Answer {
+    /// A message.
+    Reply(Response),
+    /// A value's frame (sent as [`Response::Frame`] and its bytes).
+    Frame(StoredFrame),
+}
+
+async fn answer(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Answer {
+    Answer::Reply(match request {
+        Request::Get { id } => match ctx.pool.frame(&core_ref_of(&ctx.pool, id)) {
+            Ok(frame) => return Answer::Frame(frame),
+            Err(e) => error_response(&e),
+        },
+        other => reply(ctx, other, payload).await,
+    })
+}
+
+async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Response {
+    let pool = &ctx.pool;
+    let file = |r: mempool_core::Result<mempool_core::FileRef>| match r {
+        Ok(f) => Response::File {
+            path: f.path.to_string_lossy().into_owned(),
+            offset: f.offset,
+            len: f.size,
+        },
+        Err(e) => error_response(&e),
+    };
+    let failed = || Response::Error {
+        kind: ErrorKind::Other,
+        message: "the worker failed while answering".into(),
+    };
+    match request {
+        Request::Hello { version } if version == PROTOCOL_VERSION => Response::Welcome {
+            worker: ctx.id,
+            version: PROTOCOL_VERSION,
+        },
+        Request::Hello { version } => Response::Error {
+            kind: ErrorKind::BadRequest,
+            message: format!("protocol version {version}, this worker speaks {PROTOCOL_VERSION}"),
+        },
+        Request::Set { .. } => {
+            let Some(bytes) = payload else {
+                return failed();
+            };
+            let p = pool.clone();
+            let r = blocking(move || p.set_frame(bytes)).await;
+            match r {
+                Some(Ok(r)) => Response::Stored {
+                    id: r.id,
+                    size: r.size,
+                },
+                Some(Err(e)) => error_response(&e.error),
+                None => failed(),
+            }
+        }
+        Request::Delete { id } => match pool.delete(&core_ref_of(pool, id)) {
+            Ok(()) => Response::Done,
+            Err(e) => error_response(&e),
+        },
+        Request::MoveToDisk { id } => {
+            let p = pool.clone();
+            let r = blocking(move || p.move_to_disk(&core_ref_of(&p, id))).await;
+            r.map_or_else(failed, file)
+        }
+        Request::CopyToDisk { id } => {
+            let p = pool.clone();
+            let r = blocking(move || p.copy_to_disk(&core_ref_of(&p, id))).await;
+            r.map_or_else(failed, file)
+        }
+        Request::SaveToDisk { id, path } => {
+            let p = pool.clone();
+            let r = blocking(move || p.save_to_disk(&core_ref_of(&p, id), path)).await;
+            r.map_or_else(failed, file)
+        }
+        Request::Stats => Response::Stats(Box::new(worker_stats(ctx))),
+        _ => Response::Error {
+            kind: ErrorKind::BadRequest,
+            message: "unexpected request".into(),
+        },
+    }
+}
+
+fn core_ref_of(pool: &Pool, id: u64) -> mempool_core::DRef {
+    mempool_core::DRef {
+        owner: pool.owner(),
+        id,
+        size: 0,
+    }
+}
