@@ -110,6 +110,18 @@ impl BlockingClient {
         self.handle.block_on(f)
     }
 
+    /// Runs a call on the runtime's thread (where its bytes arrive, so no
+    /// thread hand-off per packet) and waits for its outcome.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let task = self.handle.spawn(f);
+        self.handle
+            .block_on(task)
+            .unwrap_or_else(|_| Err(NetError::Closed))
+    }
+
     /// Adds (or moves) a worker.
     pub fn add_worker(&self, worker: WorkerId, addr: SocketAddr) {
         self.client.add_worker(worker, addr);
@@ -135,8 +147,9 @@ impl BlockingClient {
     ///
     /// # Errors
     /// As [`Client::get`].
-    pub fn get<T: MmRead>(&self, r: &DRef) -> Result<T> {
-        self.wait(self.client.get(r))
+    pub fn get<T: MmRead + Send + 'static>(&self, r: &DRef) -> Result<T> {
+        let (c, r) = (self.client.clone(), r.clone());
+        self.run(async move { c.get::<T>(&r).await })
     }
 
     /// See [`Client::get_frame`].
@@ -144,7 +157,8 @@ impl BlockingClient {
     /// # Errors
     /// As [`Client::get_frame`].
     pub fn get_frame(&self, r: &DRef) -> Result<Buffer> {
-        self.wait(self.client.get_frame(r))
+        let (c, r) = (self.client.clone(), r.clone());
+        self.run(async move { c.get_frame(&r).await })
     }
 
     /// See [`Client::delete`].
@@ -152,7 +166,8 @@ impl BlockingClient {
     /// # Errors
     /// As [`Client::delete`].
     pub fn delete(&self, r: &DRef) -> Result<()> {
-        self.wait(self.client.delete(r))
+        let (c, r) = (self.client.clone(), r.clone());
+        self.run(async move { c.delete(&r).await })
     }
 
     /// See [`Client::move_to_disk`].
@@ -160,7 +175,8 @@ impl BlockingClient {
     /// # Errors
     /// As [`Client::move_to_disk`].
     pub fn move_to_disk(&self, r: &DRef) -> Result<FileRef> {
-        self.wait(self.client.move_to_disk(r))
+        let (c, r) = (self.client.clone(), r.clone());
+        self.run(async move { c.move_to_disk(&r).await })
     }
 
     /// See [`Client::copy_to_disk`].
@@ -168,7 +184,8 @@ impl BlockingClient {
     /// # Errors
     /// As [`Client::copy_to_disk`].
     pub fn copy_to_disk(&self, r: &DRef) -> Result<FileRef> {
-        self.wait(self.client.copy_to_disk(r))
+        let (c, r) = (self.client.clone(), r.clone());
+        self.run(async move { c.copy_to_disk(&r).await })
     }
 
     /// See [`Client::save_to_disk`].
@@ -176,7 +193,9 @@ impl BlockingClient {
     /// # Errors
     /// As [`Client::save_to_disk`].
     pub fn save_to_disk(&self, r: &DRef, path: impl AsRef<Path>) -> Result<FileRef> {
-        self.wait(self.client.save_to_disk(r, path))
+        let (c, r) = (self.client.clone(), r.clone());
+        let path = path.as_ref().to_path_buf();
+        self.run(async move { c.save_to_disk(&r, path).await })
     }
 
     /// See [`Client::stats`].
@@ -184,7 +203,8 @@ impl BlockingClient {
     /// # Errors
     /// As [`Client::stats`].
     pub fn stats(&self, worker: WorkerId) -> Result<WorkerStats> {
-        self.wait(self.client.stats(worker))
+        let c = self.client.clone();
+        self.run(async move { c.stats(worker).await })
     }
 }
 

@@ -171,6 +171,20 @@ impl Client {
     /// answers) if there is none.
     async fn connection(&self, worker: WorkerId) -> Result<(u64, quinn::Connection)> {
         let addr = self.addr(worker)?;
+        // Fast path: an open connection, without queueing behind a connect.
+        if let Plan::Use(g) = self
+            .inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .plan(Instant::now(), worker)
+        {
+            if let Some((cg, c)) = self.inner.conns.lock().expect("conns lock").get(&worker) {
+                if *cg == g && c.close_reason().is_none() {
+                    return Ok((g, c.clone()));
+                }
+            }
+        }
         let lock = {
             let mut c = self.inner.connecting.lock().expect("connecting lock");
             Arc::clone(c.entry(worker).or_default())

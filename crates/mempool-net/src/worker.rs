@@ -386,10 +386,8 @@ async fn serve_stream(
                 .fetch_add(encoded.len() as u64, Ordering::Relaxed);
         }
     }
+    // quinn keeps sending what is buffered after the stream is dropped.
     let _ = send.finish();
-    // Wait until the caller has it all (or is gone), so that the stream's
-    // credit is returned in order.
-    let _ = send.stopped().await;
 }
 
 fn protocol_error(conn: &quinn::Connection, ctx: &Ctx, why: &str) {
