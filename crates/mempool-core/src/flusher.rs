@@ -84,10 +84,15 @@ impl Backoff {
 
 impl Pool {
     /// Whether write-behind should run: LRU, enabled, memory three-quarters
-    /// full.
+    /// full, and values queued for a copy (not when every resident value has
+    /// one, as after restores: a wake-up then costs a futex call and a
+    /// context switch for nothing).
     pub(crate) fn wants_flush(&self, st: &State) -> bool {
         let c = self.config();
-        c.write_behind && st.policy() == crate::Policy::Lru && st.used() > c.max_memsize / 4 * 3
+        c.write_behind
+            && st.policy() == crate::Policy::Lru
+            && st.used() > c.max_memsize / 4 * 3
+            && st.has_dirty()
     }
 
     /// Picks the oldest stored value still resident without a disk copy and

@@ -705,6 +705,12 @@ impl State {
                 .is_some_and(|e| matches!(e.place, Place::Resident { copy: None, .. }))
     }
 
+    /// Whether values are queued for write-behind (some entries may be
+    /// stale: the flusher skips them).
+    pub(crate) fn has_dirty(&self) -> bool {
+        self.dirty.as_ref().is_some_and(|q| !q.is_empty())
+    }
+
     /// The oldest queued value that is still resident, without a disk copy,
     /// and not being written.
     pub(crate) fn pop_dirty(&mut self) -> Option<u32> {
