@@ -25,6 +25,13 @@ use crate::spill::{Victim, Why};
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest pause.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Most values written by one write-behind batch: small values are copied
+/// with one write for the batch rather than one each (W5: 1,000-byte
+/// values).
+const FLUSH_BATCH: usize = 64;
+/// Values are added to a batch while it holds fewer bytes than this (a
+/// large value goes alone).
+const FLUSH_BATCH_BYTES: u64 = 256 << 10;
 
 /// The flusher thread's controls, shared by the pool and the thread.
 #[derive(Default)]
@@ -95,22 +102,35 @@ impl Pool {
             && st.has_dirty()
     }
 
-    /// Picks the oldest stored value still resident without a disk copy and
-    /// marks it flushing; none while write-behind backs off after a failure.
-    pub(crate) fn pick_flush(&self, st: &mut State) -> Option<Victim> {
+    /// Picks the oldest stored values still resident without a disk copy,
+    /// up to [`FLUSH_BATCH`] of them or [`FLUSH_BATCH_BYTES`] (at least one),
+    /// and marks them flushing, to be written together
+    /// ([`Pool::write_flushes`]); none while write-behind backs off after a
+    /// failure.
+    pub(crate) fn pick_flushes(&self, st: &mut State) -> Vec<Victim> {
+        let mut picked = Vec::new();
         if !self.wants_flush(st) || self.inner.backoff.lock().active() {
-            return None;
+            return picked;
         }
-        let idx = st.pop_dirty()?;
-        let gen = st.slots[idx as usize].gen();
-        let value = st.start_flush(idx)?;
-        Some(Victim {
-            idx,
-            gen,
-            size: value.size(),
-            value,
-            why: Why::Flush,
-        })
+        let mut bytes = 0;
+        while picked.len() < FLUSH_BATCH && bytes < FLUSH_BATCH_BYTES {
+            let Some(idx) = st.pop_dirty() else {
+                break;
+            };
+            let gen = st.slots[idx as usize].gen();
+            let Some(value) = st.start_flush(idx) else {
+                continue;
+            };
+            bytes += value.size();
+            picked.push(Victim {
+                idx,
+                gen,
+                size: value.size(),
+                value,
+                why: Why::Flush,
+            });
+        }
+        picked
     }
 
     /// Wakes the flusher (starting it on first need). Cheap when it is
@@ -176,13 +196,16 @@ fn flusher(pool: &Pool, ctl: &FlushCtl) {
             }
         }
         loop {
-            let Some(v) = pool.pick_flush(&mut pool.lock()) else {
+            let batch = pool.pick_flushes(&mut pool.lock());
+            if batch.is_empty() {
                 break;
-            };
+            }
             // A panic in a user's encoder must not end write-behind: the
-            // victim's guard has already put it back.
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.write_one(v)))
-                .is_ok_and(|r| r.is_ok());
+            // victims' guard has already put them back.
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.write_flushes(batch)
+            }))
+            .is_ok_and(|r| r.is_ok());
             let mut backoff = pool.inner.backoff.lock();
             if ok {
                 backoff.succeeded();

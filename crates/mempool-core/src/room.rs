@@ -241,10 +241,18 @@ impl Pool {
                 Step::Fits(released) => return Ok(Admitted::Fits(st, released)),
                 Step::Write { victims, released } => {
                     let claim = Undo::new(self, move |st: &mut State| st.unclaim(incoming));
+                    // Write-behind lags (the caller writes): the next copies
+                    // go in the same write (not under max_disksize, where
+                    // must-happen writes go one by one).
+                    let copies = if self.config().max_disksize.is_none() {
+                        self.pick_flushes(&mut st)
+                    } else {
+                        Vec::new()
+                    };
                     drop(st);
                     // Victims first (guarded), then the values to let go of,
                     // whose drops run user code.
-                    let failed = self.spill_all(victims);
+                    let failed = self.write_evictions(victims, copies);
                     release(released);
                     st = self.lock();
                     claim.run(&mut st);
@@ -257,16 +265,19 @@ impl Pool {
                     release(released);
                     st = self.lock();
                 }
-                Step::Blocked => match self.pick_flush(&mut st) {
+                Step::Blocked => {
                     // Rather than only wait for the flush of the next victim,
-                    // flush another.
-                    Some(v) => {
+                    // flush others.
+                    let batch = self.pick_flushes(&mut st);
+                    if batch.is_empty() {
+                        st = st.wait();
+                    } else {
                         drop(st);
                         // Another value's encoder may fail or panic: that is
                         // write-behind's failure (it backs off), not this
                         // caller's.
                         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            self.write_one(v)
+                            self.write_flushes(batch)
                         }))
                         .is_ok_and(|r| r.is_ok());
                         if !ok {
@@ -274,8 +285,7 @@ impl Pool {
                         }
                         st = self.lock();
                     }
-                    None => st = st.wait(),
-                },
+                }
                 Step::Wait => st = st.wait(),
             }
         }

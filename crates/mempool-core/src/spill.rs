@@ -238,6 +238,192 @@ impl Pool {
         None
     }
 
+    /// Writes disk copies of resident values (write-behind) together
+    /// ([`Pool::try_batch`]); when that fails (a value that does not encode,
+    /// a full disk, an I/O error), one at a time in order as without
+    /// batches, up to the first failure, which is returned (the ones not
+    /// written go back, resident without a copy, queued again).
+    pub(crate) fn write_flushes(&self, victims: Vec<Victim>) -> Result<()> {
+        debug_assert!(victims.iter().all(|v| v.why == Why::Flush));
+        let victims = if victims.len() > 1 {
+            match self.try_batch(victims) {
+                Ok(()) => return Ok(()),
+                Err(back) => back,
+            }
+        } else {
+            victims
+        };
+        match self.spill_all(victims) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Writes a caller's victims out of memory and, in the same batch,
+    /// `copies`: disk copies of other resident values that write-behind
+    /// would write next (so that when write-behind lags, the caller's one
+    /// write carries many values, and the next evictions find copies).
+    /// Returns the first failure of the victims, as [`Pool::spill_all`]
+    /// does; a failure of the copies is write-behind's (it backs off), not
+    /// this caller's, even a panic in their encoders. Not under
+    /// `max_disksize` (`copies` must then be empty): there a must-happen
+    /// write may drop copies or wait for them, one by one.
+    pub(crate) fn write_evictions(
+        &self,
+        victims: Vec<Victim>,
+        copies: Vec<Victim>,
+    ) -> Option<PoolError> {
+        debug_assert!(copies.is_empty() || self.config().max_disksize.is_none());
+        if copies.is_empty() && (victims.len() <= 1 || self.config().max_disksize.is_some()) {
+            return self.spill_all(victims);
+        }
+        let mut all = victims;
+        all.extend(copies);
+        let Err(mut back) = self.try_batch(all) else {
+            return None;
+        };
+        let copies = back.split_off(
+            back.iter()
+                .position(|v| v.why == Why::Flush)
+                .unwrap_or(back.len()),
+        );
+        let failed = self.spill_all(back);
+        if !copies.is_empty() {
+            let ok =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spill_all(copies)))
+                    .is_ok_and(|e| e.is_none());
+            if !ok {
+                self.inner.backoff.lock().failed();
+            }
+        }
+        failed
+    }
+
+    /// Writes victims as one batch: their frames laid out, reserved against
+    /// `max_disksize` together, appended with as few writes as their
+    /// placement allows (one, in the common case), and settled under one
+    /// lock. On a failure — a value that does not encode (or whose encoder
+    /// panics), a full disk, an I/O error — nothing is written and the
+    /// victims are handed back, still marked as being written, for the
+    /// caller to write one by one (which settles each, and reports each
+    /// failure where it belongs). Victims out of memory only without
+    /// `max_disksize` (see [`Pool::write_evictions`]).
+    fn try_batch(&self, victims: Vec<Victim>) -> std::result::Result<(), Vec<Victim>> {
+        let why = if victims.iter().all(|v| v.why == Why::Flush) {
+            Why::Flush
+        } else {
+            debug_assert!(self.config().max_disksize.is_none());
+            Why::Evict
+        };
+        // Puts every victim back only on a panic (none is expected here:
+        // encoders run under `catch_unwind`).
+        let mut vs = Victims {
+            pool: self,
+            rest: victims,
+            current: None,
+        };
+        let values: Vec<Arc<dyn Stored>> = vs.rest.iter().map(|v| Arc::clone(&v.value)).collect();
+        if self.config().max_disksize.is_some() {
+            // A full disk costs no encoding (as in `write_value`).
+            let least = values.iter().map(|v| v.size().max(HEADER_LEN as u64)).sum();
+            if self.disk_room(least, why).is_err() {
+                return Err(std::mem::take(&mut vs.rest));
+            }
+        }
+        let layouts = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            values
+                .iter()
+                .map(|v| v.layout())
+                .collect::<std::result::Result<Vec<_>, _>>()
+        }));
+        let Ok(Ok(layouts)) = layouts else {
+            return Err(std::mem::take(&mut vs.rest));
+        };
+        let total: u64 = layouts.iter().map(|l| l.len() as u64).sum();
+        let reserved = &self.inner.segments.stats().reserved;
+        let reservation = match self.disk_room(total, why) {
+            Ok(mut st) => {
+                st.disk_bytes += total;
+                reserved.fetch_add(total, Ordering::Relaxed);
+                Undo::new(self, move |st: &mut State| st.disk_bytes -= total)
+            }
+            Err(_) => {
+                drop(layouts);
+                return Err(std::mem::take(&mut vs.rest));
+            }
+        };
+        let _unreserve = Unreserve(reserved, total);
+        let frames: Vec<_> = layouts.into_iter().map(UnsealedFrame::seal).collect();
+        let appended = match self.config().compression {
+            None => {
+                let parts: Vec<(u64, Vec<&[u8]>)> = frames
+                    .iter()
+                    .map(|f| (f.len() as u64, f.chunks().collect()))
+                    .collect();
+                self.inner.segments.append_many(&parts).ok()
+            }
+            Some(codec) => {
+                let packed = frames
+                    .iter()
+                    .map(|f| mempool_serde::compress_frame(f, codec))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .ok();
+                packed.and_then(|packed| {
+                    let parts: Vec<(u64, Vec<&[u8]>)> = packed
+                        .iter()
+                        .map(|p| (p.len() as u64, vec![p.as_slice()]))
+                        .collect();
+                    self.inner.segments.append_many(&parts).ok()
+                })
+            }
+        };
+        let Some(extents) = appended else {
+            drop(reservation);
+            return Err(std::mem::take(&mut vs.rest));
+        };
+        // The reservation was for the frames; compressed, the disk holds
+        // what was written (each file counts its own length when it goes).
+        let written: u64 = extents.iter().map(|e| e.len()).sum();
+        if written != total {
+            let mut st = self.lock();
+            st.disk_bytes = st.disk_bytes + written - total;
+            drop(st);
+            Counters::add(
+                &self.inner.counters.compression_saved,
+                total.saturating_sub(written),
+            );
+        }
+        reservation.keep();
+        Counters::add(&self.inner.counters.bytes_written, written);
+        let victims = std::mem::take(&mut vs.rest);
+        let mut released = Vec::new();
+        let mut orphans = Vec::new();
+        {
+            let mut st = self.lock();
+            for (v, extent) in victims.iter().zip(extents) {
+                let file = SpillFile {
+                    path: extent.path().to_owned(),
+                    offset: extent.offset(),
+                    len: extent.len(),
+                    extent: Some(extent),
+                    mem_size: v.size,
+                    frame_name: v.value.as_frame().map(|f| Arc::from(f.type_name())),
+                    handed_out: false,
+                };
+                let (value, orphan) = self.settle_index(&mut st, v, Some(file));
+                released.extend(value);
+                orphans.extend(orphan);
+            }
+        }
+        // Files first: dropping a value runs user code, which may panic.
+        drop(orphans);
+        drop(frames);
+        drop(values);
+        drop(victims);
+        release(released);
+        Ok(())
+    }
+
     /// Writes one victim and settles it; the write's own error on failure.
     pub(crate) fn write_one(&self, v: Victim) -> Result<()> {
         match self.spill_all(vec![v]) {

@@ -15,7 +15,9 @@ use crate::{DRef, WorkerId};
 
 /// A [`Client`] with blocking methods, for programs without an async
 /// runtime: it runs its own (one thread) and waits for each call. Calls
-/// from many threads at once go out concurrently.
+/// from many threads at once go out concurrently. Called from inside an
+/// async runtime its methods return [`NetError::InsideRuntime`] (use the
+/// async [`Client`] there).
 pub struct BlockingClient {
     client: Client,
     handle: tokio::runtime::Handle,
@@ -104,7 +106,10 @@ impl BlockingClient {
         &self.handle
     }
 
-    fn wait<F: std::future::Future>(&self, f: F) -> F::Output {
+    fn wait<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(NetError::InsideRuntime);
+        }
         // The runtime's own thread drives I/O and timers; this thread polls
         // the call and sleeps until it is woken.
         self.handle.block_on(f)
@@ -116,6 +121,9 @@ impl BlockingClient {
         &self,
         f: impl std::future::Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(NetError::InsideRuntime);
+        }
         let task = self.handle.spawn(f);
         self.handle
             .block_on(task)
@@ -210,6 +218,13 @@ impl BlockingClient {
 
 impl Drop for BlockingClient {
     fn drop(&mut self) {
+        // Tell the workers, while the runtime still runs to send it.
+        if tokio::runtime::Handle::try_current().is_err() {
+            let c = self.client.clone();
+            let _ = self
+                .handle
+                .block_on(self.handle.spawn(async move { c.close().await }));
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

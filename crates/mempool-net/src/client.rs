@@ -54,12 +54,31 @@ impl ClientConfig {
     }
 }
 
+struct Links {
+    peers: Peers,
+    open: HashMap<WorkerId, (u64, quinn::Connection)>,
+}
+
+impl Links {
+    /// The open connection to `worker`, if the plan says to use it and it
+    /// is still open.
+    fn usable(&self, now: Instant, worker: WorkerId) -> Option<(u64, quinn::Connection)> {
+        let Plan::Use(g) = self.peers.plan(now, worker) else {
+            return None;
+        };
+        match self.open.get(&worker) {
+            Some((cg, c)) if *cg == g && c.close_reason().is_none() => Some((g, c.clone())),
+            _ => None,
+        }
+    }
+}
+
 struct Inner {
     endpoint: quinn::Endpoint,
     config: ClientConfig,
     members: RwLock<BTreeMap<WorkerId, SocketAddr>>,
-    peers: Mutex<Peers>,
-    conns: Mutex<HashMap<WorkerId, (u64, quinn::Connection)>>,
+    /// Connection states and open connections, under one lock.
+    links: Mutex<Links>,
     /// One connection attempt per worker at a time.
     connecting: Mutex<HashMap<WorkerId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -113,10 +132,12 @@ impl Client {
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoint,
-                peers: Mutex::new(Peers::new(config.retry_after)),
+                links: Mutex::new(Links {
+                    peers: Peers::new(config.retry_after),
+                    open: HashMap::new(),
+                }),
                 config,
                 members: RwLock::new(members),
-                conns: Mutex::new(HashMap::new()),
                 connecting: Mutex::new(HashMap::new()),
             }),
         })
@@ -156,15 +177,24 @@ impl Client {
     }
 
     fn drop_connection(&self, worker: WorkerId, generation: Option<u64>) {
-        let mut conns = self.inner.conns.lock().expect("conns lock");
-        if let Some((g, c)) = conns.get(&worker) {
-            if generation.is_none_or(|want| want == *g) {
+        let mut links = self.inner.links.lock().expect("links lock");
+        let Some(g) = links.open.get(&worker).map(|(g, _)| *g) else {
+            return;
+        };
+        if generation.is_none_or(|want| want == g) {
+            if let Some((_, c)) = links.open.remove(&worker) {
                 c.close(0u32.into(), b"dropped");
-                let g = *g;
-                conns.remove(&worker);
-                self.inner.peers.lock().expect("peers lock").lost(worker, g);
             }
+            links.peers.lost(worker, g);
         }
+    }
+
+    /// Closes every connection, letting the workers know (briefly waiting
+    /// for the close to go out). Calls made afterwards fail.
+    pub async fn close(&self) {
+        self.inner.endpoint.close(0u32.into(), b"client closed");
+        let _ =
+            tokio::time::timeout(Duration::from_millis(100), self.inner.endpoint.wait_idle()).await;
     }
 
     /// The open connection to `worker`, connecting (and checking who
@@ -172,68 +202,54 @@ impl Client {
     async fn connection(&self, worker: WorkerId) -> Result<(u64, quinn::Connection)> {
         let addr = self.addr(worker)?;
         // Fast path: an open connection, without queueing behind a connect.
-        if let Plan::Use(g) = self
+        if let Some(open) = self
             .inner
-            .peers
+            .links
             .lock()
-            .expect("peers lock")
-            .plan(Instant::now(), worker)
+            .expect("links lock")
+            .usable(Instant::now(), worker)
         {
-            if let Some((cg, c)) = self.inner.conns.lock().expect("conns lock").get(&worker) {
-                if *cg == g && c.close_reason().is_none() {
-                    return Ok((g, c.clone()));
-                }
-            }
+            return Ok(open);
         }
+        let timeout = self.inner.config.timeout;
         let lock = {
             let mut c = self.inner.connecting.lock().expect("connecting lock");
             Arc::clone(c.entry(worker).or_default())
         };
-        let _one_at_a_time = lock.lock().await;
-        let plan = self
-            .inner
-            .peers
-            .lock()
-            .expect("peers lock")
-            .plan(Instant::now(), worker);
-        match plan {
-            Plan::Use(g) => {
-                if let Some((cg, c)) = self.inner.conns.lock().expect("conns lock").get(&worker) {
-                    if *cg == g && c.close_reason().is_none() {
-                        return Ok((g, c.clone()));
-                    }
-                }
+        // Behind another caller's connect for at most one timeout.
+        let Ok(_one_at_a_time) = tokio::time::timeout(timeout, lock.lock()).await else {
+            return Err(NetError::Timeout {
+                worker,
+                addr,
+                timeout,
+            });
+        };
+        let plan = {
+            let links = self.inner.links.lock().expect("links lock");
+            if let Some(open) = links.usable(Instant::now(), worker) {
+                return Ok(open);
             }
-            Plan::Fail(reason) => {
-                return Err(NetError::Unreachable {
-                    worker,
-                    addr,
-                    reason,
-                })
-            }
-            Plan::Connect => {}
+            links.peers.plan(Instant::now(), worker)
+        };
+        if let Plan::Fail(reason) = plan {
+            return Err(NetError::Unreachable {
+                worker,
+                addr,
+                reason,
+            });
         }
         match self.connect(worker, addr).await {
             Ok(conn) => {
-                let g = self
-                    .inner
-                    .peers
-                    .lock()
-                    .expect("peers lock")
-                    .connected(worker);
-                self.inner
-                    .conns
-                    .lock()
-                    .expect("conns lock")
-                    .insert(worker, (g, conn.clone()));
+                let mut links = self.inner.links.lock().expect("links lock");
+                let g = links.peers.connected(worker);
+                links.open.insert(worker, (g, conn.clone()));
                 Ok((g, conn))
             }
             Err(e) => {
-                self.inner.peers.lock().expect("peers lock").connect_failed(
-                    Instant::now(),
-                    worker,
-                    e.to_string(),
-                );
+                let mut links = self.inner.links.lock().expect("links lock");
+                links
+                    .peers
+                    .connect_failed(Instant::now(), worker, e.to_string());
                 Err(e)
             }
         }
@@ -303,11 +319,19 @@ impl Client {
             addr,
             reason: why,
         };
-        let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.open_bi()).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(lost(e.to_string())),
-            Err(_) => return Err(timed_out()),
+        // Waiting for stream credit (many requests in flight) is not a
+        // sign of a dead worker; a closed connection is.
+        let (send, mut recv) = tokio::select! {
+            s = conn.open_bi() => match s {
+                Ok(s) => s,
+                Err(e) => return Err(lost(e.to_string())),
+            },
+            e = conn.closed() => return Err(lost(e.to_string())),
         };
+        // Dropped before the request is whole (a timeout, or the caller's
+        // future cancelled), the stream is reset, not finished: the worker
+        // then drops the request instead of reading a truncated one.
+        let mut send = ResetOnDrop(Some(send));
         let pieces = std::iter::once(head).chain(
             payload
                 .into_iter()
@@ -315,13 +339,13 @@ impl Client {
                 .flat_map(|c| c.chunks(WRITE_PIECE)),
         );
         for piece in pieces {
-            match tokio::time::timeout(timeout, send.write_all(piece)).await {
+            match tokio::time::timeout(timeout, send.stream().write_all(piece)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(lost(e.to_string())),
                 Err(_) => return Err(timed_out()),
             }
         }
-        let _ = send.finish();
+        send.finish();
         call.handle(Instant::now(), CallEvent::Sent);
         loop {
             let deadline = call.poll_timeout().expect("a call not done has a deadline");
@@ -364,8 +388,15 @@ impl Client {
         payload: Option<&EncodedFrame<'_>>,
     ) -> Result<Reply> {
         let addr = self.addr(worker)?;
-        let (g, conn) = self.connection(worker).await?;
         let head = encode_message(req);
+        let max = self.inner.config.limits.max_message;
+        if head.len() - 4 > max as usize {
+            return Err(NetError::InvalidRequest(format!(
+                "the request takes {} bytes, over the {max} a message may take (a path that long?)",
+                head.len() - 4
+            )));
+        }
+        let (g, conn) = self.connection(worker).await?;
         let r = self.exchange(worker, addr, &conn, &head, payload).await;
         if matches!(
             r,
@@ -413,6 +444,17 @@ impl Client {
         };
         match self.request(worker, &req, Some(frame)).await? {
             (Response::Stored { id, size }, None) => Ok(DRef::new(worker, id, size)),
+            (
+                Response::Error {
+                    kind: ErrorKind::TooLarge,
+                    message,
+                },
+                _,
+            ) => Err(NetError::Remote {
+                worker,
+                kind: ErrorKind::TooLarge,
+                message,
+            }),
             other => Err(self.unexpected(worker, None, other)),
         }
     }
@@ -544,6 +586,29 @@ impl Client {
                 peer: format!("worker {worker}"),
                 reason: format!("unexpected answer {other:?}"),
             },
+        }
+    }
+}
+
+/// A send stream that is reset when dropped unfinished.
+struct ResetOnDrop(Option<quinn::SendStream>);
+
+impl ResetOnDrop {
+    fn stream(&mut self) -> &mut quinn::SendStream {
+        self.0.as_mut().expect("not finished yet")
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut s) = self.0.take() {
+            let _ = s.finish();
+        }
+    }
+}
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.0.take() {
+            let _ = s.reset(0u32.into());
         }
     }
 }

@@ -38,29 +38,54 @@ impl FromStr for WorkerId {
     }
 }
 
+/// A value's id on its worker: the incarnation of the worker's pool (random
+/// per start of the worker, so a ref from before a restart names nothing
+/// rather than another value) and the value's id in that pool. Prints as
+/// `1a2b3c4d.17`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ValueId {
+    /// The worker's pool incarnation (low 32 bits of its pool's owner id).
+    pub pool: u32,
+    /// The value's id in that pool.
+    pub id: u64,
+}
+
+impl fmt::Debug for ValueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for ValueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}.{}", self.pool, self.id)
+    }
+}
+
 /// A reference to a value stored on a worker of a cluster (MemPool.jl's
 /// `DRef`): the owner, the value's id there, and the value's size in bytes
 /// when stored. Any process of the cluster that has it can
 /// [`get`](crate::Client::get) the value.
 ///
 /// It is serde-serializable, so a program can put refs into its own
-/// messages, and it prints and parses as a short string, `w3/17/1024`
-/// (worker, id, size).
+/// messages, and it prints and parses as a short string,
+/// `w3/1a2b3c4d.17/1024` (worker, [`ValueId`], size in bytes).
 ///
 /// ```
 /// use mempool_net::{DRef, WorkerId};
 ///
-/// let r: DRef = "w3/17/1024".parse().unwrap();
+/// let r: DRef = "w3/1a2b3c4d.17/1024".parse().unwrap();
 /// assert_eq!(r.worker(), WorkerId(3));
-/// assert_eq!(r.to_string(), "w3/17/1024");
-/// assert!("w3/x/1".parse::<DRef>().is_err());
+/// assert_eq!(r.id().id, 17);
+/// assert_eq!(r.to_string(), "w3/1a2b3c4d.17/1024");
+/// assert!("w3/17/1024".parse::<DRef>().is_err());
 /// ```
 // Not `Copy`: reference counting across processes (a weight carried by
 // each ref, returned on drop) will live here.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DRef {
     worker: WorkerId,
-    id: u64,
+    id: ValueId,
     size: u64,
 }
 
@@ -68,7 +93,7 @@ impl DRef {
     /// A ref to value `id` (of `size` bytes) on `worker`. Only a worker's
     /// own answers make refs that name real values; one made up names
     /// nothing, and getting it is a [`NetError::NotFound`].
-    pub fn new(worker: WorkerId, id: u64, size: u64) -> Self {
+    pub fn new(worker: WorkerId, id: ValueId, size: u64) -> Self {
         Self { worker, id, size }
     }
 
@@ -78,7 +103,7 @@ impl DRef {
     }
 
     /// The value's id on its owner.
-    pub fn id(&self) -> u64 {
+    pub fn id(&self) -> ValueId {
         self.id
     }
 
@@ -118,7 +143,19 @@ impl FromStr for DRef {
             return Err(bad("a ref starts with its worker, w<number>"));
         }
         let worker = w.parse().map_err(|_| bad("a worker is w<number>"))?;
-        let id = id.parse().map_err(|_| bad("the id is a number"))?;
+        let (pool, id) = id
+            .split_once('.')
+            .ok_or(bad("the value id is <pool hex>.<number>"))?;
+        if pool.is_empty() || pool.len() > 8 {
+            return Err(bad("the value's pool is up to 8 hex digits"));
+        }
+        let pool = u32::from_str_radix(pool, 16).map_err(|_| bad("the value's pool is hex"))?;
+        let id = ValueId {
+            pool,
+            id: id
+                .parse()
+                .map_err(|_| bad("the value id is <pool hex>.<number>"))?,
+        };
         let size = size
             .parse()
             .map_err(|_| bad("the size is a number of bytes"))?;
@@ -133,10 +170,28 @@ mod tests {
 
     #[test]
     fn refs_print_and_parse_back() {
-        let r = DRef::new(WorkerId(12), 1 << 40, 7);
+        let r = DRef::new(
+            WorkerId(12),
+            ValueId {
+                pool: 0xdead_beef,
+                id: 1 << 40,
+            },
+            7,
+        );
+        assert_eq!(r.to_string(), "w12/deadbeef.1099511627776/7");
         assert_eq!(r.to_string().parse::<DRef>().unwrap(), r);
         for bad in [
-            "", "w1/2", "1/2/3", "w1/2/3/4", "wx/2/3", "w1/-2/3", "w1/2/3B",
+            "",
+            "w1/2",
+            "1/a.2/3",
+            "w1/a.2/3/4",
+            "wx/a.2/3",
+            "w1/a.-2/3",
+            "w1/a.2/3B",
+            "w1/2/3",
+            "w1/.2/3",
+            "w1/123456789.2/3",
+            "w1/xyz.2/3",
         ] {
             assert!(
                 matches!(bad.parse::<DRef>(), Err(NetError::BadRef { .. })),
@@ -152,8 +207,8 @@ mod tests {
         }
 
         #[test]
-        fn any_ref_round_trips(w in any::<u32>(), id in any::<u64>(), size in any::<u64>()) {
-            let r = DRef::new(WorkerId(w), id, size);
+        fn any_ref_round_trips(w in any::<u32>(), pool in any::<u32>(), id in any::<u64>(), size in any::<u64>()) {
+            let r = DRef::new(WorkerId(w), ValueId { pool, id }, size);
             prop_assert_eq!(r.to_string().parse::<DRef>().unwrap(), r);
         }
     }

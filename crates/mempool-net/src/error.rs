@@ -76,8 +76,8 @@ pub enum NetError {
         /// Its message (the pool's error, as the worker printed it).
         message: String,
     },
-    /// A string is not a ref (refs print as `w<worker>/<id>/<size>`).
-    #[error("`{input}` is not a ref: {reason} (refs look like w3/17/1024: worker, id, size)")]
+    /// A string is not a ref (refs print as `w<worker>/<pool>.<id>/<size>`).
+    #[error("`{input}` is not a ref: {reason} (refs look like w3/1a2b3c4d.17/1024: worker, value id, size)")]
     BadRef {
         /// What was given.
         input: String,
@@ -110,6 +110,14 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    /// A request the caller made cannot be sent as asked (e.g. a path
+    /// longer than a message may be).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A blocking call was made from inside an async runtime (it would
+    /// block the runtime's thread); use the async [`Client`](crate::Client).
+    #[error("a BlockingClient call was made inside an async runtime; use mempool_net::Client (async) there")]
+    InsideRuntime,
     /// The client or worker was shut down.
     #[error("the mempool client was shut down")]
     Closed,

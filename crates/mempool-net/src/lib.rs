@@ -42,7 +42,7 @@ mod worker;
 
 pub use blocking::BlockingClient;
 pub use client::{Client, ClientConfig};
-pub use dref::{DRef, WorkerId};
+pub use dref::{DRef, ValueId, WorkerId};
 pub use error::{NetError, Result};
 pub use secret::{ClusterSecret, SERVER_NAME};
 pub use worker::{Worker, WorkerConfig};

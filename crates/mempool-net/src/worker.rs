@@ -16,7 +16,7 @@ use crate::proto::{
     PROTOCOL_VERSION,
 };
 use crate::secret::ClusterSecret;
-use crate::{DRef, WorkerId};
+use crate::{DRef, ValueId, WorkerId};
 
 /// Code of a connection closed because its peer broke the protocol.
 const CLOSE_PROTOCOL: u32 = 1;
@@ -38,8 +38,10 @@ pub struct WorkerConfig {
     /// Bounds on what peers send.
     pub limits: Limits,
     /// Bytes of incoming values the worker holds at once while receiving
-    /// them (before its pool takes them over). Default 256 MiB; a larger
-    /// value waits for all of it.
+    /// them (before its pool takes them over): its memory use can reach
+    /// `max_memsize + max_receiving` (plus QUIC's buffers, at most 64 MiB
+    /// per connection). A value larger than this is refused with
+    /// [`ErrorKind::TooLarge`]; concurrent ones wait for room. Default 1 GiB.
     pub max_receiving: u64,
     /// How long a silent peer stays connected. Default 5 s.
     pub idle_timeout: Duration,
@@ -53,7 +55,7 @@ impl WorkerConfig {
             secret,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             limits: Limits::default(),
-            max_receiving: 256 << 20,
+            max_receiving: 1 << 30,
             idle_timeout: Duration::from_secs(5),
         }
     }
@@ -77,6 +79,8 @@ struct Ctx {
     id: WorkerId,
     pool: Pool,
     limits: Limits,
+    idle_timeout: Duration,
+    max_receiving: u64,
     /// Receive budget in KiB permits.
     receiving: Semaphore,
     receiving_kib: u32,
@@ -89,6 +93,10 @@ struct Ctx {
 /// it, or frames others sent, in memory or mapped from disk), deletes and
 /// spills them — on a thread of its own. It stops when dropped or
 /// [`shut down`](Worker::shutdown).
+///
+/// Any holder of the cluster secret may ask it to save a value to any path
+/// its user can write (MemPool.jl's `savetodisk`, run on the owner): the
+/// secret is membership, and members are trusted with the worker's files.
 pub struct Worker {
     id: WorkerId,
     addr: SocketAddr,
@@ -118,8 +126,10 @@ impl Worker {
             id: config.id,
             pool: pool.clone(),
             limits: config.limits,
-            receiving_kib: kib(config.max_receiving).min(Semaphore::MAX_PERMITS as u64) as u32,
-            receiving: Semaphore::new(kib(config.max_receiving) as usize),
+            idle_timeout: config.idle_timeout,
+            max_receiving: config.max_receiving,
+            receiving_kib: kib(config.max_receiving).min(u64::from(u32::MAX)) as u32,
+            receiving: Semaphore::new(kib(config.max_receiving).min(u64::from(u32::MAX)) as usize),
             counters: Counters::default(),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -207,7 +217,14 @@ impl Worker {
     /// The cluster ref of a value of its pool (a program that embeds the
     /// worker stores a value locally and hands this ref to others).
     pub fn dref(&self, r: &mempool_core::DRef) -> DRef {
-        DRef::new(self.id, r.id, r.size)
+        DRef::new(
+            self.id,
+            ValueId {
+                pool: r.owner as u32,
+                id: r.id,
+            },
+            r.size,
+        )
     }
 
     /// Its statistics.
@@ -293,52 +310,81 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
     }
 }
 
+/// Code of a stream reset because its peer went silent mid-request.
+const RESET_SILENT: u32 = 3;
+
 /// Reads one request, answers it. A peer that breaks the protocol loses
-/// its connection.
+/// its connection; one that goes silent for `idle_timeout` mid-request, or
+/// stops reading the answer for that long, loses the request.
 async fn serve_stream(
     conn: quinn::Connection,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     ctx: Arc<Ctx>,
 ) {
+    let idle = ctx.idle_timeout;
+    let silent = |mut send: quinn::SendStream, mut recv: quinn::RecvStream| {
+        let _ = recv.stop(RESET_SILENT.into());
+        let _ = send.reset(RESET_SILENT.into());
+    };
     let mut reader = StreamReader::<Request>::new(ctx.limits);
-    // The message first, alone: its payload is not read before the
-    // receive budget allows it.
+    // The message first, alone: its payload is not read (nor allocated)
+    // before the receive budget allows it.
     while let Some(need) = reader.message_needs() {
-        match recv.read_chunk(need, true).await {
-            Ok(Some(chunk)) => {
+        match tokio::time::timeout(idle, recv.read_chunk(need, true)).await {
+            Ok(Ok(Some(chunk))) => {
                 if let Err(e) = reader.feed(&chunk.bytes) {
                     return protocol_error(&conn, &ctx, &e.to_string());
                 }
             }
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 if reader.received() > 0 {
                     protocol_error(&conn, &ctx, "stream ended inside a message");
                 }
                 return;
             }
-            Err(_) => return,
+            Ok(Err(_)) => return,
+            Err(_) => return silent(send, recv),
         }
     }
     let payload_len = reader.payload_len();
+    if payload_len > ctx.max_receiving {
+        // Refused before a byte of it is read; the connection stays.
+        let _ = recv.stop(0u32.into());
+        let refusal = Response::Error {
+            kind: ErrorKind::TooLarge,
+            message: format!(
+                "a value of {payload_len} bytes is larger than this worker takes in at once \
+                 ({} bytes, its max_receiving); raise it, or split the value",
+                ctx.max_receiving
+            ),
+        };
+        let _ = send.write_all(&encode_message(&refusal)).await;
+        let _ = send.finish();
+        return;
+    }
     let _permit = if payload_len > 0 {
         let want = kib(payload_len).min(u64::from(ctx.receiving_kib)) as u32;
-        match ctx.receiving.acquire_many(want).await {
-            Ok(p) => Some(p),
-            Err(_) => return,
+        tokio::select! {
+            p = ctx.receiving.acquire_many(want) => match p {
+                Ok(p) => Some(p),
+                Err(_) => return,
+            },
+            _ = conn.closed() => return,
         }
     } else {
         None
     };
     loop {
-        match recv.read_chunk(usize::MAX, true).await {
-            Ok(Some(chunk)) => {
+        match tokio::time::timeout(idle, recv.read_chunk(usize::MAX, true)).await {
+            Ok(Ok(Some(chunk))) => {
                 if let Err(e) = reader.feed(&chunk.bytes) {
                     return protocol_error(&conn, &ctx, &e.to_string());
                 }
             }
-            Ok(None) => break,
-            Err(_) => return,
+            Ok(Ok(None)) => break,
+            Ok(Err(_)) => return,
+            Err(_) => return silent(send, recv),
         }
     }
     let (request, payload) = match reader.finish() {
@@ -353,7 +399,13 @@ async fn serve_stream(
     drop(_permit);
     match answer {
         Answer::Reply(response) => {
-            if send.write_all(&encode_message(&response)).await.is_err() {
+            if !write(idle, &mut send, &encode_message(&response)).await {
+                // The caller will never learn the id of what it stored:
+                // delete it rather than leak it.
+                if let Response::Stored { id, .. } = response {
+                    let _ = ctx.pool.delete(&core_ref(&ctx.pool, id));
+                }
+                let _ = send.reset(RESET_SILENT.into());
                 return;
             }
         }
@@ -363,7 +415,7 @@ async fn serve_stream(
                 Ok(e) => e,
                 Err(e) => {
                     let head = encode_message(&error_response(&e));
-                    let _ = send.write_all(&head).await;
+                    let _ = write(idle, &mut send, &head).await;
                     let _ = send.finish();
                     return;
                 }
@@ -371,12 +423,14 @@ async fn serve_stream(
             let head = encode_message(&Response::Frame {
                 len: encoded.len() as u64,
             });
-            if send.write_all(&head).await.is_err() {
+            if !write(idle, &mut send, &head).await {
+                let _ = send.reset(RESET_SILENT.into());
                 return;
             }
             for chunk in encoded.chunks() {
                 for piece in chunk.chunks(WRITE_PIECE) {
-                    if send.write_all(piece).await.is_err() {
+                    if !write(idle, &mut send, piece).await {
+                        let _ = send.reset(RESET_SILENT.into());
                         return;
                     }
                 }
@@ -388,6 +442,15 @@ async fn serve_stream(
     }
     // quinn keeps sending what is buffered after the stream is dropped.
     let _ = send.finish();
+}
+
+/// Writes `bytes`; false if the caller is gone or stopped reading for a
+/// whole `idle` timeout.
+async fn write(idle: Duration, send: &mut quinn::SendStream, bytes: &[u8]) -> bool {
+    matches!(
+        tokio::time::timeout(idle, send.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 fn protocol_error(conn: &quinn::Connection, ctx: &Ctx, why: &str) {
@@ -426,7 +489,9 @@ enum Answer {
 
 async fn answer(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Answer {
     Answer::Reply(match request {
-        Request::Get { id } => match ctx.pool.frame(&core_ref_of(&ctx.pool, id)) {
+        // Inline, on the runtime's thread: taking a frame is an index lookup
+        // (a mapping for a value on disk), never a wait for room.
+        Request::Get { id } => match ctx.pool.frame(&core_ref(&ctx.pool, id)) {
             Ok(frame) => return Answer::Frame(frame),
             Err(e) => error_response(&e),
         },
@@ -451,6 +516,7 @@ async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Res
     match request {
         Request::Hello { version } if version == PROTOCOL_VERSION => Response::Welcome {
             worker: ctx.id,
+            pool: pool.owner() as u32,
             version: PROTOCOL_VERSION,
         },
         Request::Hello { version } => Response::Error {
@@ -465,30 +531,38 @@ async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Res
             let r = blocking(move || p.set_frame(bytes)).await;
             match r {
                 Some(Ok(r)) => Response::Stored {
-                    id: r.id,
+                    id: ValueId {
+                        pool: r.owner as u32,
+                        id: r.id,
+                    },
                     size: r.size,
                 },
                 Some(Err(e)) => error_response(&e.error),
                 None => failed(),
             }
         }
-        Request::Delete { id } => match pool.delete(&core_ref_of(pool, id)) {
-            Ok(()) => Response::Done,
-            Err(e) => error_response(&e),
-        },
+        Request::Delete { id } => {
+            // Off the runtime's thread: dropping a value runs its Drop.
+            let p = pool.clone();
+            match blocking(move || p.delete(&core_ref(&p, id))).await {
+                Some(Ok(())) => Response::Done,
+                Some(Err(e)) => error_response(&e),
+                None => failed(),
+            }
+        }
         Request::MoveToDisk { id } => {
             let p = pool.clone();
-            let r = blocking(move || p.move_to_disk(&core_ref_of(&p, id))).await;
+            let r = blocking(move || p.move_to_disk(&core_ref(&p, id))).await;
             r.map_or_else(failed, file)
         }
         Request::CopyToDisk { id } => {
             let p = pool.clone();
-            let r = blocking(move || p.copy_to_disk(&core_ref_of(&p, id))).await;
+            let r = blocking(move || p.copy_to_disk(&core_ref(&p, id))).await;
             r.map_or_else(failed, file)
         }
         Request::SaveToDisk { id, path } => {
             let p = pool.clone();
-            let r = blocking(move || p.save_to_disk(&core_ref_of(&p, id), path)).await;
+            let r = blocking(move || p.save_to_disk(&core_ref(&p, id), path)).await;
             r.map_or_else(failed, file)
         }
         Request::Stats => Response::Stats(Box::new(worker_stats(ctx))),
@@ -499,10 +573,18 @@ async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Res
     }
 }
 
-fn core_ref_of(pool: &Pool, id: u64) -> mempool_core::DRef {
+/// The pool's ref for a value id from the wire. An id of another
+/// incarnation of the pool (a ref from before the worker restarted) names
+/// no value here: its owner field then cannot match.
+fn core_ref(pool: &Pool, id: ValueId) -> mempool_core::DRef {
+    let owner = pool.owner();
     mempool_core::DRef {
-        owner: pool.owner(),
-        id,
+        owner: if id.pool == owner as u32 {
+            owner
+        } else {
+            !owner
+        },
+        id: id.id,
         size: 0,
     }
 }

@@ -59,7 +59,7 @@ impl Call {
         Self {
             reader: Some(StreamReader::new(limits)),
             timeout,
-            deadline: now + timeout,
+            deadline: later(now, timeout),
             output: None,
         }
     }
@@ -85,10 +85,10 @@ impl Call {
             return;
         };
         match event {
-            CallEvent::Sent => self.deadline = now + self.timeout,
+            CallEvent::Sent => self.deadline = later(now, self.timeout),
             CallEvent::Data(bytes) => {
                 if !bytes.is_empty() {
-                    self.deadline = now + self.timeout;
+                    self.deadline = later(now, self.timeout);
                 }
                 if let Err(e) = reader.feed(bytes) {
                     self.done(Err(CallError::Protocol(e)));
@@ -120,4 +120,12 @@ impl Call {
     pub fn poll_output(&mut self) -> Option<Result<Reply, CallError>> {
         self.output.take()
     }
+}
+
+/// `now + d`, or about a century later where that overflows (a timeout of
+/// `Duration::MAX` means "never").
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }

@@ -54,7 +54,7 @@ impl Peers {
     pub fn plan(&self, now: Instant, worker: WorkerId) -> Plan {
         match self.peers.get(&worker) {
             Some(Peer::Up { generation }) => Plan::Use(*generation),
-            Some(Peer::Down { at, reason }) if now < *at + self.retry_after => {
+            Some(Peer::Down { at, reason }) if now < super::call::later(*at, self.retry_after) => {
                 Plan::Fail(reason.clone())
             }
             _ => Plan::Connect,

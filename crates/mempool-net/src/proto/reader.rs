@@ -29,8 +29,14 @@ enum State<M> {
     Prefix { buf: [u8; 4], got: usize },
     /// Reading the message body.
     Body { buf: Vec<u8>, len: usize },
-    /// Reading the payload into its own aligned buffer.
-    Payload { msg: M, buf: AlignedVec, len: u64 },
+    /// Reading the payload into its own aligned buffer (allocated when
+    /// its first byte arrives, so that a reader may bound memory between
+    /// the message and the payload).
+    Payload {
+        msg: M,
+        buf: Option<AlignedVec>,
+        len: u64,
+    },
     /// The message and its payload are complete.
     Complete { msg: M, payload: Option<Buffer> },
     /// A bound was broken; nothing more is read.
@@ -44,13 +50,13 @@ enum State<M> {
 /// ```
 /// use mempool_net::proto::{encode_message, Limits, Request, StreamReader};
 ///
-/// let bytes = encode_message(&Request::Get { id: 7 });
+/// let bytes = encode_message(&Request::Stats);
 /// let mut r = StreamReader::<Request>::new(Limits::default());
 /// for b in bytes.chunks(3) {
 ///     r.feed(b).unwrap();
 /// }
 /// let (msg, payload) = r.finish().unwrap();
-/// assert_eq!(msg, Request::Get { id: 7 });
+/// assert_eq!(msg, Request::Stats);
 /// assert!(payload.is_none());
 /// ```
 pub struct StreamReader<M> {
@@ -159,18 +165,36 @@ impl<M: Message> StreamReader<M> {
                             max: self.limits.max_payload,
                         });
                     }
-                    let Ok(buf) = usize::try_from(len)
-                        .map_err(|_| ())
-                        .and_then(|l| AlignedVec::try_with_capacity(l).map_err(|_| ()))
-                    else {
+                    if usize::try_from(len).is_err() {
                         return self.fail(WireError::PayloadTooLarge {
                             len,
                             max: self.limits.max_payload,
                         });
+                    }
+                    self.state = State::Payload {
+                        msg,
+                        buf: None,
+                        len,
                     };
-                    self.state = State::Payload { msg, buf, len };
                 }
                 State::Payload { buf, len, .. } => {
+                    if bytes.is_empty() {
+                        return Ok(());
+                    }
+                    let buf = match buf {
+                        Some(b) => b,
+                        None => {
+                            // `len` fits a usize: checked above.
+                            let Ok(b) = AlignedVec::try_with_capacity(*len as usize) else {
+                                let len = *len;
+                                return self.fail(WireError::PayloadTooLarge {
+                                    len,
+                                    max: self.limits.max_payload,
+                                });
+                            };
+                            buf.insert(b)
+                        }
+                    };
                     let want = (*len - buf.len() as u64).min(bytes.len() as u64) as usize;
                     buf.extend_from_slice(&bytes[..want]);
                     bytes = &bytes[want..];
@@ -184,7 +208,7 @@ impl<M: Message> StreamReader<M> {
                     };
                     self.state = State::Complete {
                         msg,
-                        payload: Some(buf.into_buffer()),
+                        payload: buf.map(AlignedVec::into_buffer),
                     };
                 }
                 State::Complete { .. } => {
@@ -312,7 +336,8 @@ mod tests {
         fn mutated_messages_are_errors_never_panics(
             id in any::<u64>(), pos in 0usize..64, val in any::<u8>(), path in ".{0,20}"
         ) {
-            for msg in [Request::Get { id }, Request::SaveToDisk { id, path: path.clone() }, Request::Set { len: id % 4096 }] {
+            let vid = crate::ValueId { pool: id as u32, id };
+            for msg in [Request::Get { id: vid }, Request::SaveToDisk { id: vid, path: path.clone() }, Request::Set { len: id % 4096 }] {
                 let mut bytes = encode_message(&msg);
                 bytes.extend(std::iter::repeat_n(0xAB, (id % 4096) as usize));
                 let p = pos % bytes.len();

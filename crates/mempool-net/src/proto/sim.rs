@@ -7,6 +7,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::ValueId;
+
+fn vid(id: u64) -> ValueId {
+    ValueId { pool: 7, id }
+}
 
 /// A tiny deterministic generator (splitmix64).
 struct Rng(u64);
@@ -41,13 +46,13 @@ impl SimWorker {
                 self.values.insert(self.next_id, bytes);
                 (
                     Response::Stored {
-                        id: self.next_id,
+                        id: vid(self.next_id),
                         size,
                     },
                     Vec::new(),
                 )
             }
-            Request::Get { id } => match self.values.get(&id) {
+            Request::Get { id } => match self.values.get(&id.id).filter(|_| id.pool == 7) {
                 Some(v) => (
                     Response::Frame {
                         len: v.len() as u64,
@@ -63,7 +68,7 @@ impl SimWorker {
                 ),
             },
             Request::Delete { id } => {
-                self.values.remove(&id);
+                self.values.remove(&id.id);
                 (Response::Done, Vec::new())
             }
             _ => (
@@ -143,11 +148,11 @@ fn run(seed: u64, calls: usize, lose_connection: bool, silent: bool) -> Outcome 
                 }
                 1 => {
                     let (id, v) = known[rng.below(known.len() as u64) as usize].clone();
-                    (Request::Get { id }, Vec::new(), Expect::Frame(v))
+                    (Request::Get { id: vid(id) }, Vec::new(), Expect::Frame(v))
                 }
                 _ => (
                     Request::Get {
-                        id: 1000 + rng.below(10),
+                        id: vid(1000 + rng.below(10)),
                     },
                     Vec::new(),
                     Expect::NotFound,
@@ -241,7 +246,7 @@ fn run(seed: u64, calls: usize, lose_connection: bool, silent: bool) -> Outcome 
             match (result, &s.expect) {
                 (Ok((Response::Stored { id, size }, None)), Expect::Stored(v)) => {
                     assert_eq!(size, v.len() as u64);
-                    assert_eq!(worker.values.get(&id), Some(v), "seed {seed}");
+                    assert_eq!(worker.values.get(&id.id), Some(v), "seed {seed}");
                     out.ok += 1;
                 }
                 (Ok((Response::Frame { len }, Some(p))), Expect::Frame(v)) => {

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::WorkerId;
+use crate::{ValueId, WorkerId};
 
 /// The protocol version, exchanged in [`Request::Hello`]. Peers of other
 /// versions are refused.
@@ -53,30 +53,30 @@ pub enum Request {
     /// Send the value's frame. Answered by [`Response::Frame`].
     Get {
         /// The value's id on the worker.
-        id: u64,
+        id: ValueId,
     },
     /// Delete the value. Answered by [`Response::Done`].
     Delete {
         /// The value's id.
-        id: u64,
+        id: ValueId,
     },
     /// Write the value to disk and drop it from memory. Answered by
     /// [`Response::File`].
     MoveToDisk {
         /// The value's id.
-        id: u64,
+        id: ValueId,
     },
     /// Write the value to disk and keep it in memory. Answered by
     /// [`Response::File`].
     CopyToDisk {
         /// The value's id.
-        id: u64,
+        id: ValueId,
     },
     /// Write the value into a standalone frame file at `path` on the
     /// worker's host. Answered by [`Response::File`].
     SaveToDisk {
         /// The value's id.
-        id: u64,
+        id: ValueId,
         /// Where, on the worker's host.
         path: String,
     },
@@ -102,13 +102,15 @@ pub enum Response {
     Welcome {
         /// The worker's id.
         worker: WorkerId,
+        /// Its pool's incarnation (changes when the worker restarts).
+        pool: u32,
         /// Its [`PROTOCOL_VERSION`].
         version: u16,
     },
     /// The value was stored under `id`.
     Stored {
         /// The value's id on the worker.
-        id: u64,
+        id: ValueId,
         /// Its size in bytes.
         size: u64,
     },
@@ -163,6 +165,8 @@ pub enum ErrorKind {
     Frame,
     /// A path could not be used.
     Path,
+    /// The value is larger than the worker takes in at once.
+    TooLarge,
     /// The request was malformed or of another protocol version.
     BadRequest,
     /// Anything else.
@@ -254,12 +258,14 @@ pub enum WireError {
 }
 
 /// Encodes `msg` as it goes on the wire: length prefix and postcard.
+///
+/// # Panics
+/// If postcard cannot encode `msg` — it always can for [`Request`] and
+/// [`Response`] (no maps, no sequences of unknown length).
 pub fn encode_message<M: Serialize>(msg: &M) -> Vec<u8> {
-    let mut out = vec![0u8; 4];
-    // Postcard into a Vec cannot fail for our message types (no maps with
-    // non-string keys, no sequences of unknown length).
-    out = postcard::to_extend(msg, out).unwrap_or_else(|_| vec![0u8; 4]);
-    let len = (out.len() - 4) as u32;
+    let out = postcard::to_extend(msg, vec![0u8; 4]).expect("protocol messages always encode");
+    let mut out = out;
+    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
     out[..4].copy_from_slice(&len.to_le_bytes());
     out
 }
