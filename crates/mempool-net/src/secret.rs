@@ -161,14 +161,20 @@ impl ClusterSecret {
     /// certificate and one PKCS#8 private key that belongs to it, the
     /// certificate being a valid non-CA leaf for [`SERVER_NAME`].
     pub fn load(path: &Path) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| {
-            let reason = if e.kind() == io::ErrorKind::NotFound {
-                format!("does not exist; {HINT}")
-            } else {
-                format!("cannot open it: {e}; {HINT}")
-            };
-            secret_error(path, reason)
-        })?;
+        // Non-blocking, so that a FIFO given by mistake fails the regular-file
+        // check below instead of blocking the open forever.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                let reason = if e.kind() == io::ErrorKind::NotFound {
+                    format!("does not exist; {HINT}")
+                } else {
+                    format!("cannot open it: {e}; {HINT}")
+                };
+                secret_error(path, reason)
+            })?;
         let meta = file
             .metadata()
             .map_err(|e| secret_error(path, format!("cannot stat it: {e}; {HINT}")))?;
@@ -571,6 +577,22 @@ mod tests {
     fn load_of_a_directory_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let msg = reason(ClusterSecret::load(dir.path()).unwrap_err());
+        assert!(msg.contains("not a regular file"), "{msg}");
+    }
+
+    #[test]
+    fn load_of_a_fifo_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        match std::process::Command::new("mkfifo").arg(&path).status() {
+            Ok(s) if s.success() => {}
+            other => {
+                eprintln!("skipped: mkfifo is not available here ({other:?})");
+                return;
+            }
+        }
+        // A blocking open of a FIFO with no writer would never return.
+        let msg = reason(ClusterSecret::load(&path).unwrap_err());
         assert!(msg.contains("not a regular file"), "{msg}");
     }
 
