@@ -224,10 +224,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
     );
     let results = report::collect_criterion(&criterion_dir, Some(started))?;
     let sizes = report::read_frame_sizes(&criterion_dir, Some(started))?;
-    println!(
-        "Targets:\n\n{}",
-        report::render_targets(&report::compute_targets(&results, sizes.as_ref()))
-    );
+    let mut targets = report::compute_targets(&results, sizes.as_ref());
+    targets.extend(report::workload_targets(&workloads));
+    println!("Targets:\n\n{}", report::render_targets(&targets));
     println!("Report: {}", report_path.display());
 
     match workloads_error {

@@ -177,8 +177,121 @@ pub(crate) fn render_workloads(workloads: &[Workload]) -> String {
             );
         }
         out.push('\n');
+        if let Some(pairs) = render_side_by_side(w) {
+            out.push_str(&pairs);
+            out.push('\n');
+        }
     }
     out
+}
+
+/// Name suffix of a figure measured over QUIC (mempool-net).
+const QUIC_SUFFIX: &str = " (QUIC)";
+/// Name suffix of the same figure measured over plain TCP, the reference.
+const TCP_SUFFIX: &str = " (TCP)";
+
+/// For a workload with figures named `X (QUIC)` and `X (TCP)` (W4), the
+/// pairs side by side with their ratio; `None` when it has no such pair.
+pub(crate) fn render_side_by_side(w: &Workload) -> Option<String> {
+    let rows: Vec<(&str, &Figure, &Figure)> = w
+        .figures
+        .iter()
+        .filter_map(|q| {
+            let name = q.name.strip_suffix(QUIC_SUFFIX)?;
+            let t = w
+                .figures
+                .iter()
+                .find(|t| t.name.strip_suffix(TCP_SUFFIX) == Some(name))?;
+            Some((name, q, t))
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let mut out = format!("{}, QUIC and TCP loopback side by side:\n\n", w.workload);
+    out.push_str("| figure | unit | QUIC | TCP | QUIC / TCP | target (QUIC) |\n");
+    out.push_str("|---|---|---:|---:|---:|---|\n");
+    for (name, q, t) in rows {
+        let ratio = if t.value != 0.0 && q.value.is_finite() && t.value.is_finite() {
+            format!("{}×", significant(q.value / t.value))
+        } else {
+            String::new()
+        };
+        let target = q.target.as_deref().unwrap_or("");
+        let target = match target_verdict(q.value, target) {
+            Some(met) => format!("{target} ({})", if met { "met" } else { "missed" }),
+            None => target.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {ratio} | {target} |",
+            q.unit,
+            significant(q.value),
+            significant(t.value),
+        );
+    }
+    Some(out)
+}
+
+/// The workload targets of the issues, checked against this run's workload
+/// figures (medians of the runs): W4 over QUIC, 64 MiB fetch ≥ 1,200 MB/s,
+/// 8-byte get p50 ≤ 140 µs and p99 ≤ 500 µs.
+pub(crate) fn workload_targets(workloads: &Workloads) -> Vec<TargetRow> {
+    const ROWS: [(&str, &str, &str, bool, f64, &str); 3] = [
+        (
+            "W4 remote: 64 MiB fetch over QUIC",
+            "≥ 1200 MB/s",
+            "fetch 64 MiB x20 (QUIC)",
+            true,
+            1200.0,
+            "MB/s",
+        ),
+        (
+            "W4 remote: 8-byte get over QUIC, p50",
+            "≤ 140 µs",
+            "8-byte get p50 (QUIC)",
+            false,
+            140.0,
+            "µs",
+        ),
+        (
+            "W4 remote: 8-byte get over QUIC, p99",
+            "≤ 500 µs",
+            "8-byte get p99 (QUIC)",
+            false,
+            500.0,
+            "µs",
+        ),
+    ];
+    let w4 = match workloads {
+        Workloads::Ran(w) => w.iter().find(|w| w.workload == "W4"),
+        Workloads::Skipped(_) => None,
+    };
+    ROWS.iter()
+        .map(|&(name, required, figure, at_least, bound, unit)| {
+            let from = format!("workload `W4`, figure `{figure}`");
+            let value = w4
+                .and_then(|w| w.figures.iter().find(|f| f.name == figure))
+                .map(|f| f.value)
+                .filter(|v| v.is_finite());
+            match value {
+                Some(v) => TargetRow {
+                    name,
+                    required,
+                    figure: format!("{} {unit}", significant(v)),
+                    from,
+                    met: Some(if at_least { v >= bound } else { v <= bound }),
+                },
+                None => TargetRow {
+                    name,
+                    required,
+                    figure: "not measured".into(),
+                    from,
+                    met: None,
+                },
+            }
+        })
+        .collect()
 }
 
 /// Whether `value` meets a workload target written as `>= X` or `<= X`;
@@ -540,10 +653,12 @@ pub(crate) fn render_report(
     let _ = writeln!(out, "- commit: {}", header.commit);
     let _ = writeln!(out, "- machine: {} × {}", header.cpus, header.cpu_model);
     let _ = writeln!(out, "- rustc: {}", header.rustc);
-    out.push_str("\n## Targets\n\nThe issue's targets, computed from this run's medians and frame sizes.\n\n");
+    out.push_str("\n## Targets\n\nThe issues' targets, computed from this run's criterion medians, frame sizes and workload figures.\n\n");
     let results = collect_criterion(criterion_dir, since)?;
     let sizes = read_frame_sizes(criterion_dir, since)?;
-    out.push_str(&render_targets(&compute_targets(&results, sizes.as_ref())));
+    let mut rows = compute_targets(&results, sizes.as_ref());
+    rows.extend(workload_targets(workloads));
+    out.push_str(&render_targets(&rows));
     out.push_str("\n## Workloads\n\n");
     match workloads {
         Workloads::Ran(w) if w.is_empty() => out.push_str("The workloads reported no figures.\n\n"),
@@ -837,6 +952,65 @@ mod tests {
         assert!(parse_workloads("{}").is_err());
         assert!(parse_workloads(r#"[{"workload": "W1"}]"#).is_err());
         assert!(parse_workloads(r#"[{"workload": "W1", "figures": [{"name": "x"}]}]"#).is_err());
+    }
+
+    #[test]
+    fn w4_side_by_side_and_targets() {
+        let fig = |name: &str, value: f64, unit: &str, target: Option<&str>| Figure {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            target: target.map(Into::into),
+            limit: None,
+        };
+        let w4 = Workload {
+            workload: "W4".into(),
+            figures: vec![
+                fig("fetch 64 MiB x20 (QUIC)", 1000.0, "MB/s", Some(">= 1200")),
+                fig("fetch 64 MiB x20 (TCP)", 2500.0, "MB/s", None),
+                fig("8-byte get p50 (QUIC)", 90.0, "us", Some("<= 140")),
+                fig("8-byte get p50 (TCP)", 30.0, "us", None),
+                fig("8-byte get p99 (QUIC)", 600.0, "us", Some("<= 500")),
+                fig("8-byte get p99 (TCP)", 60.0, "us", None),
+                fig("fetch 64 MiB, first (QUIC)", 100.0, "ms", None),
+            ],
+        };
+        let table = render_side_by_side(&w4).unwrap();
+        assert!(
+            table.contains("| fetch 64 MiB x20 | MB/s | 1000 | 2500 | 0.400× | >= 1200 (missed) |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 8-byte get p50 | us | 90.0 | 30.0 | 3.00× | <= 140 (met) |"),
+            "{table}"
+        );
+        // A figure without its TCP pair stays out of the side-by-side table.
+        assert!(!table.contains("first"), "{table}");
+        assert!(render_workloads(std::slice::from_ref(&w4)).contains("QUIC / TCP"));
+        let w1 = Workload {
+            workload: "W1".into(),
+            figures: vec![fig("put", 1.0, "MB/s", None)],
+        };
+        assert_eq!(render_side_by_side(&w1), None);
+
+        let rows = workload_targets(&Workloads::Ran(vec![w1.clone(), w4]));
+        let got: Vec<_> = rows.iter().map(|r| (r.figure.as_str(), r.met)).collect();
+        assert_eq!(
+            got,
+            [
+                ("1000 MB/s", Some(false)),
+                ("90.0 µs", Some(true)),
+                ("600 µs", Some(false))
+            ]
+        );
+        for none in [
+            workload_targets(&Workloads::Ran(vec![w1])),
+            workload_targets(&Workloads::Skipped("x".into())),
+        ] {
+            assert!(none
+                .iter()
+                .all(|r| r.met.is_none() && r.figure == "not measured"));
+        }
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! The workloads of DESIGN.md (W1 spill-churn, W2 small-objects, W3 strings,
-//! W5 small-object spill) plus the machine's limits to compare them with. Run
-//! by `cargo xtask bench`, or alone:
+//! W4 remote, W5 small-object spill) plus the machine's limits to compare
+//! them with. Run by `cargo xtask bench`, or alone:
 //! `cargo run --release -p mempool-benches --bin workloads -- --json out.json`.
 //!
 //! Timing: only the pool calls (and, in get phases, the verification pass the
 //! recipe requires) are timed; generating the data is not.
+//!
+//! W4 runs this binary a second time, as its server process, with a hidden
+//! flag: `--serve-w4 SECRET_FILE` (a mempool-net worker) or `--serve-tcp`
+//! (the plain TCP reference).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,8 +17,9 @@ use std::time::{Duration, Instant};
 use mempool_arrays::{Buffer, PrimitiveArray, StringArray};
 use mempool_benches::data::{
     checksum_f64, checksum_string_array, checksum_strings, fill_le_repeated, perm, w1_value,
-    w2_value, w3_strings, w5_value, F64Pool, Letters, W1_GET_STREAM, W1_VALUES, W1_VALUE_LEN,
-    W2_GET_STREAM, W2_OPS, W3_ARRAYS, W3_GET_STREAM, W5_GET_STREAM, W5_VALUES, W5_VALUE_LEN,
+    w2_value, w3_strings, w5_value, F64Pool, Letters, POOL_LEN, W1_GET_STREAM, W1_VALUES,
+    W1_VALUE_LEN, W2_GET_STREAM, W2_OPS, W3_ARRAYS, W3_GET_STREAM, W5_GET_STREAM, W5_VALUES,
+    W5_VALUE_LEN,
 };
 use mempool_core::{Pool, PoolConfig};
 
@@ -801,8 +806,655 @@ fn w3_lz4(dir: &Path) -> Workload {
     w
 }
 
+// ---------------------------------------------------------------------------
+// W4 remote: two processes on loopback.
+
+/// Bytes of W4's large value: the 8 Mi `f64` generator pool.
+const W4_BIG_BYTES: usize = POOL_LEN * 8;
+/// Fetches of the large value.
+const W4_FETCHES: usize = 20;
+/// Timed 8-byte gets (and TCP round trips).
+const W4_SMALL_GETS: usize = 2_000;
+/// Untimed 8-byte gets before the timed ones.
+const W4_WARMUP: usize = 50;
+/// The 8-byte value.
+const W4_SMALL_VALUE: u64 = 0x0123_4567_89AB_CDEF;
+/// The TCP reference's requests: the 64 MiB buffer, or 8 bytes.
+const TCP_BIG: u8 = b'B';
+const TCP_SMALL: u8 = b'S';
+/// How long a child may take to say where it listens.
+const CHILD_START: Duration = Duration::from_secs(60);
+
+/// Which QUIC client the parent uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum W4Client {
+    /// `mempool_net::Client` on a tokio current-thread runtime of the
+    /// calling thread.
+    Async,
+    /// `mempool_net::BlockingClient` (its own runtime thread).
+    Blocking,
+}
+
+impl W4Client {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Async => "async Client, current_thread runtime",
+            Self::Blocking => "BlockingClient",
+        }
+    }
+}
+
+/// A child process of this binary (a hidden serving mode), ended and
+/// reaped when dropped, whatever happened: its stdin is closed (it exits on
+/// that), and if it has not exited within 3 s, it is killed.
+struct ChildGuard {
+    child: std::process::Child,
+    what: &'static str,
+}
+
+impl ChildGuard {
+    /// Starts `workloads <args>` and reads the `listening <addr>` line it
+    /// prints once it serves.
+    fn spawn(what: &'static str, args: &[&std::ffi::OsStr]) -> (Self, std::net::SocketAddr) {
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("the path of this binary");
+        let child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {what} child: {e}"));
+        let mut guard = Self { child, what };
+        let stdout = guard.child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let r = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(r.map(|_| line));
+        });
+        let line = match rx.recv_timeout(CHILD_START) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => panic!("reading the {what} child's address: {e}"),
+            Err(_) => {
+                panic!("the {what} child did not say where it listens within {CHILD_START:?}")
+            }
+        };
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("the {what} child printed {line:?}, not `listening <addr>`"));
+        (guard, addr)
+    }
+
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    if !status.success() && !std::thread::panicking() {
+                        eprintln!("the {} child exited with {status}", self.what);
+                    }
+                    return;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => break,
+            }
+        }
+        eprintln!("the {} child did not exit; killing it", self.what);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Blocks until stdin is closed (the parent is done, or gone).
+fn wait_for_stdin_eof() {
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin().lock();
+    while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+}
+
+/// Prints where a child listens, for its parent.
+fn announce(addr: std::net::SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening {addr}").expect("stdout");
+    out.flush().expect("stdout");
+}
+
+/// `workloads --serve-w4 SECRET_FILE`: serves a pool (in memory: 1 GiB
+/// `max_memsize`, spilling into the secret file's directory, which it never
+/// needs) as worker w1 on 127.0.0.1:0 until stdin closes (or SIGTERM).
+fn serve_w4(secret_file: &Path) -> Result<(), String> {
+    let secret = mempool_net::ClusterSecret::load(secret_file).map_err(|e| e.to_string())?;
+    let dir = secret_file.parent().unwrap_or(Path::new("."));
+    let pool = Pool::new(PoolConfig::default().max_memsize(1 << 30).spill_dir(dir))
+        .map_err(|e| e.to_string())?;
+    let worker = mempool_net::Worker::spawn(
+        pool,
+        mempool_net::WorkerConfig::new(mempool_net::WorkerId(1), secret),
+    )
+    .map_err(|e| e.to_string())?;
+    announce(worker.addr());
+    wait_for_stdin_eof();
+    worker.shutdown();
+    Ok(())
+}
+
+/// `workloads --serve-tcp`: the TCP reference. Serves one connection on
+/// 127.0.0.1:0: each request byte [`TCP_BIG`] is answered with a u64 LE
+/// length and the 64 MiB generator pool, each [`TCP_SMALL`] with 8 bytes.
+/// Exits when the connection or stdin closes.
+fn serve_tcp() -> Result<(), String> {
+    use std::io::Read as _;
+    let data = F64Pool::new();
+    let bytes: &[u8] = bytemuck::cast_slice(data.as_slice());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    announce(listener.local_addr().map_err(|e| e.to_string())?);
+    std::thread::spawn(|| {
+        wait_for_stdin_eof();
+        std::process::exit(0);
+    });
+    let (mut conn, _) = listener.accept().map_err(|e| e.to_string())?;
+    conn.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut req = [0u8; 1];
+    loop {
+        match conn.read(&mut req) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+        let sent = match req[0] {
+            TCP_BIG => conn
+                .write_all(&(bytes.len() as u64).to_le_bytes())
+                .and_then(|()| conn.write_all(bytes)),
+            TCP_SMALL => conn.write_all(&W4_SMALL_VALUE.to_le_bytes()),
+            other => return Err(format!("unknown request byte {other}")),
+        };
+        sent.map_err(|e| e.to_string())?;
+    }
+}
+
+/// CPU time (user + system, all threads) of process `pid` (`"self"` for
+/// this one) so far, from `/proc/<pid>/stat`; zero if unreadable.
+fn proc_cpu(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // After the command name (in parentheses): state is field 3, utime 14,
+    // stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
+}
+
+/// The system-wide count of UDP datagrams dropped for a full receive
+/// buffer (`RcvbufErrors` of `/proc/net/snmp`); zero if unreadable.
+fn udp_rcvbuf_errors() -> u64 {
+    let Ok(snmp) = std::fs::read_to_string("/proc/net/snmp") else {
+        return 0;
+    };
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Counters read (untimed) just before and just after the fetch loop.
+#[derive(Clone, Copy)]
+struct W4Counters {
+    client_cpu: Duration,
+    server_cpu: Duration,
+    udp_drops: u64,
+}
+
+impl W4Counters {
+    fn read(server: u32) -> Self {
+        Self {
+            client_cpu: proc_cpu("self"),
+            server_cpu: proc_cpu(&server.to_string()),
+            udp_drops: udp_rcvbuf_errors(),
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            client_cpu: self.client_cpu.saturating_sub(before.client_cpu),
+            server_cpu: self.server_cpu.saturating_sub(before.server_cpu),
+            udp_drops: self.udp_drops.saturating_sub(before.udp_drops),
+        }
+    }
+}
+
+/// What one side (QUIC or TCP) of W4 measured.
+struct W4Times {
+    /// Each fetch of the 64 MiB value, verification included.
+    fetches: Vec<Duration>,
+    /// The whole fetch loop.
+    fetch_total: Duration,
+    /// What the fetch loop cost: CPU of each process, UDP drops.
+    fetch_cost: W4Counters,
+    /// Each timed 8-byte get, sorted.
+    small: Vec<Duration>,
+}
+
+impl W4Times {
+    fn mbs(&self) -> f64 {
+        (W4_FETCHES * W4_BIG_BYTES) as f64 / MB / self.fetch_total.as_secs_f64()
+    }
+
+    fn median_fetch(&self) -> Duration {
+        let mut f = self.fetches.clone();
+        f.sort();
+        f[f.len() / 2]
+    }
+
+    /// Percentile `p` (nearest rank) of the 8-byte gets, in µs.
+    fn small_us(&self, p: f64) -> f64 {
+        let rank = ((p * self.small.len() as f64).ceil() as usize).clamp(1, self.small.len());
+        self.small[rank - 1].as_secs_f64() * 1e6
+    }
+}
+
+/// The timing loops of W4 over a blocking transport: `fetch` returns the
+/// checksum of one 64 MiB fetch (made inside it), `small` one 8-byte value.
+fn w4_loops(
+    server: u32,
+    expect: u64,
+    mut fetch: impl FnMut() -> u64,
+    mut small: impl FnMut() -> u64,
+) -> W4Times {
+    let mut fetches = Vec::with_capacity(W4_FETCHES);
+    trace_phase("W4-fetch-start");
+    let before = W4Counters::read(server);
+    let start = Instant::now();
+    for i in 0..W4_FETCHES {
+        let t = Instant::now();
+        let sum = fetch();
+        fetches.push(t.elapsed());
+        assert_eq!(sum, expect, "W4 fetch {i} corrupted");
+    }
+    let fetch_total = start.elapsed();
+    let fetch_cost = W4Counters::read(server).since(before);
+    trace_phase("W4-fetch-end");
+    for _ in 0..W4_WARMUP {
+        assert_eq!(small(), W4_SMALL_VALUE, "W4 8-byte value corrupted");
+    }
+    let mut times = Vec::with_capacity(W4_SMALL_GETS);
+    trace_phase("W4-small-start");
+    for _ in 0..W4_SMALL_GETS {
+        let t = Instant::now();
+        let v = small();
+        times.push(t.elapsed());
+        assert_eq!(v, W4_SMALL_VALUE, "W4 8-byte value corrupted");
+    }
+    trace_phase("W4-small-end");
+    times.sort();
+    W4Times {
+        fetches,
+        fetch_total,
+        fetch_cost,
+        small: times,
+    }
+}
+
+/// The same loops with the async client, inside one `block_on` of a
+/// current-thread runtime.
+async fn w4_loops_async(
+    server: u32,
+    client: &mempool_net::Client,
+    big: &mempool_net::DRef,
+    small: &mempool_net::DRef,
+    expect: u64,
+) -> W4Times {
+    let mut fetches = Vec::with_capacity(W4_FETCHES);
+    trace_phase("W4-fetch-start");
+    let before = W4Counters::read(server);
+    let start = Instant::now();
+    for i in 0..W4_FETCHES {
+        let t = Instant::now();
+        let a = client
+            .get::<PrimitiveArray<f64>>(big)
+            .await
+            .expect("W4 fetch");
+        let sum = checksum_f64(a.values());
+        drop(a);
+        fetches.push(t.elapsed());
+        assert_eq!(sum, expect, "W4 fetch {i} corrupted");
+    }
+    let fetch_total = start.elapsed();
+    let fetch_cost = W4Counters::read(server).since(before);
+    trace_phase("W4-fetch-end");
+    let get_small = || async {
+        let a = client
+            .get::<PrimitiveArray<u64>>(small)
+            .await
+            .expect("W4 8-byte get");
+        a.values()[0]
+    };
+    for _ in 0..W4_WARMUP {
+        assert_eq!(
+            get_small().await,
+            W4_SMALL_VALUE,
+            "W4 8-byte value corrupted"
+        );
+    }
+    let mut times = Vec::with_capacity(W4_SMALL_GETS);
+    trace_phase("W4-small-start");
+    for _ in 0..W4_SMALL_GETS {
+        let t = Instant::now();
+        let v = get_small().await;
+        times.push(t.elapsed());
+        assert_eq!(v, W4_SMALL_VALUE, "W4 8-byte value corrupted");
+    }
+    trace_phase("W4-small-end");
+    times.sort();
+    W4Times {
+        fetches,
+        fetch_total,
+        fetch_cost,
+        small: times,
+    }
+}
+
+/// W4 over QUIC: a worker child, the 64 MiB value and the 8-byte value
+/// stored on it (untimed), then the timed fetches and gets.
+fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client) -> W4Times {
+    use mempool_net::{BlockingClient, Client, ClientConfig, ClusterSecret, WorkerId};
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let child_dir = dir.join(format!("w4-{n}"));
+    std::fs::create_dir_all(&child_dir).unwrap();
+    let secret_file = child_dir.join("cluster.secret");
+    let secret = ClusterSecret::create(&secret_file).expect("W4 cluster secret");
+    let (child, addr) = ChildGuard::spawn(
+        "W4 worker",
+        &["--serve-w4".as_ref(), secret_file.as_os_str()],
+    );
+    if std::env::var_os("MEMPOOL_TRACE_PHASES").is_some() {
+        eprintln!("W4 worker pid {}", child.id());
+    }
+    let workers = [(WorkerId(1), addr)];
+    let big_value = PrimitiveArray::from(gen.as_slice().to_vec());
+    let small_value = PrimitiveArray::from(vec![W4_SMALL_VALUE]);
+    let times = match which {
+        W4Client::Async => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            rt.block_on(async {
+                let client =
+                    Client::new(&secret, workers, ClientConfig::default()).expect("W4 client");
+                let big = client
+                    .set_on(WorkerId(1), &big_value)
+                    .await
+                    .expect("W4 set");
+                drop(big_value);
+                let small = client
+                    .set_on(WorkerId(1), &small_value)
+                    .await
+                    .expect("W4 set");
+                let times = w4_loops_async(child.id(), &client, &big, &small, expect).await;
+                let stats = client.stats(WorkerId(1)).await.expect("W4 stats");
+                assert_eq!(stats.disk_values, 0, "W4 must stay in memory");
+                times
+            })
+        }
+        W4Client::Blocking => {
+            let client = BlockingClient::new(secret, workers).expect("W4 client");
+            let big = client.set_on(WorkerId(1), &big_value).expect("W4 set");
+            drop(big_value);
+            let small = client.set_on(WorkerId(1), &small_value).expect("W4 set");
+            let times = w4_loops(
+                child.id(),
+                expect,
+                || {
+                    let a = client.get::<PrimitiveArray<f64>>(&big).expect("W4 fetch");
+                    checksum_f64(a.values())
+                },
+                || {
+                    let a = client
+                        .get::<PrimitiveArray<u64>>(&small)
+                        .expect("W4 8-byte get");
+                    a.values()[0]
+                },
+            );
+            let stats = client.stats(WorkerId(1)).expect("W4 stats");
+            assert_eq!(stats.disk_values, 0, "W4 must stay in memory");
+            times
+        }
+    };
+    drop(child);
+    let _ = std::fs::remove_dir_all(&child_dir);
+    times
+}
+
+/// The reference: the same transfers over plain TCP loopback, into a
+/// preallocated (and pre-faulted) buffer.
+fn w4_tcp(expect: u64) -> W4Times {
+    use std::io::Read as _;
+    let (child, addr) = ChildGuard::spawn("W4 TCP server", &["--serve-tcp".as_ref()]);
+    if std::env::var_os("MEMPOOL_TRACE_PHASES").is_some() {
+        eprintln!("W4 TCP server pid {}", child.id());
+    }
+    let conn = std::net::TcpStream::connect(addr).expect("connecting to the W4 TCP server");
+    conn.set_nodelay(true).unwrap();
+    let conn = std::cell::RefCell::new(conn);
+    let mut buf = vec![1.0f64; POOL_LEN];
+    let times = {
+        let buf = std::cell::RefCell::new(&mut buf);
+        w4_loops(
+            child.id(),
+            expect,
+            || {
+                let mut c = conn.borrow_mut();
+                let mut buf = buf.borrow_mut();
+                c.write_all(&[TCP_BIG]).expect("W4 TCP request");
+                let mut len = [0u8; 8];
+                c.read_exact(&mut len).expect("W4 TCP reply");
+                assert_eq!(u64::from_le_bytes(len), W4_BIG_BYTES as u64);
+                c.read_exact(bytemuck::cast_slice_mut(&mut buf[..]))
+                    .expect("W4 TCP reply");
+                checksum_f64(&buf[..])
+            },
+            || {
+                let mut c = conn.borrow_mut();
+                c.write_all(&[TCP_SMALL]).expect("W4 TCP request");
+                let mut v = [0u8; 8];
+                c.read_exact(&mut v).expect("W4 TCP reply");
+                u64::from_le_bytes(v)
+            },
+        )
+    };
+    drop(conn);
+    drop(child);
+    times
+}
+
+/// W4 remote: two processes on loopback; the 64 MiB array fetched 20 times
+/// and the 8-byte value got 2,000 times, over QUIC (mempool-net) and, as
+/// the reference, over plain TCP.
+fn w4(dir: &Path, which: W4Client) -> Workload {
+    println!(
+        "W4 remote: 64 MiB f64 array x{W4_FETCHES}, 8-byte value x{W4_SMALL_GETS}; QUIC ({}) and TCP loopback",
+        which.name()
+    );
+    let gen = F64Pool::new();
+    let expect = checksum_f64(gen.as_slice());
+    let quic = w4_quic(dir, &gen, expect, which);
+    drop(gen);
+    let tcp = w4_tcp(expect);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let per_fetch_mbs = |d: Duration| W4_BIG_BYTES as f64 / MB / d.as_secs_f64();
+    let mut w = Workload::new("W4");
+    w.add(
+        "fetch 64 MiB x20 (QUIC)",
+        quic.mbs(),
+        "MB/s",
+        ">= 1200",
+        format!(
+            "{:.0}% of TCP loopback ({:.0} MB/s); {}",
+            100.0 * quic.mbs() / tcp.mbs(),
+            tcp.mbs(),
+            which.name()
+        ),
+    );
+    w.add(
+        "fetch 64 MiB x20 (TCP)",
+        tcp.mbs(),
+        "MB/s",
+        "",
+        "plain TCP loopback, into a preallocated buffer".into(),
+    );
+    w.add(
+        "fetch 64 MiB, median (QUIC)",
+        ms(quic.median_fetch()),
+        "ms",
+        "",
+        format!("{:.0} MB/s", per_fetch_mbs(quic.median_fetch())),
+    );
+    w.add(
+        "fetch 64 MiB, median (TCP)",
+        ms(tcp.median_fetch()),
+        "ms",
+        "",
+        format!("{:.0} MB/s", per_fetch_mbs(tcp.median_fetch())),
+    );
+    w.add(
+        "fetch 64 MiB, first (QUIC)",
+        ms(quic.fetches[0]),
+        "ms",
+        "",
+        "the first fetch on the connection".into(),
+    );
+    w.add(
+        "fetch 64 MiB, first (TCP)",
+        ms(tcp.fetches[0]),
+        "ms",
+        "",
+        "the first fetch on the connection".into(),
+    );
+    let per_fetch_ms = |d: Duration| d.as_secs_f64() * 1e3 / W4_FETCHES as f64;
+    for (name, t, which) in [
+        ("client CPU per fetch (QUIC)", &quic, true),
+        ("client CPU per fetch (TCP)", &tcp, true),
+        ("server CPU per fetch (QUIC)", &quic, false),
+        ("server CPU per fetch (TCP)", &tcp, false),
+    ] {
+        let cpu = if which {
+            t.fetch_cost.client_cpu
+        } else {
+            t.fetch_cost.server_cpu
+        };
+        w.add(
+            name,
+            per_fetch_ms(cpu),
+            "ms",
+            "",
+            format!(
+                "{:.0}% of the fetch loop's wall time",
+                100.0 * cpu.as_secs_f64() / t.fetch_total.as_secs_f64()
+            ),
+        );
+    }
+    w.add(
+        "UDP receive-buffer drops in the fetches",
+        quic.fetch_cost.udp_drops as f64,
+        "",
+        "",
+        "RcvbufErrors of /proc/net/snmp, system-wide, over the QUIC fetch loop".into(),
+    );
+    w.add(
+        "8-byte get p50 (QUIC)",
+        quic.small_us(0.50),
+        "us",
+        "<= 140",
+        format!("TCP round trip {:.1} us", tcp.small_us(0.50)),
+    );
+    w.add(
+        "8-byte get p99 (QUIC)",
+        quic.small_us(0.99),
+        "us",
+        "<= 500",
+        format!("TCP round trip {:.1} us", tcp.small_us(0.99)),
+    );
+    w.add(
+        "8-byte get p50 (TCP)",
+        tcp.small_us(0.50),
+        "us",
+        "",
+        "round trip: a request byte, an 8-byte reply".into(),
+    );
+    w.add(
+        "8-byte get p99 (TCP)",
+        tcp.small_us(0.99),
+        "us",
+        "",
+        "round trip: a request byte, an 8-byte reply".into(),
+    );
+    w.add(
+        "QUIC / TCP, 64 MiB fetch",
+        100.0 * quic.mbs() / tcp.mbs(),
+        "%",
+        "",
+        "MB/s over MB/s".into(),
+    );
+    w.add(
+        "QUIC / TCP, 8-byte p50",
+        quic.small_us(0.50) / tcp.small_us(0.50),
+        "x",
+        "",
+        "latency over latency".into(),
+    );
+    w
+}
+
 fn main() {
+    // The hidden modes: W4's second process (this binary, run again).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let child = match argv.first().and_then(|a| a.to_str()) {
+        Some("--serve-w4") if argv.len() == 2 => Some(serve_w4(Path::new(&argv[1]))),
+        Some("--serve-tcp") if argv.len() == 1 => Some(serve_tcp()),
+        Some("--serve-w4" | "--serve-tcp") => Some(Err("bad arguments".into())),
+        _ => None,
+    };
+    if let Some(result) = child {
+        if let Err(e) = result {
+            eprintln!("workloads {:?}: {e}", argv[0]);
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut json: Option<PathBuf> = None;
+    let mut w4_client = W4Client::Async;
     let mut only: Option<String> = None;
     let mut dir_arg: Option<PathBuf> = None;
     let mut no_limits = false;
@@ -814,6 +1466,16 @@ fn main() {
             "--only" => only = args.next(),
             "--dir" => dir_arg = args.next().map(PathBuf::from),
             "--no-limits" => no_limits = true,
+            "--w4-client" => {
+                w4_client = match args.next().as_deref() {
+                    Some("async") => W4Client::Async,
+                    Some("blocking") => W4Client::Blocking,
+                    _ => {
+                        eprintln!("--w4-client takes async or blocking");
+                        std::process::exit(2);
+                    }
+                }
+            }
             "--runs" => {
                 runs = match args.next().and_then(|n| n.parse().ok()) {
                     Some(n) if n > 0 => n,
@@ -824,7 +1486,7 @@ fn main() {
                 }
             }
             "-h" | "--help" => {
-                println!("usage: workloads [--json FILE] [--only W1|W2|W3|W5|W1-LZ4|W3-LZ4] [--runs N (3)] [--dir SPILL_PARENT] [--no-limits]");
+                println!("usage: workloads [--json FILE] [--only W1|W2|W3|W4|W5|W1-LZ4|W3-LZ4] [--runs N (3)] [--dir SPILL_PARENT] [--no-limits] [--w4-client async|blocking (async)]");
                 return;
             }
             other => {
@@ -924,6 +1586,9 @@ fn main() {
     }
     if let Some(lim) = lim.as_ref().filter(|_| want("W5")) {
         all.push(repeat(&|| w5(dir.path(), lim)));
+    }
+    if want("W4") {
+        all.push(repeat(&|| w4(dir.path(), w4_client)));
     }
     if want("W1-LZ4") {
         all.push(repeat(&|| w1_lz4(dir.path())));
