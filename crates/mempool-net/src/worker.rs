@@ -188,7 +188,19 @@ impl Worker {
                 op: "starting the worker's thread".into(),
                 source,
             })?;
-        let addr = ready_rx.recv().map_err(|_| NetError::Closed)??;
+        let addr = match ready_rx.recv() {
+            Ok(Ok(addr)) => addr,
+            failed => {
+                // The thread holds a clone of the pool: let it end (it does,
+                // having failed) so that the pool can drop and remove its
+                // session directory before the caller goes on.
+                let _ = thread.join();
+                return Err(match failed {
+                    Ok(Err(e)) => e,
+                    _ => NetError::Closed,
+                });
+            }
+        };
         Ok(Self {
             id: config.id,
             addr,
