@@ -598,11 +598,38 @@ impl AlignedVec {
         self.len = new_len;
     }
 
-    /// Appends bytes.
-    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
-        let start = self.len;
-        self.resize(start + bytes.len());
-        self.as_mut_slice()[start..].copy_from_slice(bytes);
+    /// Appends bytes. Each byte is written once (no zero-fill first), so
+    /// that filling a large buffer from many small pieces — a frame
+    /// arriving from the network — costs one copy.
+    pub fn extend_from_slice(&mut self, mut bytes: &[u8]) {
+        // Fill the free end of the last, partly used chunk. (Bytes past
+        // `len` in it are zero, and stay so: only bytes below the new
+        // length are written.)
+        let used = self.len % ALIGNMENT;
+        if used != 0 {
+            let n = (ALIGNMENT - used).min(bytes.len());
+            let last = self
+                .chunks
+                .last_mut()
+                .expect("a partly used chunk exists when len is not a multiple of 64");
+            last.0[used..used + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+        let whole = bytes.len() / ALIGNMENT * ALIGNMENT;
+        self.chunks.extend(
+            bytes[..whole]
+                .chunks_exact(ALIGNMENT)
+                .map(|c| Chunk(c.try_into().expect("chunks_exact gives 64 bytes"))),
+        );
+        self.len += whole;
+        let rest = &bytes[whole..];
+        if !rest.is_empty() {
+            let mut c = Chunk([0; ALIGNMENT]);
+            c.0[..rest.len()].copy_from_slice(rest);
+            self.chunks.push(c);
+            self.len += rest.len();
+        }
     }
 
     /// Appends zero bytes until the length is a multiple of `align`
@@ -697,6 +724,32 @@ impl ApproxSize for Buffer {
 
 #[cfg(test)]
 mod tests {
+
+    proptest::proptest! {
+        #[test]
+        fn extend_from_slice_appends_exactly_and_keeps_the_tail_zero(
+            pieces in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 0..20),
+            shrink in 0usize..64,
+        ) {
+            let mut v = AlignedVec::new();
+            let mut want = Vec::new();
+            for p in &pieces {
+                v.extend_from_slice(p);
+                want.extend_from_slice(p);
+                proptest::prop_assert_eq!(v.as_slice(), &want[..]);
+            }
+            // Shrink, then grow with resize: the bytes given up read as zeros.
+            let keep = want.len().saturating_sub(shrink);
+            v.resize(keep);
+            v.resize(want.len());
+            want[keep..].fill(0);
+            proptest::prop_assert_eq!(v.as_slice(), &want[..]);
+            // What lies past the length inside the last chunk is zero.
+            let all = bytemuck::cast_slice::<Chunk, u8>(&v.chunks);
+            proptest::prop_assert!(all[v.len()..].iter().all(|&b| b == 0));
+            proptest::prop_assert_eq!(v.as_slice().as_ptr() as usize % ALIGNMENT, 0);
+        }
+    }
     use super::*;
 
     #[test]
