@@ -107,6 +107,32 @@ pub(crate) enum Command {
         /// Where (a relative path is made absolute here first).
         path: PathBuf,
     },
+    /// With no setup: start a local cluster with small memory limits, push
+    /// a dataset several times larger through it as tables, compute a
+    /// group-by from the stored partitions, check it against the same
+    /// computation in this process, show the status table, stop the
+    /// cluster and remove everything (Ctrl-C at any point cleans up too).
+    Demo(DemoArgs),
+}
+
+/// `mempool demo`'s flags. Their environment variables are the demo's own
+/// (`MEMPOOL_DEMO_*`), so that a shell set up for a real cluster
+/// (`MEMPOOL_MAX_MEMSIZE=8GiB`) still runs the demo as shipped.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// How many workers.
+    #[arg(short = 'n', long = "workers", env = "MEMPOOL_DEMO_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), value_name = "N")]
+    pub(crate) workers: u32,
+    /// Each worker's memory bound; the cluster's memory is N times this.
+    #[arg(long, env = "MEMPOOL_DEMO_MAX_MEMSIZE", default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) max_memsize: u64,
+    /// The dataset's size as columns in memory (about 41 bytes a row).
+    /// [default: 512MiB]
+    #[arg(long, env = "MEMPOOL_DEMO_SIZE", value_parser = parse_size, value_name = "SIZE", conflicts_with = "rows")]
+    pub(crate) size: Option<u64>,
+    /// The dataset's number of rows, instead of --size.
+    #[arg(long, env = "MEMPOOL_DEMO_ROWS", value_name = "N")]
+    pub(crate) rows: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -67,7 +67,9 @@ pub(crate) fn run(
             let path = absolute(&path)?;
             file_ref(&dref, &c.save_to_disk(&dref, &path)?)
         }
-        Command::Worker(_) | Command::Cluster(_) => unreachable!("not a client command"),
+        Command::Worker(_) | Command::Cluster(_) | Command::Demo(_) => {
+            unreachable!("not a client command")
+        }
     };
     writeln!(out, "{line}").map_err(CliError::io("writing to stdout"))?;
     Ok(())

@@ -99,6 +99,49 @@ pub(crate) fn up(
     verbose: u8,
 ) -> Result<(), CliError> {
     let file = absolute(cluster_file)?;
+    let cluster = start(args, &file, timeout, verbose)?;
+    let mut out = std::io::stdout().lock();
+    print_started(&mut out, &cluster, args.max_memsize, &file);
+    Ok(())
+}
+
+/// Prints what [`start`] started.
+pub(crate) fn print_started(
+    out: &mut impl Write,
+    cluster: &ClusterFile,
+    max_memsize: u64,
+    file: &Path,
+) {
+    let _ = writeln!(
+        out,
+        "started {} workers ({} of memory each); cluster file {}",
+        cluster.workers.len(),
+        format_size(max_memsize),
+        file.display()
+    );
+    for w in &cluster.workers {
+        let _ = writeln!(
+            out,
+            "  {}  {}  pid {}  log {}",
+            w.id,
+            w.addr,
+            w.pid,
+            w.log.display()
+        );
+    }
+}
+
+/// Starts the workers of `args` in the background, waits until each
+/// answers, and writes the cluster file at `file` (absolute). A failure or
+/// a SIGINT/SIGTERM while starting stops what was started and removes the
+/// file.
+pub(crate) fn start(
+    args: &UpArgs,
+    file: &Path,
+    timeout: Duration,
+    verbose: u8,
+) -> Result<ClusterFile, CliError> {
+    let file = file.to_path_buf();
     let parent = file
         .parent()
         .map(Path::to_path_buf)
@@ -239,26 +282,7 @@ pub(crate) fn up(
     cluster.replace(&file)?;
     guard.armed = false;
     drop(guard);
-
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "started {} workers ({} of memory each); cluster file {}",
-        cluster.workers.len(),
-        format_size(args.max_memsize),
-        file.display()
-    );
-    for w in &cluster.workers {
-        let _ = writeln!(
-            out,
-            "  {}  {}  pid {}  log {}",
-            w.id,
-            w.addr,
-            w.pid,
-            w.log.display()
-        );
-    }
-    Ok(())
+    Ok(cluster)
 }
 
 /// `mempool cluster down`.
@@ -349,14 +373,20 @@ pub(crate) fn status(cluster_file: &Path, timeout: Duration) -> Result<(), CliEr
     let cluster = ClusterFile::load(cluster_file)?;
     let secret = cluster.secret(cluster_file)?;
     let c = client(&cluster, secret, timeout)?;
+    let mut out = std::io::stdout().lock();
+    print_status(&mut out, &cluster, &c);
+    Ok(())
+}
+
+/// Prints the status table of `cluster`: one row per worker, asked
+/// through `c` (concurrently); a worker that does not answer is `down`,
+/// with its error below the table.
+pub(crate) fn print_status(out: &mut impl Write, cluster: &ClusterFile, c: &BlockingClient) {
     let answers: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = cluster
             .workers
             .iter()
-            .map(|w| {
-                let c = &c;
-                s.spawn(move || c.stats(w.id))
-            })
+            .map(|w| s.spawn(move || c.stats(w.id)))
             .collect();
         handles
             .into_iter()
@@ -417,7 +447,6 @@ pub(crate) fn status(cluster_file: &Path, timeout: Duration) -> Result<(), CliEr
     let widths: Vec<usize> = (0..header.len())
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
-    let mut out = std::io::stdout().lock();
     for r in &rows {
         let line: Vec<String> = r
             .iter()
@@ -429,5 +458,4 @@ pub(crate) fn status(cluster_file: &Path, timeout: Duration) -> Result<(), CliEr
     for n in notes {
         let _ = writeln!(out, "{}", crate::error::one_line(&n));
     }
-    Ok(())
 }

@@ -87,6 +87,13 @@ pub enum CliError {
     /// SIGINT or SIGTERM stopped the command; what it started was stopped.
     #[error("interrupted; the workers started so far were stopped")]
     Interrupted,
+    /// `mempool demo` got another answer from the cluster's data than from
+    /// the same computation in one process (a bug).
+    #[error("demo: {0}; this is a bug, please report it")]
+    DemoMismatch(String),
+    /// A table read back does not have the columns written.
+    #[error(transparent)]
+    Array(#[from] mempool_arrays::ArrayError),
     /// `cluster down` could not stop everything.
     #[error("cluster down: {0}")]
     Down(String),

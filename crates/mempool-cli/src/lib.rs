@@ -14,6 +14,13 @@
 //! - `mempool put FILE [--on W]` prints a ref (`w1/1a2b3c4d.17/1048576`);
 //!   `get REF [-o FILE]`, `rm REF`, `movetodisk REF`, `copytodisk REF`,
 //!   `save REF PATH` use it.
+//! - `mempool demo` needs no setup: it starts a local cluster with small
+//!   memory limits in a temporary directory, pushes a dataset several times
+//!   larger than the cluster's memory through it as
+//!   [`mempool_arrays::Table`] partitions, computes a group-by aggregate
+//!   from the partitions fetched back, checks it against the same
+//!   computation in one process, prints the status table and stops the
+//!   cluster, leaving nothing behind (Ctrl-C included).
 //!
 //! Every flag has a `MEMPOOL_*` environment variable (`--max-memsize` is
 //! `MEMPOOL_MAX_MEMSIZE`), sizes are human (`1GiB`, `512MB`, `10^9`: see
@@ -26,6 +33,7 @@ mod cli;
 pub mod clusterfile;
 mod cmd_client;
 mod cmd_cluster;
+mod cmd_demo;
 mod cmd_worker;
 pub mod error;
 mod procs;
@@ -74,6 +82,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             cmd_cluster::down(&cluster_file, stop_timeout)
         }
         Command::Cluster(ClusterCommand::Status) => cmd_cluster::status(&cluster_file, timeout),
+        Command::Demo(args) => cmd_demo::run(&args, timeout, verbose),
         client => cmd_client::run(client, &cluster_file, timeout),
     }
 }
