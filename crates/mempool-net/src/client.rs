@@ -347,6 +347,7 @@ impl Client {
         }
         send.finish();
         call.handle(Instant::now(), CallEvent::Sent);
+        let mut seen_stream_frames = conn.stats().frame_rx.stream;
         loop {
             let deadline = call.poll_timeout().expect("a call not done has a deadline");
             tokio::select! {
@@ -361,7 +362,18 @@ impl Client {
                         Err(e) => call.handle(now, CallEvent::ConnectionLost(e.to_string())),
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    // Silent for a whole timeout. If the connection carried
+                    // stream data meanwhile, the worker is alive and busy.
+                    let stream_frames = conn.stats().frame_rx.stream;
+                    let now = Instant::now();
+                    if stream_frames != seen_stream_frames {
+                        seen_stream_frames = stream_frames;
+                        call.handle(now, CallEvent::Busy);
+                    } else {
+                        call.handle_timeout(now);
+                    }
+                }
             }
             if let Some(out) = call.poll_output() {
                 return out.map_err(|e| match e {

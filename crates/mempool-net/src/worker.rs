@@ -73,6 +73,9 @@ struct Counters {
     received: AtomicU64,
     sent: AtomicU64,
     protocol_errors: AtomicU64,
+    /// Remote gets served from memory / from a spill file.
+    get_hits: AtomicU64,
+    get_misses: AtomicU64,
 }
 
 struct Ctx {
@@ -286,8 +289,8 @@ fn worker_stats(ctx: &Ctx) -> WorkerStats {
         mem_mapped_bytes: s.mem_mapped_bytes,
         disk_values: s.disk_values,
         disk_bytes: s.disk_bytes,
-        hits: s.hits,
-        misses: s.misses,
+        hits: s.hits + ctx.counters.get_hits.load(Ordering::Relaxed),
+        misses: s.misses + ctx.counters.get_misses.load(Ordering::Relaxed),
         spills: s.spills,
         restores: s.restores,
         bytes_written: s.bytes_written,
@@ -504,7 +507,16 @@ async fn answer(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> An
         // Inline, on the runtime's thread: taking a frame is an index lookup
         // (a mapping for a value on disk), never a wait for room.
         Request::Get { id } => match ctx.pool.frame(&core_ref(&ctx.pool, id)) {
-            Ok(frame) => return Answer::Frame(frame),
+            Ok(frame) => {
+                let c = &ctx.counters;
+                let counter = if frame.is_mapped() {
+                    &c.get_misses
+                } else {
+                    &c.get_hits
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return Answer::Frame(frame);
+            }
             Err(e) => error_response(&e),
         },
         other => reply(ctx, other, payload).await,

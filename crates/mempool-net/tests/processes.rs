@@ -173,6 +173,9 @@ fn spilled_values_read_back_and_disk_calls_run_on_the_owner() {
         stats.bytes_sent >= refs.iter().map(DRef::size).sum::<u64>(),
         "{stats:?}"
     );
+    // Remote gets count: the spilled ones as misses, the others as hits.
+    assert_eq!(stats.hits + stats.misses, refs.len() as u64, "{stats:?}");
+    assert!(stats.misses > 0 && stats.hits > 0, "{stats:?}");
 
     // The disk calls run on the owner; on loopback its files are ours too.
     let moved = client.move_to_disk(&refs[11]).unwrap();

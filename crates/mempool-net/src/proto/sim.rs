@@ -348,6 +348,20 @@ fn a_call_times_out_only_after_a_whole_timeout_without_progress() {
 }
 
 #[test]
+fn a_busy_connection_keeps_a_waiting_call_alive() {
+    let t0 = Instant::now();
+    let t = Duration::from_secs(5);
+    let mut call = Call::new(t0, t, Limits::default());
+    call.handle(t0, CallEvent::Sent);
+    // Other calls' data kept arriving: the deadline moves on.
+    call.handle(t0 + t, CallEvent::Busy);
+    call.handle_timeout(t0 + t + Duration::from_secs(4));
+    assert!(call.poll_output().is_none());
+    call.handle_timeout(t0 + t + t);
+    assert_eq!(call.poll_output(), Some(Err(CallError::Timeout)));
+}
+
+#[test]
 fn an_early_end_or_a_reset_is_an_error_not_a_value() {
     let t0 = Instant::now();
     let mut call = Call::new(t0, Duration::from_secs(5), Limits::default());

@@ -193,9 +193,9 @@ pub struct WorkerStats {
     pub disk_values: u64,
     /// Bytes of spill files.
     pub disk_bytes: u64,
-    /// Gets answered from memory.
+    /// Gets (local and remote) answered from memory.
     pub hits: u64,
-    /// Gets read from disk.
+    /// Gets (local and remote) read from disk.
     pub misses: u64,
     /// Values written to disk.
     pub spills: u64,
