@@ -31,7 +31,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const FLUSH_BATCH: usize = 64;
 /// Values are added to a batch while it holds fewer bytes than this (a
 /// large value goes alone).
-const FLUSH_BATCH_BYTES: u64 = 256 << 10;
+pub(crate) const FLUSH_BATCH_BYTES: u64 = 256 << 10;
 
 /// The flusher thread's controls, shared by the pool and the thread.
 #[derive(Default)]

@@ -802,6 +802,12 @@ impl State {
     /// `FileRef`, queueing the values for
     /// write-behind again. For when the disk bound is reached. Returns the
     /// files to remove (after unlocking). O(n).
+    ///
+    /// Still needed with segments: copies nobody reads (not handed out, no
+    /// reader pinning the range) are optional, and without dropping them a
+    /// must-happen eviction fails at `max_disksize` where it would succeed
+    /// without write-behind (tests/write_behind_disk_budget.rs fails when
+    /// this is removed). What issue 8 removed is dropping ranges in use.
     pub(crate) fn drop_resident_copies(&mut self) -> Vec<SpillFile> {
         let mut files = Vec::new();
         for idx in 0..self.slots.len() as u32 {

@@ -244,7 +244,11 @@ impl Pool {
                     // Write-behind lags (the caller writes): the next copies
                     // go in the same write (not under max_disksize, where
                     // must-happen writes go one by one).
-                    let copies = if self.config().max_disksize.is_none() {
+                    // Small victims only: a large one is a write of its own,
+                    // and the copies stay the flusher's work.
+                    let small = victims.iter().map(|v| v.size).sum::<u64>()
+                        < crate::flusher::FLUSH_BATCH_BYTES / 4;
+                    let copies = if small && self.config().max_disksize.is_none() {
                         self.pick_flushes(&mut st)
                     } else {
                         Vec::new()
