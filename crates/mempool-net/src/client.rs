@@ -27,7 +27,10 @@ const WRITE_PIECE: usize = 1 << 20;
 #[non_exhaustive]
 pub struct ClientConfig {
     /// How long a worker may stay silent (to connect, or mid-request) before
-    /// the request fails naming it. Default 5 s.
+    /// the request fails naming it. Default 5 s. Silence is the
+    /// connection's: a request waiting while the worker sends others'
+    /// answers on it is not failed. Checked every quarter of it, so a
+    /// request to a dead worker fails within 1.25 × this.
     pub timeout: Duration,
     /// After a worker could not be reached, calls to it fail at once for
     /// this long, then the next call tries again. Default 200 ms.
@@ -348,6 +351,10 @@ impl Client {
         send.finish();
         call.handle(Instant::now(), CallEvent::Sent);
         let mut seen_stream_frames = conn.stats().frame_rx.stream;
+        // The connection's stream data is checked every quarter timeout, so a
+        // dead worker is noticed at most a quarter timeout late.
+        let check_every = timeout / 4;
+        let mut next_check = Instant::now() + check_every;
         loop {
             let deadline = call.poll_timeout().expect("a call not done has a deadline");
             tokio::select! {
@@ -362,17 +369,17 @@ impl Client {
                         Err(e) => call.handle(now, CallEvent::ConnectionLost(e.to_string())),
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    // Silent for a whole timeout. If the connection carried
-                    // stream data meanwhile, the worker is alive and busy.
-                    let stream_frames = conn.stats().frame_rx.stream;
+                _ = tokio::time::sleep_until(deadline.min(next_check).into()) => {
                     let now = Instant::now();
+                    // Data for other calls on the connection: the worker is
+                    // alive and busy, and this call waits its turn.
+                    let stream_frames = conn.stats().frame_rx.stream;
                     if stream_frames != seen_stream_frames {
                         seen_stream_frames = stream_frames;
                         call.handle(now, CallEvent::Busy);
-                    } else {
-                        call.handle_timeout(now);
                     }
+                    next_check = now + check_every;
+                    call.handle_timeout(now);
                 }
             }
             if let Some(out) = call.poll_output() {
