@@ -27,7 +27,7 @@ const WRITE_PIECE: usize = 1 << 20;
 #[non_exhaustive]
 pub struct ClientConfig {
     /// How long a worker may stay silent (to connect, or mid-request) before
-    /// the request fails naming it. Default 5 s. Silence is the
+    /// the request fails naming it. Default 4 s (so 5 s at most). Silence is the
     /// connection's: a request waiting while the worker sends others'
     /// answers on it is not failed. Checked every quarter of it, so a
     /// request to a dead worker fails within 1.25 × this.
@@ -42,7 +42,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(4),
             retry_after: Duration::from_millis(200),
             limits: Limits::default(),
         }

@@ -8,7 +8,7 @@
 //! [`get`](Client::get). Connections are QUIC (quinn over tokio) with mutual
 //! TLS: only processes holding the cluster's secret file ([`ClusterSecret`])
 //! can connect. A request to a dead or unreachable worker fails within a
-//! timeout (5 s by default) with an error that names the worker.
+//! timeout (at most 5 s by default) with an error that names the worker.
 //!
 //! The protocol logic lives in [`proto`], which does no I/O and is tested
 //! with a simulated clock; the QUIC layer only moves bytes.
