@@ -556,6 +556,7 @@ impl AlignedVec {
     ) -> std::result::Result<Self, std::collections::TryReserveError> {
         let mut chunks = Vec::new();
         chunks.try_reserve_exact(cap.div_ceil(ALIGNMENT))?;
+        advise_huge_pages(&mut chunks);
         Ok(Self { chunks, len: 0 })
     }
 
@@ -643,6 +644,37 @@ impl AlignedVec {
     pub fn into_buffer(self) -> Buffer {
         self.into()
     }
+}
+
+/// Asks the kernel to back a large, fresh allocation with huge pages (where
+/// transparent huge pages are in `madvise` mode), so that filling it costs
+/// one page fault per 2 MiB instead of one per 4 KiB: a 64 MiB frame
+/// received from the network took 16,384 faults. Only whole 2 MiB pages
+/// inside the allocation are advised; a refusal changes nothing.
+#[allow(unsafe_code, reason = "madvise: a hint about how to back pages")]
+fn advise_huge_pages(chunks: &mut Vec<Chunk>) {
+    const HUGE: usize = 2 << 20;
+    let bytes = chunks.capacity() * ALIGNMENT;
+    if bytes < 2 * HUGE {
+        return;
+    }
+    let start = chunks.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(HUGE);
+    let end = (start + bytes) / HUGE * HUGE;
+    if end <= first {
+        return;
+    }
+    // SAFETY: [first, end) lies inside the vector's allocation (its
+    // capacity), which this function borrows mutably, so no other code uses
+    // it; MADV_HUGEPAGE is advice about how to back the pages and changes
+    // neither their contents nor their mapping's validity.
+    let _ = unsafe {
+        rustix::mm::madvise(
+            first as *mut std::ffi::c_void,
+            end - first,
+            rustix::mm::Advice::LinuxHugepage,
+        )
+    };
 }
 
 impl fmt::Debug for AlignedVec {
