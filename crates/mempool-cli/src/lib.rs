@@ -46,6 +46,12 @@ use clap::Parser;
 
 pub use error::CliError;
 
+/// The repository's README, whose Rust examples `cargo test` compiles as
+/// doc-tests of this crate (it depends on every library they use).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 use cli::{Cli, ClusterCommand, Command};
 
 /// Runs the `mempool` command with the process's arguments and environment,
