@@ -108,23 +108,31 @@ impl Pool {
                 source,
             })
         };
-        let (extent, written) = match self.config().compression {
-            None => (self.inner.segments.append(&frame).map_err(io)?, len),
-            Some(codec) => {
-                let packed = mempool_serde::compress_frame(&frame, codec)?;
-                let packed_len = packed.len() as u64;
-                let extent = self
-                    .inner
-                    .segments
-                    .append_chunks(packed_len, std::iter::once(packed.as_slice()))
-                    .map_err(io)?;
-                // The reservation was for the frame; the disk holds less.
-                let saved = len.saturating_sub(packed_len);
-                self.lock().disk_bytes -= saved;
-                Counters::add(&self.inner.counters.compression_saved, saved);
-                (extent, len - saved)
-            }
+        // Compressed only where that shrinks it: an incompressible frame's
+        // container is larger than the frame, and the reservation (and so
+        // `max_disksize`) covers the frame's length. The reader tells them
+        // apart by their magic (`mempool_serde::is_compressed`).
+        let packed = match self.config().compression {
+            None => None,
+            Some(codec) => Some(mempool_serde::compress_frame(&frame, codec)?)
+                .filter(|packed| (packed.len() as u64) < len),
         };
+        let extent = match &packed {
+            None => self.inner.segments.append(&frame),
+            Some(packed) => self
+                .inner
+                .segments
+                .append_chunks(packed.len() as u64, std::iter::once(packed.as_slice())),
+        }
+        .map_err(io)?;
+        let written = extent.len();
+        debug_assert!(written <= len);
+        if written < len {
+            // The reservation was for the frame; the disk holds less.
+            let saved = len - written;
+            self.lock().disk_bytes -= saved;
+            Counters::add(&self.inner.counters.compression_saved, saved);
+        }
         reservation.keep();
         Counters::add(&self.inner.counters.bytes_written, written);
         Ok(SpillFile {
@@ -354,44 +362,47 @@ impl Pool {
         };
         let _unreserve = Unreserve(reserved, total);
         let frames: Vec<_> = layouts.into_iter().map(UnsealedFrame::seal).collect();
-        let appended = match self.config().compression {
-            None => {
-                let parts: Vec<(u64, Vec<&[u8]>)> = frames
-                    .iter()
-                    .map(|f| (f.len() as u64, f.chunks().collect()))
-                    .collect();
-                self.inner.segments.append_many(&parts).ok()
-            }
-            Some(codec) => {
-                let packed = frames
-                    .iter()
-                    .map(|f| mempool_serde::compress_frame(f, codec))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .ok();
-                packed.and_then(|packed| {
-                    let parts: Vec<(u64, Vec<&[u8]>)> = packed
-                        .iter()
-                        .map(|p| (p.len() as u64, vec![p.as_slice()]))
-                        .collect();
-                    self.inner.segments.append_many(&parts).ok()
+        // Each frame compressed only where that shrinks it (as in
+        // `write_frame`): what is written never exceeds the reservation.
+        let packed = match self.config().compression {
+            None => Vec::new(),
+            Some(codec) => match frames
+                .iter()
+                .map(|f| {
+                    mempool_serde::compress_frame(f, codec)
+                        .map(|p| Some(p).filter(|p| p.len() < f.len()))
                 })
-            }
+                .collect::<std::result::Result<Vec<_>, _>>()
+            {
+                Ok(packed) => packed,
+                Err(_) => {
+                    drop(reservation);
+                    return Err(std::mem::take(&mut vs.rest));
+                }
+            },
         };
+        let parts: Vec<(u64, Vec<&[u8]>)> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match packed.get(i).and_then(Option::as_ref) {
+                Some(p) => (p.len() as u64, vec![p.as_slice()]),
+                None => (f.len() as u64, f.chunks().collect()),
+            })
+            .collect();
+        let appended = self.inner.segments.append_many(&parts).ok();
+        drop(parts);
         let Some(extents) = appended else {
             drop(reservation);
             return Err(std::mem::take(&mut vs.rest));
         };
         // The reservation was for the frames; compressed, the disk holds
-        // what was written (each file counts its own length when it goes).
+        // what was written, never more (each file counts its own length
+        // when it goes).
         let written: u64 = extents.iter().map(|e| e.len()).sum();
-        if written != total {
-            let mut st = self.lock();
-            st.disk_bytes = st.disk_bytes + written - total;
-            drop(st);
-            Counters::add(
-                &self.inner.counters.compression_saved,
-                total.saturating_sub(written),
-            );
+        debug_assert!(written <= total);
+        if written < total {
+            self.lock().disk_bytes -= total - written;
+            Counters::add(&self.inner.counters.compression_saved, total - written);
         }
         reservation.keep();
         Counters::add(&self.inner.counters.bytes_written, written);

@@ -86,3 +86,100 @@ fn a_frame_entry_spilled_compressed_is_sent_back_unchanged() {
         PrimitiveArray::from(vec![7u64; 300_000])
     );
 }
+
+/// Bytes no compressor can shrink (xorshift64*).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn incompressible_spills_are_accounted_as_written_and_stay_under_the_disk_bound() {
+    // An LZ4 container of random bytes is larger than the frame. The disk
+    // bound is set so that, were each value stored as its container while
+    // reserving only the frame's length, the last write admitted would
+    // cross it.
+    let sample = noise(1000, 0);
+    let frame_len = encode(&sample).unwrap().len() as u64;
+    let frame = mempool_serde::EncodedFrame::new(&sample).unwrap();
+    let packed_len = mempool_serde::compress_frame(&frame, Codec::Lz4)
+        .unwrap()
+        .len() as u64;
+    assert!(
+        packed_len > frame_len,
+        "{packed_len} vs {frame_len}: compressible?"
+    );
+    let max = 7 * packed_len.next_multiple_of(64) + frame_len;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pool::new(
+        PoolConfig::default()
+            .max_memsize(1 << 20)
+            .max_disksize(Some(max))
+            .compression(Some(Codec::Lz4))
+            .write_behind(false)
+            .spill_dir(dir.path()),
+    )
+    .unwrap();
+    let mut on_disk = Vec::new();
+    for seed in 1.. {
+        let v = noise(1000, seed);
+        let r = p.set(v.clone()).unwrap();
+        let f = match p.move_to_disk(&r) {
+            Ok(f) => f,
+            Err(mempool_core::PoolError::Spill { source, .. })
+                if matches!(*source, mempool_core::PoolError::DiskFull { .. }) =>
+            {
+                break
+            }
+            Err(e) => panic!("value {seed}: {e}"),
+        };
+        on_disk.push((r, f, v));
+        let s = p.stats();
+        let held = s.segment_live_bytes + s.segment_dead_bytes;
+        assert!(
+            held <= max,
+            "value {seed}: {held} bytes held, bound {max}: {s:?}"
+        );
+        assert!(s.disk_bytes <= max, "value {seed}: {s:?}");
+        // What the pool counts is what its segments hold and what its
+        // FileRefs name.
+        let named: u64 = on_disk.iter().map(|(_, f, _)| f.size).sum();
+        assert_eq!(s.disk_bytes, s.segment_live_bytes, "value {seed}: {s:?}");
+        assert_eq!(s.disk_bytes, named, "value {seed}: {s:?}");
+        assert_eq!(s.bytes_written, named, "value {seed}: {s:?}");
+        assert!(seed < 100, "the disk bound never stopped the writes: {s:?}");
+    }
+    assert!(on_disk.len() >= 7, "{} values fit", on_disk.len());
+    // The bytes named are really in the files, in ranges of their own
+    // (block allocation is no measure here: file systems allocate late),
+    // and every FileRef and every get reads its value back.
+    let mut ranges: Vec<_> = on_disk
+        .iter()
+        .map(|(_, f, _)| (f.path.clone(), f.offset, f.offset + f.size))
+        .collect();
+    ranges.sort();
+    for (i, (path, _, end)) in ranges.iter().enumerate() {
+        assert!(*end <= std::fs::metadata(path).unwrap().len());
+        if let Some((next, next_start, _)) = ranges.get(i + 1) {
+            assert!(next != path || *next_start >= *end, "{ranges:?}");
+        }
+    }
+    let s = p.stats();
+    for (r, f, v) in &on_disk {
+        assert_eq!(&f.read::<Vec<u8>>().unwrap(), v);
+        assert_eq!(&*p.get::<Vec<u8>>(r).unwrap(), v);
+    }
+    assert_eq!(s.compression_saved_bytes, 0, "{s:?}");
+    for (r, _, _) in &on_disk {
+        p.delete(r).unwrap();
+    }
+    let s = p.stats();
+    assert_eq!((s.disk_bytes, s.segment_live_bytes), (0, 0), "{s:?}");
+}
