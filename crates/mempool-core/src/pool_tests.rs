@@ -267,7 +267,9 @@ fn set_that_failed_slowly_leaves_no_orphan_under_mru() {
         (s.mem_bytes, s.spilling_bytes, s.disk_values, s.disk_bytes),
         (0, 0, 0, 0)
     );
-    assert_eq!(spill_files(&p), 0);
+    // At most the active segment is left: empty, punched whole.
+    assert!(spill_files(&p) <= 1);
+    assert_eq!(p.stats().segment_live_bytes, 0);
 }
 
 #[test]
@@ -338,7 +340,9 @@ fn invariants_hold_under_concurrent_churn() {
         (0, 0, 0, 0),
         "{s:?}"
     );
-    assert_eq!(spill_files(&p), 0);
+    // At most the active segment is left: empty, punched whole.
+    assert!(spill_files(&p) <= 1);
+    assert_eq!(p.stats().segment_live_bytes, 0);
 }
 
 #[test]

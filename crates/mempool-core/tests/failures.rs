@@ -207,6 +207,17 @@ fn corrupted_spill_file_is_a_checksum_error() {
     // Still an error (never wrong data) on a second try, and delete works.
     assert!(pool.get::<PrimitiveArray<u64>>(&r).is_err());
     pool.delete(&r).unwrap();
+    // The range is freed (its segment, the active one, may stay, cleared):
+    // nothing of it counts, and the FileRef reads nothing.
+    let s = pool.stats();
+    assert_eq!(
+        (s.disk_bytes, s.segment_live_bytes, s.segment_dead_bytes),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    assert!(file.read::<PrimitiveArray<u64>>().is_err());
+    // The pool's drop removes its segments.
+    drop(pool);
     assert!(!file.path.exists());
 }
 

@@ -87,7 +87,11 @@ fn a_stored_frame_is_read_as_its_type_spills_as_is_and_maps_back() {
     assert_eq!(common::spill_files(p.session_dir()).len(), 1);
     assert_eq!(*back, value);
     drop(back);
-    assert_eq!(common::spill_files(p.session_dir()), Vec::<String>::new());
+    assert_eq!(
+        common::files_holding_bytes(p.session_dir()),
+        Vec::<String>::new()
+    );
+    assert_eq!(p.stats().segment_live_bytes, 0);
 }
 
 #[test]

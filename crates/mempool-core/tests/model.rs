@@ -276,7 +276,7 @@ fn not_found<T: std::fmt::Debug>(
 }
 
 fn files_in(dir: &Path) -> usize {
-    common::spill_files(dir).len()
+    common::files_holding_bytes(dir).len()
 }
 
 fn check_file_ref(pool: &Pool, what: &str, f: &FileRef, v: &MVal) -> Result<(), TestCaseError> {

@@ -26,7 +26,7 @@ fn pool(policy: Policy, dir: &tempfile::TempDir) -> Pool {
 }
 
 fn files_in(pool: &Pool) -> usize {
-    common::spill_files(pool.session_dir()).len()
+    common::files_holding_bytes(pool.session_dir()).len()
 }
 
 #[test]

@@ -351,7 +351,7 @@ fn check_empty(pool: &Pool) -> std::result::Result<(), String> {
     let deadline = Instant::now() + QUIESCE;
     loop {
         let s = pool.stats();
-        let files = common::spill_files(pool.session_dir());
+        let files = common::files_holding_bytes(pool.session_dir());
         let counts = (
             s.mem_values,
             s.mem_bytes,

@@ -131,7 +131,7 @@ fn check_bound(pool: &Pool) {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    common::spill_files(dir)
+    common::files_holding_bytes(dir)
 }
 
 /// With no operation in progress: the counters agree with the values' own

@@ -28,6 +28,24 @@ pub(crate) fn spill_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The files of [`spill_files`] that hold bytes: all but segments with no
+/// block allocated. A pool keeps its active segment when its last value
+/// goes (so that spilling, deleting and spilling again makes no new file),
+/// punched whole: such a file holds nothing and is not counted here. (Where
+/// the file system cannot punch holes the segment is removed instead.)
+#[allow(dead_code, reason = "each test crate uses some of the helpers")]
+pub(crate) fn files_holding_bytes(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    spill_files(dir)
+        .into_iter()
+        .filter(|name| {
+            let emptied_segment = name.ends_with(".seg")
+                && std::fs::metadata(dir.join(name)).is_ok_and(|m| m.blocks() == 0);
+            !emptied_segment
+        })
+        .collect()
+}
+
 /// What a [`Scripted`] value's encoder does.
 #[allow(dead_code, reason = "each test crate uses some of the modes")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
