@@ -55,8 +55,10 @@ pub struct PoolConfig {
     pub write_behind: bool,
     /// Compress spilled frames (MemPool.jl's serialization filters): `None`
     /// (the default) writes frames as they are, so that they map back
-    /// without a copy; `Some(codec)` writes them compressed, and a value
-    /// read back is decompressed into memory (never mapped).
+    /// without a copy; `Some(codec)` writes them compressed where that
+    /// makes them smaller (an incompressible frame is written as it is, and
+    /// maps back as without compression), and a value read back from a
+    /// compressed frame is decompressed into memory (never mapped).
     /// [`Stats::compression_saved_bytes`](crate::Stats::compression_saved_bytes)
     /// says what it saved. Default: `None`.
     pub compression: Option<mempool_serde::Codec>,
