@@ -8,6 +8,7 @@
 mod call;
 mod peers;
 mod reader;
+mod refs;
 #[cfg(test)]
 mod sim;
 mod wire;
@@ -15,6 +16,7 @@ mod wire;
 pub use call::{Call, CallError, CallEvent, Reply};
 pub use peers::{Peers, Plan};
 pub use reader::{Message, StreamReader};
+pub use refs::*;
 pub use wire::{
     decode_message, encode_message, ErrorKind, Limits, Request, Response, WireError, WorkerStats,
     PROTOCOL_VERSION,
