@@ -1,12 +1,14 @@
 //! [`StoredFrame`]: any pool entry as frame bytes, to send or save.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use mempool_serde::{EncodedFrame, Frame};
 
 use crate::error::Result;
 use crate::held::Stored;
+use crate::segments::Extent;
+use crate::FileRef;
 
 /// A pool entry as frame bytes, from [`Pool::frame`](crate::Pool::frame),
 /// without decoding it. It holds what it needs (the value, or the mapped
@@ -37,8 +39,38 @@ pub struct StoredFrame {
 enum Src {
     /// A value in memory: a live typed value or a frame entry.
     Value(Arc<dyn Stored>),
-    /// A value on disk: its spill file, mapped.
-    Mapped(Frame),
+    /// A value on disk: its spill file, mapped; with the frame's range of
+    /// its segment when the file holds the frame as it is (not compressed),
+    /// held so that the range stays in place.
+    Mapped(Frame, Option<Arc<Extent>>),
+}
+
+/// Whether one in-memory instance of a value still lives, from
+/// [`StoredFrame::residence`]: a weak handle that keeps nothing alive.
+#[derive(Clone)]
+pub struct Residence(Weak<dyn Stored>);
+
+impl std::fmt::Debug for Residence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Residence")
+            .field("live", &self.is_live())
+            .finish()
+    }
+}
+
+impl Residence {
+    /// Whether the instance still lives: in the pool's memory, or held by a
+    /// [`Ref`](crate::Ref) or a [`StoredFrame`]. False once the value was
+    /// deleted or spilled and nobody holds it.
+    pub fn is_live(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+
+    /// Whether both name the same instance (a value spilled and read back
+    /// is another instance).
+    pub fn same(&self, other: &Residence) -> bool {
+        Weak::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl std::fmt::Debug for StoredFrame {
@@ -57,9 +89,40 @@ impl StoredFrame {
         }
     }
 
-    pub(crate) fn from_frame(frame: Frame) -> Self {
+    pub(crate) fn from_frame(frame: Frame, range: Option<Arc<Extent>>) -> Self {
         Self {
-            src: Src::Mapped(frame),
+            src: Src::Mapped(frame, range),
+        }
+    }
+
+    /// For a value on disk whose spill file holds its frame as it is (not
+    /// compressed): the segment file, where the frame starts in it and its
+    /// length. The file lies in the pool's private session directory. The
+    /// range is pinned while this `StoredFrame` lives: the pool never
+    /// writes it (it was written once, before it was handed out), never
+    /// punches it and never truncates the file below it, whatever happens to
+    /// the value meanwhile (deleted, its range is freed only when the last
+    /// holder of it goes) — so another process of the same user may map it
+    /// read-only for as long as the pin lasts. `None` for a value in memory
+    /// or a compressed spill file.
+    pub fn spill_range(&self) -> Option<FileRef> {
+        match &self.src {
+            Src::Mapped(_, Some(x)) => Some(FileRef {
+                path: x.path().to_owned(),
+                offset: x.offset(),
+                size: x.len(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// For a value in memory: a weak handle that says whether this
+    /// in-memory instance still lives (a cache of copies made from it can
+    /// drop a copy once it does not). `None` for a value read from disk.
+    pub fn residence(&self) -> Option<Residence> {
+        match &self.src {
+            Src::Value(v) => Some(Residence(Arc::downgrade(v))),
+            Src::Mapped(..) => None,
         }
     }
 
@@ -67,13 +130,13 @@ impl StoredFrame {
     pub fn type_name(&self) -> Cow<'_, str> {
         match &self.src {
             Src::Value(v) => v.type_name(),
-            Src::Mapped(f) => Cow::Borrowed(f.type_name()),
+            Src::Mapped(f, _) => Cow::Borrowed(f.type_name()),
         }
     }
 
     /// Whether the bytes are a mapped spill file (the value was on disk).
     pub fn is_mapped(&self) -> bool {
-        matches!(self.src, Src::Mapped(_))
+        matches!(self.src, Src::Mapped(..))
     }
 
     /// The frame, ready to send in chunks ([`EncodedFrame::chunks`]) or
@@ -90,7 +153,7 @@ impl StoredFrame {
     pub fn encode(&self) -> Result<EncodedFrame<'_>> {
         Ok(match &self.src {
             Src::Value(v) => v.layout()?.seal(),
-            Src::Mapped(f) => EncodedFrame::from_frame(f),
+            Src::Mapped(f, _) => EncodedFrame::from_frame(f),
         })
     }
 
@@ -103,7 +166,7 @@ impl StoredFrame {
     pub fn verify(&self) -> Result<()> {
         match &self.src {
             Src::Value(_) => Ok(()),
-            Src::Mapped(f) => Ok(f.verify_checksum()?),
+            Src::Mapped(f, _) => Ok(f.verify_checksum()?),
         }
     }
 }

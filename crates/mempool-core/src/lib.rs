@@ -85,7 +85,7 @@ pub use config::PoolConfig;
 pub use dref::{DRef, FileRef};
 pub use error::{PoolError, Result, SetError};
 pub use eviction::Policy;
-pub use frames::StoredFrame;
+pub use frames::{Residence, StoredFrame};
 pub use held::Ref;
 pub use pool::{Pool, ValueInfo};
 pub use signals::cleanup_on_signals;

@@ -507,6 +507,12 @@ impl Pool {
     /// A spilled frame's bytes: a mapping of its range of its segment that keeps
     /// the range in place while it (or anything decoded from it) lives.
     fn spill_bytes(&self, file: &SpillFile) -> Result<Buffer> {
+        Ok(self.spill_bytes_as_is(file)?.0)
+    }
+
+    /// [`Pool::spill_bytes`], and whether they were stored compressed (so
+    /// that the file's range is not the frame).
+    fn spill_bytes_as_is(&self, file: &SpillFile) -> Result<(Buffer, bool)> {
         let extent = file
             .extent
             .as_ref()
@@ -520,9 +526,12 @@ impl Pool {
         if mempool_serde::is_compressed(bytes.as_slice()) {
             // Decompressed into memory (never mapped); the raw length is
             // bounded by the container (LZ4 expands at most 255 times).
-            return Ok(mempool_serde::decompress_frame(bytes.as_slice(), u64::MAX)?);
+            return Ok((
+                mempool_serde::decompress_frame(bytes.as_slice(), u64::MAX)?,
+                true,
+            ));
         }
-        Ok(bytes)
+        Ok((bytes, false))
     }
 
     /// Maps a frame entry's spill file and checks it (the checksum too
@@ -557,8 +566,22 @@ impl Pool {
         }
         let file = e.file().expect("on disk when not in memory").clone();
         drop(st);
-        match self.read_frame_file(&file, false) {
-            Ok(frame) => Ok(StoredFrame::from_frame(frame)),
+        let read = self
+            .spill_bytes_as_is(&file)
+            .and_then(|(bytes, compressed)| {
+                let opts = ReadOptions {
+                    verify_checksum: false,
+                };
+                Ok((Frame::parse(&bytes, &opts)?, compressed))
+            });
+        match read {
+            Ok((frame, frame_was_compressed)) => {
+                // The file's range is the frame itself unless it was stored
+                // compressed (then the frame is a decompressed heap copy).
+                let as_is = !frame_was_compressed && frame.len() as u64 == file.len;
+                let range = file.extent.as_ref().filter(|_| as_is).map(Arc::clone);
+                Ok(StoredFrame::from_frame(frame, range))
+            }
             Err(_) if !self.contains(r) => Err(PoolError::NotFound { dref: *r }),
             Err(e) => Err(e),
         }

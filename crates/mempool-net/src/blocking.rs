@@ -169,6 +169,13 @@ impl BlockingClient {
         self.run(async move { c.get_frame(&r).await })
     }
 
+    /// See [`Client::uses_same_host`].
+    pub fn uses_same_host(&self, worker: WorkerId) -> bool {
+        let c = self.client.clone();
+        self.run(async move { Ok(c.uses_same_host(worker).await) })
+            .unwrap_or(false)
+    }
+
     /// See [`Client::delete`].
     ///
     /// # Errors

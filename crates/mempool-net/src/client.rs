@@ -11,9 +11,10 @@ use mempool_core::FileRef;
 use mempool_serde::{EncodedFrame, FrameError, MmRead, MmWrite};
 
 use crate::error::{NetError, Result};
+use crate::local::{LocalGet, LocalLink};
 use crate::proto::{
-    encode_message, Call, CallError, CallEvent, ErrorKind, Limits, Peers, Plan, Reply, Request,
-    Response, WorkerStats, PROTOCOL_VERSION,
+    encode_message, local_choice, Call, CallError, CallEvent, ErrorKind, Limits, LocalChoice,
+    LocalEndpoint, Peers, Plan, Reply, Request, Response, WorkerStats, PROTOCOL_VERSION,
 };
 use crate::secret::{ClusterSecret, SERVER_NAME};
 use crate::{DRef, WorkerId};
@@ -37,6 +38,12 @@ pub struct ClientConfig {
     pub retry_after: Duration,
     /// Bounds on what workers send back.
     pub limits: Limits,
+    /// Read values of workers on this host through their same-host socket
+    /// (mapping the owner's bytes instead of streaming them over QUIC).
+    /// Used only where the worker's host identity (boot id, user, mount
+    /// namespace) is this process's and its socket accepts our proof of the
+    /// cluster secret; QUIC otherwise. Default true.
+    pub same_host: bool,
 }
 
 impl Default for ClientConfig {
@@ -45,6 +52,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(4),
             retry_after: Duration::from_millis(200),
             limits: Limits::default(),
+            same_host: true,
         }
     }
 }
@@ -55,11 +63,28 @@ impl ClientConfig {
         self.timeout = timeout;
         self
     }
+
+    /// Sets [`ClientConfig::same_host`].
+    pub fn same_host(mut self, enabled: bool) -> Self {
+        self.same_host = enabled;
+        self
+    }
+}
+
+/// A worker's same-host socket, as learnt on the QUIC connection of
+/// generation `generation`.
+struct LocalState {
+    generation: u64,
+    offered: Option<LocalEndpoint>,
+    link: Option<LocalLink>,
+    /// Connecting failed: QUIC until the next QUIC connection.
+    failed: bool,
 }
 
 struct Links {
     peers: Peers,
     open: HashMap<WorkerId, (u64, quinn::Connection)>,
+    local: HashMap<WorkerId, LocalState>,
 }
 
 impl Links {
@@ -84,6 +109,10 @@ struct Inner {
     links: Mutex<Links>,
     /// One connection attempt per worker at a time.
     connecting: Mutex<HashMap<WorkerId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The key of the same-host proof of membership.
+    local_key: ring::hmac::Key,
+    /// This process's host identity.
+    host: Option<String>,
 }
 
 impl Drop for Inner {
@@ -138,10 +167,13 @@ impl Client {
                 links: Mutex::new(Links {
                     peers: Peers::new(config.retry_after),
                     open: HashMap::new(),
+                    local: HashMap::new(),
                 }),
                 config,
                 members: RwLock::new(members),
                 connecting: Mutex::new(HashMap::new()),
+                local_key: secret.local_key(),
+                host: crate::local::host_identity(),
             }),
         })
     }
@@ -242,10 +274,19 @@ impl Client {
             });
         }
         match self.connect(worker, addr).await {
-            Ok(conn) => {
+            Ok((conn, offered)) => {
                 let mut links = self.inner.links.lock().expect("links lock");
                 let g = links.peers.connected(worker);
                 links.open.insert(worker, (g, conn.clone()));
+                links.local.insert(
+                    worker,
+                    LocalState {
+                        generation: g,
+                        offered,
+                        link: None,
+                        failed: false,
+                    },
+                );
                 Ok((g, conn))
             }
             Err(e) => {
@@ -258,7 +299,11 @@ impl Client {
         }
     }
 
-    async fn connect(&self, worker: WorkerId, addr: SocketAddr) -> Result<quinn::Connection> {
+    async fn connect(
+        &self,
+        worker: WorkerId,
+        addr: SocketAddr,
+    ) -> Result<(quinn::Connection, Option<LocalEndpoint>)> {
         let timeout = self.inner.config.timeout;
         let unreachable = |reason: String| NetError::Unreachable {
             worker,
@@ -287,7 +332,12 @@ impl Client {
             version: PROTOCOL_VERSION,
         });
         match self.exchange(worker, addr, &conn, &hello, None).await? {
-            (Response::Welcome { worker: w, .. }, None) if w == worker => Ok(conn),
+            (
+                Response::Welcome {
+                    worker: w, local, ..
+                },
+                None,
+            ) if w == worker => Ok((conn, local)),
             (Response::Welcome { worker: w, .. }, None) => Err(unreachable(format!(
                 "{addr} is worker {w}, not {worker}; the cluster file is out of date"
             ))),
@@ -484,6 +534,85 @@ impl Client {
     /// # Errors
     /// [`NetError::NotFound`], and those of [`Client::set_on`].
     pub async fn get_frame(&self, r: &DRef) -> Result<Buffer> {
+        Ok(self.get_checked(r).await?.0)
+    }
+
+    /// The frame of `r`, and whether its checksums were verified already
+    /// (same-host reads are verified as they are mapped).
+    async fn get_checked(&self, r: &DRef) -> Result<(Buffer, bool)> {
+        if let Some(link) = self.local_link(r.worker()).await {
+            match link.get(r.id(), self.inner.config.timeout).await {
+                LocalGet::Bytes(b) => return Ok((b, true)),
+                LocalGet::Failed(ErrorKind::NotFound, _) => {
+                    return Err(NetError::NotFound { dref: r.clone() })
+                }
+                LocalGet::Failed(kind, message) => {
+                    return Err(NetError::Remote {
+                        worker: r.worker(),
+                        kind,
+                        message,
+                    })
+                }
+                LocalGet::Corrupt(e) => return Err(NetError::Frame(e)),
+                LocalGet::Fallback => {}
+            }
+        }
+        Ok((self.get_over_quic(r).await?, false))
+    }
+
+    /// Whether gets of `worker`'s values go through its same-host socket
+    /// (connecting to it if need be): for tests and benchmarks.
+    pub async fn uses_same_host(&self, worker: WorkerId) -> bool {
+        self.local_link(worker).await.is_some()
+    }
+
+    /// The same-host link to `worker`, if this process may and can use one.
+    async fn local_link(&self, worker: WorkerId) -> Option<LocalLink> {
+        if !self.inner.config.same_host {
+            return None;
+        }
+        // The QUIC connection's Welcome says where the socket is.
+        let (g, _) = self.connection(worker).await.ok()?;
+        let path = {
+            let links = self.inner.links.lock().expect("links lock");
+            let st = links.local.get(&worker)?;
+            if st.generation != g || st.failed {
+                return None;
+            }
+            if let Some(link) = st.link.as_ref().filter(|l| l.is_alive()) {
+                return Some(link.clone());
+            }
+            match local_choice(true, self.inner.host.as_deref(), st.offered.as_ref()) {
+                LocalChoice::Use(path) => path.to_owned(),
+                _ => return None,
+            }
+        };
+        let link = LocalLink::connect(
+            &path,
+            worker,
+            &self.inner.local_key,
+            self.inner.config.timeout,
+        )
+        .await;
+        let mut links = self.inner.links.lock().expect("links lock");
+        let st = links.local.get_mut(&worker)?;
+        if st.generation != g {
+            return None;
+        }
+        match link {
+            Ok(link) => {
+                st.link = Some(link.clone());
+                Some(link)
+            }
+            Err(e) => {
+                tracing::debug!("worker {worker}'s same-host socket is not usable: {e}");
+                st.failed = true;
+                None
+            }
+        }
+    }
+
+    async fn get_over_quic(&self, r: &DRef) -> Result<Buffer> {
         match self
             .request(r.worker(), &Request::Get { id: r.id() }, None)
             .await?
@@ -502,8 +631,11 @@ impl Client {
     /// [`NetError::Frame`] when its bytes are corrupt (checksums are
     /// checked); those of [`Client::get_frame`].
     pub async fn get<T: MmRead>(&self, r: &DRef) -> Result<T> {
-        let bytes = self.get_frame(r).await?;
-        mempool_serde::decode::<T>(&bytes).map_err(|e| match e {
+        let (bytes, verified) = self.get_checked(r).await?;
+        let opts = mempool_serde::ReadOptions {
+            verify_checksum: !verified,
+        };
+        mempool_serde::decode_with::<T>(&bytes, &opts).map_err(|e| match e {
             FrameError::TypeMismatch { expected, found } => NetError::TypeMismatch {
                 dref: r.clone(),
                 expected,

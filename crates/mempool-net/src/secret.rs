@@ -289,6 +289,14 @@ impl ClusterSecret {
         Ok(Arc::new(roots))
     }
 
+    /// The key of the same-host socket's proof of membership: HMAC-SHA256
+    /// keyed by the SHA-256 of the secret's private key (DER). A hash, so
+    /// that the key itself is never used for anything but TLS.
+    pub(crate) fn local_key(&self) -> ring::hmac::Key {
+        let d = ring::digest::digest(&ring::digest::SHA256, self.inner.key.secret_pkcs8_der());
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, d.as_ref())
+    }
+
     fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.inner.key.clone_key())
     }

@@ -45,6 +45,16 @@ pub struct WorkerConfig {
     pub max_receiving: u64,
     /// How long a silent peer stays connected. Default 5 s.
     pub idle_timeout: Duration,
+    /// Serve readers on this host through a Unix socket in the pool's
+    /// session directory (they map values instead of streaming them).
+    /// Default true.
+    pub same_host: bool,
+    /// Bytes of sealed shared-memory copies of values in memory the worker
+    /// keeps for same-host readers (made once per value, kept while it lives
+    /// in memory). Outside `max_memsize`: the worker's memory use can reach
+    /// `max_memsize + max_receiving + max_shared`. A get that finds no room
+    /// (every copy mapped by a reader) goes over QUIC. Default 1 GiB.
+    pub max_shared: u64,
 }
 
 impl WorkerConfig {
@@ -57,6 +67,8 @@ impl WorkerConfig {
             limits: Limits::default(),
             max_receiving: 1 << 30,
             idle_timeout: Duration::from_secs(5),
+            same_host: true,
+            max_shared: 1 << 30,
         }
     }
 
@@ -78,16 +90,30 @@ struct Counters {
     get_misses: AtomicU64,
 }
 
-struct Ctx {
+pub(crate) struct Ctx {
     id: WorkerId,
-    pool: Pool,
+    pub(crate) pool: Pool,
     limits: Limits,
-    idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     max_receiving: u64,
     /// Receive budget in KiB permits.
     receiving: Semaphore,
     receiving_kib: u32,
     counters: Counters,
+    pub(crate) local: crate::local::LocalServer,
+}
+
+impl Ctx {
+    /// Counts a get served from memory or from disk.
+    pub(crate) fn count_get(&self, frame: &StoredFrame) {
+        let c = &self.counters;
+        let counter = if frame.is_mapped() {
+            &c.get_misses
+        } else {
+            &c.get_hits
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A pool served to the cluster: it accepts connections from holders of the
@@ -134,6 +160,13 @@ impl Worker {
             receiving_kib: kib(config.max_receiving).min(u64::from(u32::MAX)) as u32,
             receiving: Semaphore::new(kib(config.max_receiving).min(u64::from(u32::MAX)) as usize),
             counters: Counters::default(),
+            local: crate::local::LocalServer::new(
+                config.id,
+                &config.secret,
+                &pool.session_dir().join("local.sock"),
+                config.same_host,
+                config.max_shared,
+            ),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -172,6 +205,7 @@ impl Worker {
                         op: "reading the worker's address".into(),
                         source,
                     }));
+                    tokio::spawn(crate::local::serve(Arc::clone(&thread_ctx)));
                     let accept = async {
                         while let Some(incoming) = endpoint.accept().await {
                             tokio::spawn(serve_connection(incoming, Arc::clone(&thread_ctx)));
@@ -263,6 +297,8 @@ impl Worker {
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+            // Readers may still map ranges of the pool's spill files.
+            self.ctx.local.forget_pins();
         }
     }
 }
@@ -280,6 +316,7 @@ fn kib(bytes: u64) -> u64 {
 fn worker_stats(ctx: &Ctx) -> WorkerStats {
     let s = ctx.pool.stats();
     let c = ctx.pool.config();
+    let local = ctx.local.counts();
     WorkerStats {
         worker: Some(ctx.id),
         max_memsize: c.max_memsize,
@@ -298,6 +335,13 @@ fn worker_stats(ctx: &Ctx) -> WorkerStats {
         requests: ctx.counters.requests.load(Ordering::Relaxed),
         bytes_received: ctx.counters.received.load(Ordering::Relaxed),
         bytes_sent: ctx.counters.sent.load(Ordering::Relaxed),
+        bytes_mapped_out: ctx.local.mapped_out.load(Ordering::Relaxed),
+        bytes_local_sent: ctx.local.local_sent.load(Ordering::Relaxed),
+        local_gets: ctx.local.gets.load(Ordering::Relaxed),
+        local_leases: local.leases,
+        shared_copies: local.copies,
+        shared_bytes: local.copy_bytes,
+        local_refused: ctx.local.refused.load(Ordering::Relaxed),
     }
 }
 
@@ -475,6 +519,12 @@ fn protocol_error(conn: &quinn::Connection, ctx: &Ctx, why: &str) {
 }
 
 fn error_response(e: &PoolError) -> Response {
+    let (kind, message) = error_kind(e);
+    Response::Error { kind, message }
+}
+
+/// The kind and message of a pool error, for the wire.
+pub(crate) fn error_kind(e: &PoolError) -> (ErrorKind, String) {
     let kind = match e {
         PoolError::NotFound { .. } => ErrorKind::NotFound,
         PoolError::DiskFull { .. } => ErrorKind::DiskFull,
@@ -483,10 +533,7 @@ fn error_response(e: &PoolError) -> Response {
         PoolError::InvalidPath { .. } => ErrorKind::Path,
         _ => ErrorKind::Other,
     };
-    Response::Error {
-        kind,
-        message: e.to_string(),
-    }
+    (kind, e.to_string())
 }
 
 /// Runs `f` on the blocking pool (it may write to disk or wait for room).
@@ -508,13 +555,7 @@ async fn answer(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> An
         // (a mapping for a value on disk), never a wait for room.
         Request::Get { id } => match ctx.pool.frame(&core_ref(&ctx.pool, id)) {
             Ok(frame) => {
-                let c = &ctx.counters;
-                let counter = if frame.is_mapped() {
-                    &c.get_misses
-                } else {
-                    &c.get_hits
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                ctx.count_get(&frame);
                 return Answer::Frame(frame);
             }
             Err(e) => error_response(&e),
@@ -542,6 +583,7 @@ async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Res
             worker: ctx.id,
             pool: pool.owner() as u32,
             version: PROTOCOL_VERSION,
+            local: ctx.local.endpoint(),
         },
         Request::Hello { version } => Response::Error {
             kind: ErrorKind::BadRequest,
@@ -600,7 +642,7 @@ async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Res
 /// The pool's ref for a value id from the wire. An id of another
 /// incarnation of the pool (a ref from before the worker restarted) names
 /// no value here: its owner field then cannot match.
-fn core_ref(pool: &Pool, id: ValueId) -> mempool_core::DRef {
+pub(crate) fn core_ref(pool: &Pool, id: ValueId) -> mempool_core::DRef {
     let owner = pool.owner();
     mempool_core::DRef {
         owner: if id.pool == owner as u32 {

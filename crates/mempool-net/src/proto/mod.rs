@@ -6,6 +6,7 @@
 //! delays and loses.
 
 mod call;
+mod local;
 mod peers;
 mod reader;
 mod refs;
@@ -14,6 +15,10 @@ mod sim;
 mod wire;
 
 pub use call::{Call, CallError, CallEvent, Reply};
+pub use local::{
+    local_choice, LocalChoice, LocalEndpoint, LocalRequest, LocalResponse, MapKind, INLINE_MAX,
+    LOCAL_MAX_PACKET,
+};
 pub use peers::{Peers, Plan};
 pub use reader::{Message, StreamReader};
 pub use refs::*;

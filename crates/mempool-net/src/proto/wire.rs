@@ -9,11 +9,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::local::LocalEndpoint;
 use crate::{ValueId, WorkerId};
 
 /// The protocol version, exchanged in [`Request::Hello`]. Peers of other
 /// versions are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bounds on what a peer may send, checked before anything is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,10 @@ pub enum Response {
         pool: u32,
         /// Its [`PROTOCOL_VERSION`].
         version: u16,
+        /// Its same-host socket, if it serves one: a reader on its host
+        /// (same boot, user and mount namespace) maps values through it
+        /// instead of streaming them.
+        local: Option<LocalEndpoint>,
     },
     /// The value was stored under `id`.
     Stored {
@@ -209,8 +214,28 @@ pub struct WorkerStats {
     pub requests: u64,
     /// Payload bytes it received.
     pub bytes_received: u64,
-    /// Payload bytes it sent.
+    /// Payload bytes it sent over QUIC.
     pub bytes_sent: u64,
+    /// Payload bytes of values same-host readers mapped (handed out as a
+    /// descriptor: no byte of them crossed a socket).
+    pub bytes_mapped_out: u64,
+    /// Payload bytes of small values sent inline to same-host readers over
+    /// the Unix socket.
+    pub bytes_local_sent: u64,
+    /// Gets served to same-host readers.
+    pub local_gets: u64,
+    /// Ranges same-host readers map now (each pins its bytes on this
+    /// worker until the reader lets go or disconnects).
+    pub local_leases: u64,
+    /// Sealed shared-memory copies of values in memory kept for same-host
+    /// readers, and their bytes. They do not count against `max_memsize`
+    /// (they are bounded by the worker's `max_shared`).
+    pub shared_copies: u64,
+    /// Bytes of those copies.
+    pub shared_bytes: u64,
+    /// Same-host connections refused (another user, or no proof of the
+    /// cluster secret).
+    pub local_refused: u64,
 }
 
 /// Errors of [`encode_message`] and [`decode_message`].

@@ -67,12 +67,13 @@ impl Cluster {
 }
 
 /// A blocking client holding `secret` whose workers are `workers`, with the
-/// tests' short timeout.
+/// tests' short timeout. It reads over QUIC only (these tests are about the
+/// network path; tests/same_host.rs makes its own clients).
 pub(crate) fn client_of(secret: &ClusterSecret, workers: &[&WorkerProc]) -> BlockingClient {
     BlockingClient::with_config(
         secret.clone(),
         workers.iter().map(|w| (w.id, w.addr)),
-        ClientConfig::default().timeout(TIMEOUT),
+        ClientConfig::default().timeout(TIMEOUT).same_host(false),
     )
     .expect("starting a client")
 }

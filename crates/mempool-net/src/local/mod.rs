@@ -1,0 +1,961 @@
+//! The same-host path (messages and choice in [`crate::proto::local`]): the
+//! worker's Unix socket server ([`LocalServer`]) and a reader's connection to
+//! it ([`LocalLink`]).
+//!
+//! A worker listens on a `SOCK_SEQPACKET` socket in its pool's 0700 session
+//! directory. A connection is served only when its peer runs as the worker's
+//! user (`SO_PEERCRED`) and proves it holds the cluster secret (an
+//! HMAC-SHA256 of a fresh nonce, keyed by a hash of the secret's key). A get
+//! is answered with a descriptor (`SCM_RIGHTS`) and a range:
+//! - a value on disk stored as it is: its spill segment, opened read-only;
+//!   the worker holds the value's [`StoredFrame`], which pins the range;
+//! - a value in memory: a sealed memfd copy of its frame, made once and
+//!   cached while that in-memory instance lives, within `max_shared` bytes
+//!   (outside `max_memsize`: the pool's bound is about values, this one
+//!   about the copies made for readers; a get that finds no room is answered
+//!   with [`LocalResponse::Fallback`] and goes over QUIC);
+//! - a compressed spill file: a sealed memfd of the decompressed frame, for
+//!   that lease only.
+//!
+//! Small frames (up to [`INLINE_MAX`]) are sent inline instead. Every lease
+//! is held until the reader sends Release (when the last view of its buffer
+//! goes) or its connection closes — also when the reader's process dies, as
+//! the kernel closes its socket.
+
+mod map;
+
+use std::collections::HashMap;
+use std::io;
+use std::io::Write as _;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use mempool_arrays::Buffer;
+use mempool_core::{Residence, StoredFrame};
+use mempool_serde::{Frame, ReadOptions};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use crate::proto::{
+    decode_message, ErrorKind, LocalEndpoint, LocalRequest, LocalResponse, MapKind, INLINE_MAX,
+    LOCAL_MAX_PACKET,
+};
+use crate::{ValueId, WorkerId};
+
+/// Environment variable that overrides this process's host identity (tests
+/// use it to play a worker on another host).
+pub const HOST_ID_ENV: &str = "MEMPOOL_NET_HOST_ID";
+
+/// This process's host identity: the kernel's boot id, the user and the
+/// mount namespace — equal exactly where a path in the worker's session
+/// directory names the same socket, and a descriptor of the same user may be
+/// passed. `None` where it cannot be read (no /proc).
+pub(crate) fn host_identity() -> Option<String> {
+    if let Ok(id) = std::env::var(HOST_ID_ENV) {
+        return Some(id);
+    }
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let mnt = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    Some(format!(
+        "{}/uid{}/{}",
+        boot.trim(),
+        rustix::process::getuid().as_raw(),
+        mnt.display()
+    ))
+}
+
+/// What the reader signs: a domain label, the worker's id and its nonce.
+fn challenge_bytes(worker: WorkerId, nonce: &[u8; 32]) -> Vec<u8> {
+    let mut m = b"mempool-local/1".to_vec();
+    m.extend_from_slice(&worker.0.to_le_bytes());
+    m.extend_from_slice(nonce);
+    m
+}
+
+fn packet<M: serde::Serialize>(msg: &M) -> Vec<u8> {
+    postcard::to_stdvec(msg).expect("local messages always encode")
+}
+
+fn seqpacket() -> io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Receives one packet into `buf`, and the descriptor attached to it.
+/// `Ok((0, None))` at the end of the connection.
+///
+/// # Errors
+/// A packet larger than `buf`, more than one descriptor, or a truncated
+/// control message: `InvalidData`.
+async fn recv_packet(
+    sock: &AsyncFd<OwnedFd>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    loop {
+        let mut ready = sock.readable().await?;
+        let got = ready.try_io(|s| {
+            let mut space =
+                [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let r = rustix::net::recvmsg(
+                s.get_ref(),
+                &mut [io::IoSliceMut::new(buf)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            )?;
+            let mut fds: Vec<OwnedFd> = Vec::new();
+            for msg in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(got) = msg {
+                    fds.extend(got);
+                }
+            }
+            if r.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) || fds.len() > 1 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a packet or its descriptors over the bound",
+                ));
+            }
+            Ok((r.bytes, fds.pop()))
+        });
+        match got {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Sends one packet, with `fd` attached.
+async fn send_packet(
+    sock: &AsyncFd<OwnedFd>,
+    bytes: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    loop {
+        let mut ready = sock.writable().await?;
+        let sent = ready.try_io(|s| {
+            let mut space =
+                [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            let fds;
+            if let Some(fd) = fd {
+                fds = [fd];
+                if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+                    return Err(io::Error::other("no room for a descriptor"));
+                }
+            }
+            let n = rustix::net::sendmsg(
+                s.get_ref(),
+                &[io::IoSlice::new(bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )?;
+            if n != bytes.len() {
+                return Err(io::Error::other("a packet sent in part"));
+            }
+            Ok(())
+        });
+        match sent {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// A sealed memfd holding `frame`'s bytes, and their length.
+fn sealed_copy(frame: &StoredFrame) -> io::Result<(OwnedFd, u64)> {
+    let encoded = frame.encode().map_err(io::Error::other)?;
+    let fd = rustix::fs::memfd_create(
+        "mempool-value",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )?;
+    let mut file = std::fs::File::from(fd);
+    file.set_len(encoded.len() as u64)?;
+    for chunk in encoded.chunks() {
+        file.write_all(chunk)?;
+    }
+    // No writable mapping of it exists (it was written with write(2)), so
+    // F_SEAL_WRITE is granted.
+    rustix::fs::fcntl_add_seals(&file, map::SEALS)?;
+    Ok((OwnedFd::from(file), encoded.len() as u64))
+}
+
+/// What keeps a lease's bytes in place on the owner.
+enum Pin {
+    /// The value's frame: for a spilled value, its segment range.
+    Frame(#[allow(dead_code, reason = "held for its Drop")] StoredFrame),
+    /// A sealed copy (already immutable; held to count it).
+    Copy(#[allow(dead_code, reason = "held for its Drop")] Arc<OwnedFd>),
+}
+
+/// A cached sealed copy of a value in memory.
+struct Copy {
+    residence: Residence,
+    fd: Arc<OwnedFd>,
+    len: u64,
+    used: u64,
+}
+
+#[derive(Default)]
+struct Leases {
+    /// Live connections, and the pins of each.
+    conns: HashMap<u64, HashMap<u64, Pin>>,
+    next_conn: u64,
+    next_lease: u64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Copies {
+    by_value: HashMap<ValueId, Copy>,
+    bytes: u64,
+    clock: u64,
+}
+
+impl Copies {
+    /// Drops copies whose value no longer lives in memory.
+    fn sweep(&mut self) {
+        let before = self.by_value.len();
+        self.by_value.retain(|_, c| c.residence.is_live());
+        if self.by_value.len() != before {
+            self.bytes = self.by_value.values().map(|c| c.len).sum();
+        }
+    }
+
+    /// Makes room for `len` bytes within `max`, dropping the least recently
+    /// used copies no reader maps; false if there is none to drop.
+    fn make_room(&mut self, len: u64, max: u64) -> bool {
+        self.sweep();
+        while self.bytes + len > max {
+            let victim = self
+                .by_value
+                .iter()
+                .filter(|(_, c)| Arc::strong_count(&c.fd) == 1)
+                .min_by_key(|(_, c)| c.used)
+                .map(|(id, _)| *id);
+            let Some(id) = victim else {
+                return false;
+            };
+            if let Some(c) = self.by_value.remove(&id) {
+                self.bytes -= c.len;
+            }
+        }
+        true
+    }
+}
+
+/// The same-host side of a worker: its socket's endpoint, the leases of its
+/// readers and the sealed copies made for them.
+pub(crate) struct LocalServer {
+    endpoint: Option<LocalEndpoint>,
+    listener: Mutex<Option<OwnedFd>>,
+    worker: WorkerId,
+    key: ring::hmac::Key,
+    uid: u32,
+    max_shared: u64,
+    leases: Mutex<Leases>,
+    copies: Mutex<Copies>,
+    pub(crate) mapped_out: AtomicU64,
+    pub(crate) local_sent: AtomicU64,
+    pub(crate) gets: AtomicU64,
+    pub(crate) refused: AtomicU64,
+}
+
+/// Counts for [`crate::proto::WorkerStats`].
+pub(crate) struct LocalCounts {
+    pub(crate) leases: u64,
+    pub(crate) copies: u64,
+    pub(crate) copy_bytes: u64,
+}
+
+impl LocalServer {
+    /// A server for worker `worker` whose socket is bound at `path` (in its
+    /// session directory) when `enabled` and possible; without it (the path
+    /// too long for a socket, no /proc), the worker serves over QUIC only.
+    pub(crate) fn new(
+        worker: WorkerId,
+        secret: &crate::ClusterSecret,
+        path: &Path,
+        enabled: bool,
+        max_shared: u64,
+    ) -> Self {
+        let mut listener = None;
+        let mut endpoint = None;
+        if enabled {
+            match (Self::bind(path), host_identity()) {
+                (Ok(fd), Some(host)) => {
+                    listener = Some(fd);
+                    endpoint = Some(LocalEndpoint {
+                        path: path.to_string_lossy().into_owned(),
+                        host,
+                    });
+                }
+                (Err(e), _) => {
+                    debug!("no same-host socket at {}: {e}", path.display());
+                }
+                (_, None) => debug!("no same-host socket: this host's identity is unknown"),
+            }
+        }
+        Self {
+            endpoint,
+            listener: Mutex::new(listener),
+            worker,
+            key: secret.local_key(),
+            uid: rustix::process::getuid().as_raw(),
+            max_shared,
+            leases: Mutex::default(),
+            copies: Mutex::default(),
+            mapped_out: AtomicU64::new(0),
+            local_sent: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    fn bind(path: &Path) -> io::Result<OwnedFd> {
+        let fd = seqpacket()?;
+        let addr = SocketAddrUnix::new(path)?;
+        rustix::net::bind(&fd, &addr)?;
+        rustix::net::listen(&fd, 128)?;
+        Ok(fd)
+    }
+
+    /// The endpoint to announce in Welcome.
+    pub(crate) fn endpoint(&self) -> Option<LocalEndpoint> {
+        self.endpoint.clone()
+    }
+
+    pub(crate) fn counts(&self) -> LocalCounts {
+        let leases = self.leases.lock().expect("leases lock").count;
+        let mut copies = self.copies.lock().expect("copies lock");
+        copies.sweep();
+        LocalCounts {
+            leases,
+            copies: copies.by_value.len() as u64,
+            copy_bytes: copies.bytes,
+        }
+    }
+
+    /// Called when the worker stops: the pins of readers still mapping are
+    /// never dropped (a dropped pin would let the pool punch a range a
+    /// reader maps); the pool's session directory is removed all the same,
+    /// and the kernel frees the files when the last mapping goes.
+    pub(crate) fn forget_pins(&self) {
+        let conns = std::mem::take(&mut self.leases.lock().expect("leases lock").conns);
+        std::mem::forget(conns);
+    }
+
+    fn open_conn(&self) -> u64 {
+        let mut l = self.leases.lock().expect("leases lock");
+        l.next_conn += 1;
+        let id = l.next_conn;
+        l.conns.insert(id, HashMap::new());
+        id
+    }
+
+    /// Registers `pin` for connection `conn`; `None` when it has closed.
+    fn pin(&self, conn: u64, pin: Pin) -> Option<u64> {
+        let mut l = self.leases.lock().expect("leases lock");
+        l.next_lease += 1;
+        let lease = l.next_lease;
+        l.conns.get_mut(&conn)?.insert(lease, pin);
+        l.count += 1;
+        Some(lease)
+    }
+
+    fn release(&self, conn: u64, lease: u64) {
+        let pin = {
+            let mut l = self.leases.lock().expect("leases lock");
+            let pin = l.conns.get_mut(&conn).and_then(|c| c.remove(&lease));
+            if pin.is_some() {
+                l.count -= 1;
+            }
+            pin
+        };
+        // Dropped outside the lock: a spilled range may be punched here.
+        drop(pin);
+    }
+
+    fn close_conn(&self, conn: u64) {
+        let pins = {
+            let mut l = self.leases.lock().expect("leases lock");
+            let pins = l.conns.remove(&conn).unwrap_or_default();
+            l.count -= pins.len() as u64;
+            pins
+        };
+        drop(pins);
+    }
+
+    /// The cached sealed copy of the value in memory `frame`, made now if
+    /// there is none.
+    fn copy_of(&self, id: ValueId, frame: &StoredFrame) -> io::Result<Option<(Arc<OwnedFd>, u64)>> {
+        let residence = frame.residence();
+        {
+            let mut c = self.copies.lock().expect("copies lock");
+            c.clock += 1;
+            let now = c.clock;
+            if let (Some(copy), Some(r)) = (c.by_value.get_mut(&id), residence.as_ref()) {
+                if copy.residence.same(r) && copy.residence.is_live() {
+                    copy.used = now;
+                    return Ok(Some((Arc::clone(&copy.fd), copy.len)));
+                }
+            }
+        }
+        let (fd, len) = sealed_copy(frame)?;
+        let fd = Arc::new(fd);
+        let Some(residence) = residence else {
+            // A decompressed spill file: this lease's own copy.
+            return Ok(Some((fd, len)));
+        };
+        let mut c = self.copies.lock().expect("copies lock");
+        if let Some(old) = c.by_value.remove(&id) {
+            c.bytes -= old.len;
+        }
+        if !c.make_room(len, self.max_shared) {
+            return Ok(None);
+        }
+        c.clock += 1;
+        let used = c.clock;
+        c.bytes += len;
+        c.by_value.insert(
+            id,
+            Copy {
+                residence,
+                fd: Arc::clone(&fd),
+                len,
+                used,
+            },
+        );
+        Ok(Some((fd, len)))
+    }
+}
+
+/// Accepts same-host connections until the runtime stops.
+pub(crate) async fn serve(ctx: Arc<crate::worker::Ctx>) {
+    let Some(fd) = ctx.local.listener.lock().expect("listener lock").take() else {
+        return;
+    };
+    let listener = match map::register(fd) {
+        Ok(l) => l,
+        Err(e) => {
+            debug!("same-host socket not served: {e}");
+            return;
+        }
+    };
+    loop {
+        let Ok(mut ready) = listener.readable().await else {
+            return;
+        };
+        match ready.try_io(|l| {
+            Ok(rustix::net::accept_with(
+                l.get_ref(),
+                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            )?)
+        }) {
+            Ok(Ok(sock)) => {
+                tokio::spawn(serve_conn(sock, Arc::clone(&ctx)));
+            }
+            Ok(Err(e)) => debug!("accepting a same-host connection: {e}"),
+            Err(_would_block) => {}
+        }
+    }
+}
+
+async fn serve_conn(sock: OwnedFd, ctx: Arc<crate::worker::Ctx>) {
+    let local = &ctx.local;
+    // The socket's directory is 0700, but check the peer's user anyway.
+    match rustix::net::sockopt::socket_peercred(&sock) {
+        Ok(cred) if cred.uid.as_raw() == local.uid => {}
+        other => {
+            local.refused.fetch_add(1, Ordering::Relaxed);
+            debug!("refused a same-host connection from {other:?}");
+            return;
+        }
+    }
+    let Ok(sock) = map::register(sock) else {
+        return;
+    };
+    let sock = Arc::new(sock);
+    if !authenticate(&sock, &ctx).await {
+        local.refused.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let conn = local.open_conn();
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let n = match recv_packet(&sock, &mut buf).await {
+            Ok((0, _)) => break,
+            Ok((n, None)) => n,
+            // A descriptor from a reader, an oversized packet: not ours.
+            Ok((_, Some(_))) | Err(_) => break,
+        };
+        match decode_message::<LocalRequest>(&buf[..n]) {
+            Ok(LocalRequest::Get { tag, id }) => {
+                let (ctx, sock) = (Arc::clone(&ctx), Arc::clone(&sock));
+                tokio::spawn(async move { answer_get(&ctx, &sock, conn, tag, id).await });
+            }
+            Ok(LocalRequest::Release { lease }) => local.release(conn, lease),
+            Ok(_) | Err(_) => {
+                debug!("closing a same-host connection that broke the protocol");
+                break;
+            }
+        }
+    }
+    // The reader let go of everything, or died: its pins go.
+    local.close_conn(conn);
+}
+
+/// The challenge: true if the peer proved it holds the cluster secret
+/// within the idle timeout.
+async fn authenticate(sock: &AsyncFd<OwnedFd>, ctx: &crate::worker::Ctx) -> bool {
+    let local = &ctx.local;
+    let mut nonce = [0u8; 32];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).is_err() {
+        return false;
+    }
+    let challenge = LocalResponse::Challenge {
+        worker: local.worker,
+        nonce,
+    };
+    if send_packet(sock, &packet(&challenge), None).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 256];
+    let answer = tokio::time::timeout(ctx.idle_timeout, recv_packet(sock, &mut buf)).await;
+    let Ok(Ok((n, None))) = answer else {
+        return false;
+    };
+    let Ok(LocalRequest::Auth { mac }) = decode_message::<LocalRequest>(&buf[..n]) else {
+        return false;
+    };
+    if ring::hmac::verify(&local.key, &challenge_bytes(local.worker, &nonce), &mac).is_err() {
+        debug!("refused a same-host connection: no proof of the cluster secret");
+        return false;
+    }
+    send_packet(sock, &packet(&LocalResponse::Ready), None)
+        .await
+        .is_ok()
+}
+
+async fn answer_get(
+    ctx: &Arc<crate::worker::Ctx>,
+    sock: &AsyncFd<OwnedFd>,
+    conn: u64,
+    tag: u64,
+    id: ValueId,
+) {
+    let local = &ctx.local;
+    let error = |kind, message| LocalResponse::Error { tag, kind, message };
+    let frame = match ctx.pool.frame(&crate::worker::core_ref(&ctx.pool, id)) {
+        Ok(f) => f,
+        Err(e) => {
+            let (kind, message) = crate::worker::error_kind(&e);
+            let _ = send_packet(sock, &packet(&error(kind, message)), None).await;
+            return;
+        }
+    };
+    ctx.count_get(&frame);
+    local.gets.fetch_add(1, Ordering::Relaxed);
+    // Off the runtime's thread: a copy of a large value takes a while.
+    let worker_ctx = Arc::clone(ctx);
+    let prepared = tokio::task::spawn_blocking(move || prepare(&worker_ctx, id, frame)).await;
+    let (msg, fd, pin) = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => (
+            error(ErrorKind::Other, format!("the same-host copy failed: {e}")),
+            None,
+            None,
+        ),
+        Err(_) => (
+            error(ErrorKind::Other, "the worker failed while answering".into()),
+            None,
+            None,
+        ),
+    };
+    let msg = match (msg, pin) {
+        (
+            LocalResponse::Mapped {
+                kind, offset, len, ..
+            },
+            Some(pin),
+        ) => {
+            let Some(lease) = local.pin(conn, pin) else {
+                return; // the reader is gone
+            };
+            local.mapped_out.fetch_add(len, Ordering::Relaxed);
+            LocalResponse::Mapped {
+                tag,
+                lease,
+                kind,
+                offset,
+                len,
+            }
+        }
+        (LocalResponse::Inline { bytes, .. }, _) => LocalResponse::Inline { tag, bytes },
+        (LocalResponse::Fallback { reason, .. }, _) => LocalResponse::Fallback { tag, reason },
+        (msg, _) => msg,
+    };
+    if let LocalResponse::Inline { bytes, .. } = &msg {
+        local
+            .local_sent
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    let sent = send_packet(sock, &packet(&msg), fd.as_ref().map(|f| f.as_fd())).await;
+    if sent.is_err() {
+        if let LocalResponse::Mapped { lease, .. } = msg {
+            local.release(conn, lease);
+        }
+    }
+}
+
+type Prepared = (LocalResponse, Option<Arc<OwnedFd>>, Option<Pin>);
+
+/// The answer to a get of `frame`: inline, or a descriptor and its pin.
+fn prepare(ctx: &crate::worker::Ctx, id: ValueId, frame: StoredFrame) -> io::Result<Prepared> {
+    let local = &ctx.local;
+    let mapped = |lease_kind, offset, len| LocalResponse::Mapped {
+        tag: 0,
+        lease: 0,
+        kind: lease_kind,
+        offset,
+        len,
+    };
+    if let Some(range) = frame.spill_range() {
+        if range.size > INLINE_MAX {
+            // Read-only: the reader can map it, not write it.
+            let file = std::fs::File::open(&range.path)?;
+            let msg = mapped(MapKind::Pinned, range.offset, range.size);
+            return Ok((
+                msg,
+                Some(Arc::new(OwnedFd::from(file))),
+                Some(Pin::Frame(frame)),
+            ));
+        }
+    }
+    let small = frame
+        .spill_range()
+        .map(|r| r.size)
+        .filter(|s| *s <= INLINE_MAX);
+    let inline = match small {
+        Some(_) => true,
+        None => {
+            let encoded = frame.encode().map_err(io::Error::other)?;
+            encoded.len() as u64 <= INLINE_MAX
+        }
+    };
+    if inline {
+        let encoded = frame.encode().map_err(io::Error::other)?;
+        let mut bytes = Vec::with_capacity(encoded.len());
+        for chunk in encoded.chunks() {
+            bytes.extend_from_slice(chunk);
+        }
+        return Ok((LocalResponse::Inline { tag: 0, bytes }, None, None));
+    }
+    match local.copy_of(id, &frame)? {
+        Some((fd, len)) => {
+            let msg = mapped(MapKind::Sealed, 0, len);
+            Ok((msg, Some(Arc::clone(&fd)), Some(Pin::Copy(fd))))
+        }
+        None => Ok((
+            LocalResponse::Fallback {
+                tag: 0,
+                reason: format!(
+                    "no room for a shared copy within max_shared ({} bytes)",
+                    local.max_shared
+                ),
+            },
+            None,
+            None,
+        )),
+    }
+}
+
+/// The outcome of a same-host get.
+pub(crate) enum LocalGet {
+    /// The frame's bytes, checked (checksums verified).
+    Bytes(Buffer),
+    /// The worker answered with an error.
+    Failed(ErrorKind, String),
+    /// The frame is corrupt.
+    Corrupt(mempool_serde::FrameError),
+    /// Use QUIC for this get (no room for a copy, or the link was lost).
+    Fallback,
+}
+
+/// An answer to a get and the descriptor that came with it.
+type Answer = (LocalResponse, Option<OwnedFd>);
+
+struct LinkInner {
+    sock: Arc<AsyncFd<OwnedFd>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    next_tag: AtomicU64,
+    dead: Arc<AtomicBool>,
+    releases: tokio::sync::mpsc::UnboundedSender<u64>,
+}
+
+impl Drop for LinkInner {
+    fn drop(&mut self) {
+        // Ends the reader task (it sees the end of the connection) and so
+        // closes the socket: the worker drops this link's pins.
+        let _ = rustix::net::shutdown(self.sock.get_ref(), rustix::net::Shutdown::Both);
+    }
+}
+
+/// The lease of a mapped range: released when the last view of the buffer
+/// goes. It holds the link, so that the connection (whose closing would
+/// release every pin) stays open while any mapping of it lives.
+struct LeaseGuard {
+    lease: u64,
+    link: Arc<LinkInner>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let _ = self.link.releases.send(self.lease);
+    }
+}
+
+/// A reader's authenticated connection to one worker's same-host socket.
+#[derive(Clone)]
+pub(crate) struct LocalLink {
+    inner: Arc<LinkInner>,
+}
+
+impl LocalLink {
+    /// Connects to the socket at `path` and proves membership to worker
+    /// `worker` within `timeout`. Must be called inside a tokio runtime.
+    pub(crate) async fn connect(
+        path: &str,
+        worker: WorkerId,
+        key: &ring::hmac::Key,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let fd = seqpacket()?;
+        rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)?;
+        let sock = Arc::new(map::register(fd)?);
+        let handshake = async {
+            let mut buf = [0u8; 256];
+            let (n, _) = recv_packet(&sock, &mut buf).await?;
+            let nonce = match decode_message::<LocalResponse>(&buf[..n]) {
+                Ok(LocalResponse::Challenge { worker: w, nonce }) if w == worker => nonce,
+                other => {
+                    return Err(io::Error::other(format!(
+                        "not worker {worker}'s challenge: {other:?}"
+                    )))
+                }
+            };
+            let mac = ring::hmac::sign(key, &challenge_bytes(worker, &nonce));
+            let auth = LocalRequest::Auth {
+                mac: mac.as_ref().to_vec(),
+            };
+            send_packet(&sock, &packet(&auth), None).await?;
+            let (n, _) = recv_packet(&sock, &mut buf).await?;
+            match decode_message::<LocalResponse>(&buf[..n]) {
+                Ok(LocalResponse::Ready) => Ok(()),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "the worker refused the proof of membership",
+                )),
+            }
+        };
+        tokio::time::timeout(timeout, handshake)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "same-host handshake"))??;
+        let (releases, mut to_release) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let dead = Arc::new(AtomicBool::new(false));
+        let inner = Arc::new(LinkInner {
+            sock: Arc::clone(&sock),
+            pending: Mutex::default(),
+            next_tag: AtomicU64::new(1),
+            dead: Arc::clone(&dead),
+            releases,
+        });
+        // Releases go out from a task: a buffer may be dropped anywhere.
+        let release_sock = Arc::clone(&sock);
+        tokio::spawn(async move {
+            while let Some(lease) = to_release.recv().await {
+                let msg = packet(&LocalRequest::Release { lease });
+                if send_packet(&release_sock, &msg, None).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // Answers are matched to their calls by tag.
+        let weak: Weak<LinkInner> = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; LOCAL_MAX_PACKET];
+            loop {
+                let (n, fd) = match recv_packet(&sock, &mut buf).await {
+                    Ok((0, _)) | Err(_) => break,
+                    Ok(r) => r,
+                };
+                let Ok(msg) = decode_message::<LocalResponse>(&buf[..n]) else {
+                    break;
+                };
+                let Some(link) = weak.upgrade() else {
+                    break;
+                };
+                let waiter = msg
+                    .tag()
+                    .and_then(|t| link.pending.lock().expect("pending lock").remove(&t));
+                match waiter {
+                    Some(w) => {
+                        if let Err((LocalResponse::Mapped { lease, .. }, _)) = w.send((msg, fd)) {
+                            // The caller gave up: nobody maps it.
+                            let _ = link.releases.send(lease);
+                        }
+                    }
+                    None => {
+                        if let LocalResponse::Mapped { lease, .. } = msg {
+                            let _ = link.releases.send(lease);
+                        }
+                    }
+                }
+            }
+            dead.store(true, Ordering::Relaxed);
+            if let Some(link) = weak.upgrade() {
+                link.pending.lock().expect("pending lock").clear();
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    /// Whether the connection is still up.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.inner.dead.load(Ordering::Relaxed)
+    }
+
+    /// Gets value `id`: mapped (or inline), checked.
+    pub(crate) async fn get(&self, id: ValueId, timeout: Duration) -> LocalGet {
+        let inner = &self.inner;
+        let tag = inner.next_tag.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        inner.pending.lock().expect("pending lock").insert(tag, tx);
+        let forget = || {
+            inner.pending.lock().expect("pending lock").remove(&tag);
+        };
+        if !self.is_alive() {
+            forget();
+            return LocalGet::Fallback;
+        }
+        let req = packet(&LocalRequest::Get { tag, id });
+        if send_packet(&inner.sock, &req, None).await.is_err() {
+            forget();
+            inner.dead.store(true, Ordering::Relaxed);
+            return LocalGet::Fallback;
+        }
+        let (msg, fd) = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => return LocalGet::Fallback,
+            Err(_) => {
+                forget();
+                return LocalGet::Fallback;
+            }
+        };
+        let bytes = match (msg, fd) {
+            (LocalResponse::Inline { bytes, .. }, None) => Buffer::copy_aligned(&bytes),
+            (
+                LocalResponse::Mapped {
+                    lease,
+                    kind,
+                    offset,
+                    len,
+                    ..
+                },
+                Some(fd),
+            ) => {
+                let guard = Arc::new(LeaseGuard {
+                    lease,
+                    link: Arc::clone(inner),
+                });
+                let Ok(len) = usize::try_from(len) else {
+                    return LocalGet::Fallback;
+                };
+                let map = match map::map_range(fd, kind, offset, len) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        debug!("mapping a same-host range failed: {e}");
+                        return LocalGet::Fallback;
+                    }
+                };
+                if len >= 1 << 20 {
+                    // One madvise instead of a fault per page: the checksum
+                    // pass reads every byte.
+                    let _ = map.populate();
+                }
+                map.with_guard(guard)
+            }
+            (LocalResponse::Error { kind, message, .. }, _) => {
+                return LocalGet::Failed(kind, message)
+            }
+            _ => return LocalGet::Fallback,
+        };
+        match Frame::parse(
+            &bytes,
+            &ReadOptions {
+                verify_checksum: true,
+            },
+        ) {
+            Ok(_) => LocalGet::Bytes(bytes),
+            Err(e) => LocalGet::Corrupt(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_copy_cannot_change_and_maps_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool =
+            mempool_core::Pool::new(mempool_core::PoolConfig::default().spill_dir(dir.path()))
+                .unwrap();
+        let r = pool
+            .set(mempool_arrays::PrimitiveArray::from(vec![2.5f64; 100_000]))
+            .unwrap();
+        let frame = pool.frame(&r).unwrap();
+        let (fd, len) = sealed_copy(&frame).unwrap();
+        let file = std::fs::File::from(fd.try_clone().unwrap());
+        assert!(
+            (&file).write_all(b"x").is_err(),
+            "a sealed memfd took a write"
+        );
+        assert!(file.set_len(1).is_err(), "a sealed memfd shrank");
+        let map = map::map_range(fd, MapKind::Sealed, 0, len as usize).unwrap();
+        let back: mempool_arrays::PrimitiveArray<f64> = mempool_serde::decode(&map).unwrap();
+        assert_eq!(back.values()[99_999], 2.5);
+        // An unsealed memfd is refused as Sealed.
+        let open = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::io::write(&open, &[0u8; 64]).unwrap();
+        let e = map::map_range(open, MapKind::Sealed, 0, 64).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn the_proof_depends_on_secret_worker_and_nonce() {
+        let a = crate::ClusterSecret::generate().unwrap();
+        let b = crate::ClusterSecret::generate().unwrap();
+        let n = [1u8; 32];
+        let msg = challenge_bytes(WorkerId(1), &n);
+        let mac = ring::hmac::sign(&a.local_key(), &msg);
+        assert!(ring::hmac::verify(&a.local_key(), &msg, mac.as_ref()).is_ok());
+        assert!(ring::hmac::verify(&b.local_key(), &msg, mac.as_ref()).is_err());
+        let other = challenge_bytes(WorkerId(2), &n);
+        assert!(ring::hmac::verify(&a.local_key(), &other, mac.as_ref()).is_err());
+        let other = challenge_bytes(WorkerId(1), &[2u8; 32]);
+        assert!(ring::hmac::verify(&a.local_key(), &other, mac.as_ref()).is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! The same-host path with real processes: a reader on the owner's host
+//! maps the owner's bytes (a sealed copy of a value in memory, the spill
+//! range of a value on disk) and no payload byte crosses QUIC; disabled, or
+//! with the worker on another "host", QUIC serves; a reader killed while it
+//! maps a value frees the owner's pin; a peer without the secret is refused
+//! on the Unix socket.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, WorkerProc, TIMEOUT};
+use mempool_arrays::PrimitiveArray;
+use mempool_net::proto::{LocalRequest, LocalResponse, WorkerStats};
+use mempool_net::{BlockingClient, ClientConfig, ClusterSecret, DRef, WorkerId};
+
+/// 16 MiB of f64: well past the inline bound.
+const BIG: usize = 2 << 20;
+
+fn big_value(seed: f64) -> PrimitiveArray<f64> {
+    PrimitiveArray::from((0..BIG).map(|i| i as f64 * 0.5 + seed).collect::<Vec<_>>())
+}
+
+/// A client that uses the same-host path (the default).
+fn same_host_client(cluster: &Cluster, w: &WorkerProc) -> BlockingClient {
+    BlockingClient::with_config(
+        cluster.secret.clone(),
+        [(w.id, w.addr)],
+        ClientConfig::default().timeout(TIMEOUT),
+    )
+    .unwrap()
+}
+
+fn stats(c: &BlockingClient, w: WorkerId) -> WorkerStats {
+    c.stats(w).expect("stats")
+}
+
+/// Polls `f` until it holds, for at most `limit`.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn same_host_gets_of_resident_and_spilled_values_move_no_payload_over_quic() {
+    let cluster = Cluster::new();
+    let w = cluster.worker(1, &[]);
+    let client = same_host_client(&cluster, &w);
+    let value = big_value(1.0);
+    let r = client.set_on(w.id, &value).unwrap();
+    assert!(
+        client.uses_same_host(w.id),
+        "the same-host path was not chosen"
+    );
+    let before = stats(&client, w.id);
+
+    // In memory: a sealed copy, made once.
+    let back: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(back.values(), value.values());
+    let again: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(again.values(), value.values());
+    let s = stats(&client, w.id);
+    assert_eq!(
+        s.bytes_sent,
+        before.bytes_sent,
+        "payload went over QUIC: {}",
+        w.stderr_text()
+    );
+    assert_eq!(s.local_gets - before.local_gets, 2);
+    assert!(s.bytes_mapped_out - before.bytes_mapped_out >= 2 * (BIG as u64 * 8));
+    assert_eq!(s.shared_copies, 1, "one copy, reused: {s:?}");
+    assert!(s.shared_bytes >= BIG as u64 * 8);
+    assert_eq!(s.local_leases, 2, "both mappings pinned: {s:?}");
+    drop(back);
+    drop(again);
+    assert!(
+        eventually(TIMEOUT, || stats(&client, w.id).local_leases == 0),
+        "dropping the buffers released no pin"
+    );
+
+    // On disk: the spill segment's range, pinned while mapped.
+    client.move_to_disk(&r).unwrap();
+    let before = stats(&client, w.id);
+    let frame = client.get_frame(&r).unwrap();
+    let back: PrimitiveArray<f64> = mempool_serde::decode(&frame).unwrap();
+    assert_eq!(back.values(), value.values());
+    let s = stats(&client, w.id);
+    assert_eq!(s.bytes_sent, before.bytes_sent, "payload went over QUIC");
+    assert_eq!(
+        s.bytes_mapped_out - before.bytes_mapped_out,
+        frame.len() as u64
+    );
+    assert_eq!(s.local_leases, 1);
+    assert_eq!(s.mem_values, 0, "the get made the value resident: {s:?}");
+    // Deleted while mapped: the reader's bytes stay what they were.
+    client.delete(&r).unwrap();
+    assert_eq!(back.values()[BIG - 1], value.values()[BIG - 1]);
+    drop(back);
+    drop(frame);
+    assert!(eventually(TIMEOUT, || stats(&client, w.id).local_leases == 0));
+    assert!(matches!(
+        client.get::<PrimitiveArray<f64>>(&r),
+        Err(mempool_net::NetError::NotFound { .. })
+    ));
+
+    // Small values come inline on the socket: still no QUIC payload.
+    let small = client
+        .set_on(w.id, &PrimitiveArray::from(vec![7u64]))
+        .unwrap();
+    let before = stats(&client, w.id);
+    let got: PrimitiveArray<u64> = client.get(&small).unwrap();
+    assert_eq!(got.values(), &[7]);
+    let s = stats(&client, w.id);
+    assert_eq!(s.bytes_sent, before.bytes_sent);
+    assert!(s.bytes_local_sent > before.bytes_local_sent);
+}
+
+#[test]
+fn disabled_by_configuration_the_quic_path_serves() {
+    let cluster = Cluster::new();
+    let w = cluster.worker(1, &[]);
+    let client = BlockingClient::with_config(
+        cluster.secret.clone(),
+        [(w.id, w.addr)],
+        ClientConfig::default().timeout(TIMEOUT).same_host(false),
+    )
+    .unwrap();
+    let value = big_value(2.0);
+    let r = client.set_on(w.id, &value).unwrap();
+    assert!(!client.uses_same_host(w.id));
+    let before = stats(&client, w.id);
+    let back: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(back.values(), value.values());
+    let s = stats(&client, w.id);
+    assert!(s.bytes_sent - before.bytes_sent >= BIG as u64 * 8);
+    assert_eq!(s.bytes_mapped_out, 0);
+    assert_eq!(s.local_gets, 0);
+}
+
+/// A worker process that claims another host identity.
+struct Elsewhere {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Elsewhere {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_worker_on_another_host_is_read_over_quic() {
+    let cluster = Cluster::new();
+    let dir = cluster.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mempool-net-worker"))
+        .args(["--id", "5", "--listen", "127.0.0.1:0", "--secret"])
+        .arg(&cluster.secret_path)
+        .arg("--dir")
+        .arg(&dir)
+        .env(mempool_net::HOST_ID_ENV, "another-host/uid0/mnt:[1]")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut w = Elsewhere {
+        child,
+        addr: "127.0.0.1:1".parse().unwrap(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("worker started");
+    w.addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = BlockingClient::with_config(
+        cluster.secret.clone(),
+        [(WorkerId(5), w.addr)],
+        ClientConfig::default().timeout(TIMEOUT),
+    )
+    .unwrap();
+    let value = big_value(3.0);
+    let r = client.set_on(WorkerId(5), &value).unwrap();
+    assert!(!client.uses_same_host(WorkerId(5)));
+    let back: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(back.values(), value.values());
+    let s = stats(&client, WorkerId(5));
+    assert!(s.bytes_sent >= BIG as u64 * 8);
+    assert_eq!((s.bytes_mapped_out, s.local_gets), (0, 0));
+}
+
+/// Run as a child process by `a_reader_killed_while_mapping_frees_the_pin`:
+/// maps the value named in the environment, says so, and waits to be
+/// killed. Without the environment, does nothing.
+#[test]
+fn reader_child() {
+    let Ok(spec) = std::env::var("MEMPOOL_TEST_READER") else {
+        return;
+    };
+    let mut parts = spec.split(' ');
+    let secret = ClusterSecret::load(parts.next().unwrap().as_ref()).unwrap();
+    let addr: std::net::SocketAddr = parts.next().unwrap().parse().unwrap();
+    let r: DRef = parts.next().unwrap().parse().unwrap();
+    let client = BlockingClient::new(secret, [(r.worker(), addr)]).unwrap();
+    let frame = client.get_frame(&r).unwrap();
+    println!("mapped {}", frame.len());
+    std::thread::sleep(Duration::from_secs(60));
+    drop(frame);
+}
+
+#[test]
+fn a_reader_killed_while_mapping_frees_the_pin() {
+    let cluster = Cluster::new();
+    let w = cluster.worker(1, &[]);
+    let client = same_host_client(&cluster, &w);
+    for spill in [false, true] {
+        let r = client.set_on(w.id, &big_value(4.0)).unwrap();
+        if spill {
+            client.move_to_disk(&r).unwrap();
+        }
+        let mut reader = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "reader_child", "--nocapture", "--test-threads=1"])
+            .env(
+                "MEMPOOL_TEST_READER",
+                format!("{} {} {r}", cluster.secret_path.display(), w.addr),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = reader.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if line.contains("mapped ") {
+                    let _ = tx.send(line);
+                    return;
+                }
+            }
+        });
+        let mapped = rx.recv_timeout(Duration::from_secs(30));
+        let leases = stats(&client, w.id).local_leases;
+        let _ = reader.kill();
+        let _ = reader.wait();
+        assert!(mapped.is_ok(), "the reader did not map the value");
+        assert_eq!(leases, 1, "the reader's mapping is not pinned");
+        assert!(
+            eventually(Duration::from_secs(5), || stats(&client, w.id).local_leases
+                == 0),
+            "the killed reader's pin stayed (spilled: {spill})"
+        );
+        client.delete(&r).unwrap();
+    }
+}
+
+#[test]
+fn a_peer_without_the_secret_is_refused_on_the_unix_socket() {
+    let cluster = Cluster::new();
+    let w: WorkerProc = cluster.worker(1, &[]);
+    let client = same_host_client(&cluster, &w);
+    let r = client.set_on(w.id, &big_value(5.0)).unwrap();
+    // Where the socket is: the worker's session directory, under its dir.
+    let sock = find_socket(&w.dir).expect("the worker's same-host socket");
+    let before = stats(&client, w.id);
+    // A SOCK_SEQPACKET client by hand (std has none), answering the
+    // challenge with a MAC that no key of the cluster made.
+    let fd = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        None,
+    )
+    .unwrap();
+    rustix::net::connect(&fd, &rustix::net::SocketAddrUnix::new(&sock).unwrap()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = rustix::net::recv(&fd, &mut buf, rustix::net::RecvFlags::empty())
+        .unwrap()
+        .0;
+    let LocalResponse::Challenge { .. } =
+        mempool_net::proto::decode_message::<LocalResponse>(&buf[..n]).unwrap()
+    else {
+        panic!("no challenge");
+    };
+    let auth = postcard::to_stdvec(&LocalRequest::Auth { mac: vec![0; 32] }).unwrap();
+    rustix::net::send(&fd, &auth, rustix::net::SendFlags::empty()).unwrap();
+    // Refused: the connection ends, no Ready, nothing served.
+    let n = rustix::net::recv(&fd, &mut buf, rustix::net::RecvFlags::empty())
+        .map(|r| r.0)
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the worker answered a wrong proof");
+    let get = postcard::to_stdvec(&LocalRequest::Get { tag: 1, id: r.id() }).unwrap();
+    let _ = rustix::net::send(&fd, &get, rustix::net::SendFlags::NOSIGNAL);
+    let s = stats(&client, w.id);
+    assert_eq!(s.local_refused - before.local_refused, 1);
+    assert_eq!(s.local_gets, before.local_gets);
+    assert_eq!(s.bytes_mapped_out, before.bytes_mapped_out);
+}
+
+fn find_socket(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "local.sock") {
+            return Some(p);
+        }
+        if p.is_dir() {
+            if let Some(s) = find_socket(&p) {
+                return Some(s);
+            }
+        }
+    }
+    None
+}
