@@ -1185,8 +1185,11 @@ async fn w4_loops_async(
 }
 
 /// W4 over QUIC: a worker child, the 64 MiB value and the 8-byte value
-/// stored on it (untimed), then the timed fetches and gets.
-fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client) -> W4Times {
+/// stored on it (untimed), then the timed fetches and gets. With
+/// `same_host`, the client reads through the worker's same-host socket
+/// (mapping a sealed shared copy, or small values inline) and the run checks
+/// that no payload byte crossed QUIC; without, QUIC only.
+fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client, same_host: bool) -> W4Times {
     use mempool_net::{BlockingClient, Client, ClientConfig, ClusterSecret, WorkerId};
     static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1211,8 +1214,8 @@ fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client) -> W4Times {
                 .build()
                 .expect("a tokio runtime");
             rt.block_on(async {
-                let client =
-                    Client::new(&secret, workers, ClientConfig::default()).expect("W4 client");
+                let config = ClientConfig::default().same_host(same_host);
+                let client = Client::new(&secret, workers, config).expect("W4 client");
                 let big = client
                     .set_on(WorkerId(1), &big_value)
                     .await
@@ -1222,14 +1225,18 @@ fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client) -> W4Times {
                     .set_on(WorkerId(1), &small_value)
                     .await
                     .expect("W4 set");
+                assert_eq!(client.uses_same_host(WorkerId(1)).await, same_host);
                 let times = w4_loops_async(child.id(), &client, &big, &small, expect).await;
                 let stats = client.stats(WorkerId(1)).await.expect("W4 stats");
                 assert_eq!(stats.disk_values, 0, "W4 must stay in memory");
+                w4_check_path(&stats, same_host);
                 times
             })
         }
         W4Client::Blocking => {
-            let client = BlockingClient::new(secret, workers).expect("W4 client");
+            let config = ClientConfig::default().same_host(same_host);
+            let client = BlockingClient::with_config(secret, workers, config).expect("W4 client");
+            assert_eq!(client.uses_same_host(WorkerId(1)), same_host);
             let big = client.set_on(WorkerId(1), &big_value).expect("W4 set");
             drop(big_value);
             let small = client.set_on(WorkerId(1), &small_value).expect("W4 set");
@@ -1249,12 +1256,27 @@ fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client) -> W4Times {
             );
             let stats = client.stats(WorkerId(1)).expect("W4 stats");
             assert_eq!(stats.disk_values, 0, "W4 must stay in memory");
+            w4_check_path(&stats, same_host);
             times
         }
     };
     drop(child);
     let _ = std::fs::remove_dir_all(&child_dir);
     times
+}
+
+/// Checks which path W4's payload took: with `same_host`, none of it over
+/// QUIC (the large value mapped, the small one inline on the Unix socket).
+fn w4_check_path(stats: &mempool_net::proto::WorkerStats, same_host: bool) {
+    let payload = (W4_FETCHES + W4_WARMUP + W4_SMALL_GETS) as u64;
+    if same_host {
+        assert_eq!(stats.bytes_sent, 0, "W4 same-host payload went over QUIC");
+        assert!(stats.local_gets >= payload, "{stats:?}");
+        assert!(stats.bytes_mapped_out >= (W4_FETCHES * W4_BIG_BYTES) as u64);
+    } else {
+        assert_eq!(stats.local_gets, 0, "W4 QUIC run used the same-host path");
+        assert!(stats.bytes_sent >= (W4_FETCHES * W4_BIG_BYTES) as u64);
+    }
 }
 
 /// The reference: the same transfers over plain TCP loopback, into a
@@ -1304,12 +1326,13 @@ fn w4_tcp(expect: u64) -> W4Times {
 /// the reference, over plain TCP.
 fn w4(dir: &Path, which: W4Client) -> Workload {
     println!(
-        "W4 remote: 64 MiB f64 array x{W4_FETCHES}, 8-byte value x{W4_SMALL_GETS}; QUIC ({}) and TCP loopback",
+        "W4 remote: 64 MiB f64 array x{W4_FETCHES}, 8-byte value x{W4_SMALL_GETS}; QUIC ({}), same host and TCP loopback",
         which.name()
     );
     let gen = F64Pool::new();
     let expect = checksum_f64(gen.as_slice());
-    let quic = w4_quic(dir, &gen, expect, which);
+    let quic = w4_quic(dir, &gen, expect, which, false);
+    let local = w4_quic(dir, &gen, expect, which, true);
     drop(gen);
     let tcp = w4_tcp(expect);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -1325,6 +1348,39 @@ fn w4(dir: &Path, which: W4Client) -> Workload {
             100.0 * quic.mbs() / tcp.mbs(),
             tcp.mbs(),
             which.name()
+        ),
+    );
+    w.add(
+        "fetch 64 MiB x20 (same host)",
+        local.mbs(),
+        "MB/s",
+        ">= 6500",
+        format!(
+            "mapped from the worker's sealed shared copy, checksums verified and summed inside \
+             the timer; {:.1}x QUIC; {}",
+            local.mbs() / quic.mbs(),
+            which.name()
+        ),
+    );
+    w.add(
+        "fetch 64 MiB, median (same host)",
+        ms(local.median_fetch()),
+        "ms",
+        "",
+        format!(
+            "{:.0} MB/s; first {:.1} ms (makes the shared copy)",
+            per_fetch_mbs(local.median_fetch()),
+            ms(local.fetches[0])
+        ),
+    );
+    w.add(
+        "8-byte get p50 (same host)",
+        local.small_us(0.50),
+        "us",
+        "<= 140",
+        format!(
+            "inline on the Unix socket; p99 {:.1} us",
+            local.small_us(0.99)
         ),
     );
     w.add(
