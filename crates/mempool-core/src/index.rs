@@ -620,12 +620,18 @@ impl State {
     }
 
     /// Marks a value on disk only as being read back by this caller; returns
-    /// its file, or `None` if it is not on disk only.
-    pub(crate) fn start_restore(&mut self, idx: u32) -> Option<SpillFile> {
+    /// what the read needs of its file — its range, one reference count (not
+    /// a copy of the record and its path) — or `None` if it is not on disk
+    /// only. (The range is `None` only in the index's own tests.)
+    #[expect(clippy::option_option, reason = "the inner None is for tests only")]
+    pub(crate) fn start_restore(
+        &mut self,
+        idx: u32,
+    ) -> Option<Option<Arc<crate::segments::Extent>>> {
         let Place::OnDisk { file } = &self.entry(idx).place else {
             return None;
         };
-        let copy = SpillFile::clone(file);
+        let copy = file.extent.clone();
         self.transition(idx, |place| {
             let Place::OnDisk { file } = place else {
                 unreachable!("checked above")

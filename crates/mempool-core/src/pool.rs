@@ -27,6 +27,7 @@ use crate::frames::StoredFrame;
 use crate::held::{downcast, release, FrameValue, Held, Ref, Stored};
 use crate::index::{make_id, split_id, tag_of, Place, SpillFile, State, TypeTag, FRAME_TAG};
 use crate::room::{Admitted, Locked, Undo};
+use crate::segments::Extent;
 use crate::session::SessionDir;
 use crate::spill::{Victim, Why};
 use crate::stats::{Counters, Stats};
@@ -412,12 +413,13 @@ impl Pool {
                 continue;
             }
             let is_frame = e.is_frame();
-            let file = st.start_restore(idx).expect("on disk when not in memory");
+            let from = st.start_restore(idx).expect("on disk when not in memory");
             st.misses += 1;
             drop(st);
             let (idx, gen) = split_id(r.id);
             let guard = Undo::new(self, move |st: &mut State| st.abort_restore(idx, gen));
-            return self.restore::<T>(r, &file, is_frame, guard);
+            let extent = from.expect("a pool's spill file has its extent");
+            return self.restore::<T>(r, &extent, is_frame, guard);
         }
     }
 
@@ -435,14 +437,14 @@ impl Pool {
     fn restore<T: Storable>(
         &self,
         r: &DRef,
-        file: &SpillFile,
+        extent: &Arc<Extent>,
         is_frame: bool,
         guard: Undo<'_, impl FnOnce(&mut State)>,
     ) -> Result<Ref<T>> {
         let (idx, gen) = split_id(r.id);
         let mapped = |b: &Buffer| b.memory_kind() == mempool_arrays::MemoryKind::Mapped;
         let read = if is_frame {
-            self.read_frame_file(file, self.inner.config.verify_checksums)
+            self.read_frame_file(extent, self.inner.config.verify_checksums)
                 .and_then(|frame| {
                     let out = self.decode_frame::<T>(&frame)?;
                     let size = frame.len() as u64;
@@ -453,7 +455,7 @@ impl Pool {
                     Ok((Arc::clone(&stored), out.keeping(stored)))
                 })
         } else {
-            self.spill_bytes(file).and_then(|bytes| {
+            self.extent_bytes(extent).and_then(|bytes| {
                 let value = mempool_serde::decode_with::<T>(&bytes, &self.read_options())?;
                 let size = value.mem_size();
                 let held =
@@ -473,7 +475,7 @@ impl Pool {
                 return Err(e);
             }
         };
-        Counters::add(&self.inner.counters.bytes_read, file.len);
+        Counters::add(&self.inner.counters.bytes_read, extent.len());
         let size = stored.size();
         if size > self.inner.config.max_memsize {
             drop(guard);
@@ -504,13 +506,26 @@ impl Pool {
         }
     }
 
-    /// A spilled frame's bytes: a mapping of its range of its segment that keeps
-    /// the range in place while it (or anything decoded from it) lives.
-    fn spill_bytes(&self, file: &SpillFile) -> Result<Buffer> {
-        Ok(self.spill_bytes_as_is(file)?.0)
+    /// A spilled frame's bytes: a mapping of its range of its segment that
+    /// keeps the range in place while it (or anything decoded from it) lives,
+    /// or a copy of a small one (see [`Extent::buffer`]); decompressed into
+    /// memory if it was stored compressed.
+    fn extent_bytes(&self, extent: &Arc<Extent>) -> Result<Buffer> {
+        let bytes = extent.buffer().map_err(|source| {
+            PoolError::Frame(mempool_serde::FrameError::Io {
+                path: Some(extent.path().to_owned()),
+                source,
+            })
+        })?;
+        if mempool_serde::is_compressed(bytes.as_slice()) {
+            // Decompressed into memory (never mapped); the raw length is
+            // bounded by the container (LZ4 expands at most 255 times).
+            return Ok(mempool_serde::decompress_frame(bytes.as_slice(), u64::MAX)?);
+        }
+        Ok(bytes)
     }
 
-    /// [`Pool::spill_bytes`], and whether they were stored compressed (so
+    /// [`Pool::extent_bytes`], and whether they were stored compressed (so
     /// that the file's range is not the frame).
     fn spill_bytes_as_is(&self, file: &SpillFile) -> Result<(Buffer, bool)> {
         let extent = file
@@ -534,10 +549,10 @@ impl Pool {
         Ok((bytes, false))
     }
 
-    /// Maps a frame entry's spill file and checks it (the checksum too
+    /// Reads a frame entry's spilled frame and checks it (the checksum too
     /// with `verify`).
-    fn read_frame_file(&self, file: &SpillFile, verify: bool) -> Result<Frame> {
-        let bytes = self.spill_bytes(file)?;
+    fn read_frame_file(&self, extent: &Arc<Extent>, verify: bool) -> Result<Frame> {
+        let bytes = self.extent_bytes(extent)?;
         let opts = ReadOptions {
             verify_checksum: verify,
         };

@@ -452,9 +452,10 @@ mod tests {
                 if !on_disk.is_empty() {
                     let idx = on_disk[self.rng.below(on_disk.len() as u64) as usize];
                     let gen = self.st.slots[idx as usize].gen();
-                    let file = self.st.start_restore(idx).unwrap();
+                    let mem_size = self.st.entry(idx).file().unwrap().mem_size;
+                    self.st.start_restore(idx).unwrap();
                     self.log.push(format!("caller {i}: restore {idx}"));
-                    return Some(Op::Restore(idx, gen, file.mem_size));
+                    return Some(Op::Restore(idx, gen, mem_size));
                 }
             }
             let size = 1 + self.rng.below(MAX / 4 * 3);
