@@ -28,10 +28,12 @@ const WRITE_PIECE: usize = 1 << 20;
 #[non_exhaustive]
 pub struct ClientConfig {
     /// How long a worker may stay silent (to connect, or mid-request) before
-    /// the request fails naming it. Default 4 s (so 5 s at most). Silence is the
-    /// connection's: a request waiting while the worker sends others'
-    /// answers on it is not failed. Checked every quarter of it, so a
-    /// request to a dead worker fails within 1.25 × this.
+    /// the request fails naming it. Default 4 s (so 5 s at most). Silence is
+    /// the connection's: no packet from the worker at all (a live worker
+    /// acknowledges keep-alives sent every quarter of this), so a request
+    /// waiting behind others' answers, for the worker's receive budget, or
+    /// for a long operation on it is not failed. Checked every quarter of
+    /// it, so a request to a dead worker fails within 1.25 × this.
     pub timeout: Duration,
     /// After a worker could not be reached, calls to it fail at once for
     /// this long, then the next call tries again. Default 200 ms.
@@ -391,19 +393,35 @@ impl Client {
                 .flat_map(|p| p.chunks())
                 .flat_map(|c| c.chunks(WRITE_PIECE)),
         );
-        for piece in pieces {
-            match tokio::time::timeout(timeout, send.stream().write_all(piece)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(lost(e.to_string())),
-                Err(_) => return Err(timed_out()),
+        // A worker is alive while its packets arrive (it acknowledges our
+        // keep-alives every quarter timeout even when it sends no data):
+        // waiting for its flow control (its receive budget is taken) or for
+        // a long operation (a spill, a large move_to_disk) is not silence.
+        // The check runs every quarter timeout, so a dead worker fails a call
+        // within 1.25 x the timeout.
+        let check_every = timeout / 4;
+        let mut live = Liveness::new(conn, timeout);
+        'write: for piece in pieces {
+            let mut write = std::pin::pin!(send.stream().write_all(piece));
+            loop {
+                tokio::select! {
+                    r = &mut write => match r {
+                        Ok(()) => break,
+                        // The worker refused the request before reading it
+                        // all (a value too large): its answer says why.
+                        Err(quinn::WriteError::Stopped(_)) => break 'write,
+                        Err(e) => return Err(lost(e.to_string())),
+                    },
+                    _ = tokio::time::sleep(check_every) => {
+                        if !live.alive(Instant::now()) {
+                            return Err(timed_out());
+                        }
+                    }
+                }
             }
         }
         send.finish();
         call.handle(Instant::now(), CallEvent::Sent);
-        let mut seen_stream_frames = conn.stats().frame_rx.stream;
-        // The connection's stream data is checked every quarter timeout, so a
-        // dead worker is noticed at most a quarter timeout late.
-        let check_every = timeout / 4;
         let mut next_check = Instant::now() + check_every;
         loop {
             let deadline = call.poll_timeout().expect("a call not done has a deadline");
@@ -421,11 +439,7 @@ impl Client {
                 }
                 _ = tokio::time::sleep_until(deadline.min(next_check).into()) => {
                     let now = Instant::now();
-                    // Data for other calls on the connection: the worker is
-                    // alive and busy, and this call waits its turn.
-                    let stream_frames = conn.stats().frame_rx.stream;
-                    if stream_frames != seen_stream_frames {
-                        seen_stream_frames = stream_frames;
+                    if live.heard_since_last_check(now) {
                         call.handle(now, CallEvent::Busy);
                     }
                     next_check = now + check_every;
@@ -738,6 +752,43 @@ impl Client {
                 reason: format!("unexpected answer {other:?}"),
             },
         }
+    }
+}
+
+/// Whether a worker is alive: packets from it keep arriving.
+struct Liveness<'a> {
+    conn: &'a quinn::Connection,
+    seen: u64,
+    last_heard: Instant,
+    timeout: Duration,
+}
+
+impl<'a> Liveness<'a> {
+    fn new(conn: &'a quinn::Connection, timeout: Duration) -> Self {
+        Self {
+            conn,
+            seen: conn.stats().udp_rx.datagrams,
+            last_heard: Instant::now(),
+            timeout,
+        }
+    }
+
+    /// Whether packets arrived since the last check (noting when).
+    fn heard_since_last_check(&mut self, now: Instant) -> bool {
+        let d = self.conn.stats().udp_rx.datagrams;
+        if d != self.seen {
+            self.seen = d;
+            self.last_heard = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the worker was heard within the timeout.
+    fn alive(&mut self, now: Instant) -> bool {
+        self.heard_since_last_check(now);
+        now.duration_since(self.last_heard) < self.timeout
     }
 }
 

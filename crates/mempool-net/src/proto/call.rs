@@ -12,9 +12,9 @@ use super::wire::{Limits, Response, WireError};
 pub enum CallEvent<'a> {
     /// The request (and its payload) went out; counts as progress.
     Sent,
-    /// The connection carried data for other requests since this call's
-    /// last progress: the worker is alive and busy (its answers queue
-    /// behind others'), so the call's silence is not the worker's.
+    /// The worker was heard on the connection since this call's last
+    /// progress: it is alive and busy (its answer queues behind others', or
+    /// its operation takes long), so the call's silence is not the worker's.
     Busy,
     /// Bytes of the response arrived.
     Data(&'a [u8]),
@@ -50,9 +50,9 @@ pub type Reply = (Response, Option<Buffer>);
 ///
 /// The timeout runs from the last progress, not from the start: a large
 /// value that keeps arriving is never cut off, a silent one always is.
-/// Progress is this call's bytes, or [`CallEvent::Busy`]: data arriving on
-/// the connection for other calls (a worker answering eight large gets at
-/// once sends them in turn; the last one waits, but the worker is alive).
+/// Progress is this call's bytes, or [`CallEvent::Busy`]: the worker heard
+/// on the connection (a worker answering eight large gets at once sends
+/// them in turn; the last one waits, but the worker is alive).
 pub struct Call {
     reader: Option<StreamReader<Response>>,
     timeout: Duration,
