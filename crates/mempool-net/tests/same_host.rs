@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use common::{Cluster, WorkerProc, TIMEOUT};
 use mempool_arrays::PrimitiveArray;
 use mempool_net::proto::{LocalRequest, LocalResponse, WorkerStats};
-use mempool_net::{BlockingClient, ClientConfig, ClusterSecret, DRef, WorkerId};
+use mempool_net::{
+    BlockingClient, ClientConfig, ClusterSecret, DRef, Worker, WorkerConfig, WorkerId,
+};
 
 /// 16 MiB of f64: well past the inline bound.
 const BIG: usize = 2 << 20;
@@ -333,4 +335,138 @@ fn find_socket(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         }
     }
     None
+}
+
+/// An in-process worker whose sealed copies may take `max_shared` bytes,
+/// and a same-host client of it.
+fn shared_worker(
+    dir: &std::path::Path,
+    max_shared: u64,
+    compression: Option<mempool_serde::Codec>,
+) -> (Worker, BlockingClient) {
+    let secret = ClusterSecret::generate().unwrap();
+    let pool = mempool_core::Pool::new(
+        mempool_core::PoolConfig::default()
+            .spill_dir(dir)
+            .compression(compression),
+    )
+    .unwrap();
+    let mut config = WorkerConfig::new(WorkerId(1), secret.clone());
+    config.max_shared = max_shared;
+    let w = Worker::spawn(pool, config).unwrap();
+    let client = BlockingClient::with_config(
+        secret,
+        [(w.id(), w.addr())],
+        ClientConfig::default().timeout(TIMEOUT),
+    )
+    .unwrap();
+    assert!(client.uses_same_host(w.id()));
+    (w, client)
+}
+
+/// `n` MiB of f64 equal to `seed`.
+fn mib(n: usize, seed: f64) -> PrimitiveArray<f64> {
+    PrimitiveArray::from(vec![seed; n << 17])
+}
+
+#[test]
+fn copies_a_reader_maps_count_against_max_shared_after_their_value_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, client) = shared_worker(dir.path(), 8 << 20, None);
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let v = mib(6, f64::from(i));
+        let r = client.set_on(w.id(), &v).unwrap();
+        let got: PrimitiveArray<f64> = client.get(&r).unwrap();
+        assert_eq!(got.values(), v.values());
+        held.push(got);
+        // Its in-memory instance goes; the reader's copy stays counted.
+        client.delete(&r).unwrap();
+        let s = stats(&client, w.id());
+        assert!(
+            s.shared_bytes >= 6 << 20 && s.shared_bytes <= 8 << 20,
+            "after {} gets: {s:?}",
+            i + 1
+        );
+    }
+    let s = stats(&client, w.id());
+    assert!(
+        s.bytes_mapped_out <= 8 << 20,
+        "copies mapped beyond max_shared: {s:?}"
+    );
+    assert_eq!(s.shared_copies, 1, "{s:?}");
+    assert!(s.bytes_sent >= 3 * (6 << 20), "the others went over QUIC");
+    drop(held);
+    assert!(
+        eventually(TIMEOUT, || {
+            let s = stats(&client, w.id());
+            (s.local_leases, s.shared_copies, s.shared_bytes) == (0, 0, 0)
+        }),
+        "released copies stay counted: {:?}",
+        stats(&client, w.id())
+    );
+    // Larger than max_shared: QUIC, with no copy made.
+    let v = mib(10, 1.5);
+    let r = client.set_on(w.id(), &v).unwrap();
+    let before = stats(&client, w.id());
+    let got: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(got.values(), v.values());
+    let s = stats(&client, w.id());
+    assert!(s.bytes_sent - before.bytes_sent >= 10 << 20);
+    assert_eq!(s.shared_bytes, 0);
+}
+
+#[test]
+fn concurrent_first_gets_of_a_value_share_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, client) = shared_worker(dir.path(), 8 << 20, None);
+    let v = mib(6, 2.0);
+    let r = client.set_on(w.id(), &v).unwrap();
+    let barrier = std::sync::Barrier::new(6);
+    let before = stats(&client, w.id());
+    let held: Vec<PrimitiveArray<f64>> = std::thread::scope(|s| {
+        let gets: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    client.get::<PrimitiveArray<f64>>(&r).unwrap()
+                })
+            })
+            .collect();
+        gets.into_iter().map(|g| g.join().unwrap()).collect()
+    });
+    for got in &held {
+        assert_eq!(got.values(), v.values());
+    }
+    let s = stats(&client, w.id());
+    assert_eq!(s.shared_copies, 1, "{s:?}");
+    assert!(s.shared_bytes <= 8 << 20, "{s:?}");
+    assert_eq!(s.bytes_sent, before.bytes_sent, "a get went over QUIC");
+    assert_eq!(s.local_leases, 6);
+}
+
+#[test]
+fn a_compressed_spilled_value_s_copies_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, client) = shared_worker(dir.path(), 8 << 20, Some(mempool_serde::Codec::Lz4));
+    let v = mib(6, 3.0);
+    let r = client.set_on(w.id(), &v).unwrap();
+    client.move_to_disk(&r).unwrap();
+    let first: PrimitiveArray<f64> = client.get(&r).unwrap();
+    let s = stats(&client, w.id());
+    assert_eq!(s.local_leases, 1);
+    assert!(
+        s.shared_bytes >= 6 << 20,
+        "a per-get copy not counted: {s:?}"
+    );
+    // A second copy would pass max_shared: QUIC serves.
+    let before = stats(&client, w.id());
+    let second: PrimitiveArray<f64> = client.get(&r).unwrap();
+    let s = stats(&client, w.id());
+    assert!(s.shared_bytes <= 8 << 20, "{s:?}");
+    assert!(s.bytes_sent - before.bytes_sent >= 6 << 20);
+    assert_eq!(first.values(), v.values());
+    assert_eq!(second.values(), v.values());
+    drop((first, second));
+    assert!(eventually(TIMEOUT, || stats(&client, w.id()).shared_bytes == 0));
 }

@@ -9,13 +9,20 @@
 //! is answered with a descriptor (`SCM_RIGHTS`) and a range:
 //! - a value on disk stored as it is: its spill segment, opened read-only;
 //!   the worker holds the value's [`StoredFrame`], which pins the range;
-//! - a value in memory: a sealed memfd copy of its frame, made once and
-//!   cached while that in-memory instance lives, within `max_shared` bytes
-//!   (outside `max_memsize`: the pool's bound is about values, this one
-//!   about the copies made for readers; a get that finds no room is answered
-//!   with [`LocalResponse::Fallback`] and goes over QUIC);
+//! - a value in memory: a sealed memfd copy of its frame, made once (gets of
+//!   a value whose copy is being made wait for it) and cached while that
+//!   in-memory instance lives;
 //! - a compressed spill file: a sealed memfd of the decompressed frame, for
 //!   that lease only.
+//!
+//! Every copy alive — cached, mapped by a reader, or both — counts against
+//! `max_shared` bytes (outside `max_memsize`: the pool's bound is about
+//! values, this one about the copies made for readers) and a bound on their
+//! number (each holds a descriptor: a quarter of the soft limit of open
+//! files, raised to the hard limit at start), from before it is made until
+//! the last hold on it goes. A get that finds no room, or whose copy or
+//! file cannot be made (out of descriptors), is answered with
+//! [`LocalResponse::Fallback`] and goes over QUIC.
 //!
 //! Small frames (up to [`INLINE_MAX`]) are sent inline instead. Every lease
 //! is held until the reader sends Release (when the last view of its buffer
@@ -173,9 +180,8 @@ async fn send_packet(
     }
 }
 
-/// A sealed memfd holding `frame`'s bytes, and their length.
-fn sealed_copy(frame: &StoredFrame) -> io::Result<(OwnedFd, u64)> {
-    let encoded = frame.encode().map_err(io::Error::other)?;
+/// A sealed memfd holding the bytes of `encoded`.
+fn sealed_copy(encoded: &mempool_serde::EncodedFrame<'_>) -> io::Result<OwnedFd> {
     let fd = rustix::fs::memfd_create(
         "mempool-value",
         rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
@@ -188,7 +194,7 @@ fn sealed_copy(frame: &StoredFrame) -> io::Result<(OwnedFd, u64)> {
     // No writable mapping of it exists (it was written with write(2)), so
     // F_SEAL_WRITE is granted.
     rustix::fs::fcntl_add_seals(&file, map::SEALS)?;
-    Ok((OwnedFd::from(file), encoded.len() as u64))
+    Ok(OwnedFd::from(file))
 }
 
 /// What keeps a lease's bytes in place on the owner.
@@ -196,14 +202,65 @@ enum Pin {
     /// The value's frame: for a spilled value, its segment range.
     Frame(#[allow(dead_code, reason = "held for its Drop")] StoredFrame),
     /// A sealed copy (already immutable; held to count it).
-    Copy(#[allow(dead_code, reason = "held for its Drop")] Arc<OwnedFd>),
+    Copy(#[allow(dead_code, reason = "held for its Drop")] Arc<SharedCopy>),
+}
+
+/// The bytes and number of sealed copies alive on the worker — cached,
+/// mapped by a reader, or both — against `max_shared` and a bound on their
+/// descriptors (each holds one).
+struct Budget {
+    used: Mutex<(u64, u64)>,
+    max_bytes: u64,
+    max_count: u64,
+}
+
+impl Budget {
+    /// Room for one copy of `len` bytes, counted until the reservation (or
+    /// the copy made with it) is dropped; `None` if there is none.
+    fn try_reserve(self: &Arc<Self>, len: u64) -> Option<Reservation> {
+        let mut used = self.used.lock().expect("budget lock");
+        if used.0 + len > self.max_bytes || used.1 + 1 > self.max_count {
+            return None;
+        }
+        used.0 += len;
+        used.1 += 1;
+        Some(Reservation {
+            budget: Arc::clone(self),
+            len,
+        })
+    }
+
+    fn used(&self) -> (u64, u64) {
+        *self.used.lock().expect("budget lock")
+    }
+}
+
+/// Room held in a [`Budget`].
+struct Reservation {
+    budget: Arc<Budget>,
+    len: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().expect("budget lock");
+        used.0 -= self.len;
+        used.1 -= 1;
+    }
+}
+
+/// A sealed copy of a frame: counted in the budget while it lives (in the
+/// cache, in a lease, or both).
+struct SharedCopy {
+    fd: OwnedFd,
+    len: u64,
+    _room: Reservation,
 }
 
 /// A cached sealed copy of a value in memory.
 struct Copy {
     residence: Residence,
-    fd: Arc<OwnedFd>,
-    len: u64,
+    copy: Arc<SharedCopy>,
     used: u64,
 }
 
@@ -219,40 +276,77 @@ struct Leases {
 #[derive(Default)]
 struct Copies {
     by_value: HashMap<ValueId, Copy>,
-    bytes: u64,
+    /// Values whose copy is being made (one at a time per value).
+    making: std::collections::HashSet<ValueId>,
     clock: u64,
 }
 
 impl Copies {
-    /// Drops copies whose value no longer lives in memory.
+    /// Drops the cache's hold on copies whose value no longer lives in
+    /// memory (a copy a reader maps stays counted until released).
     fn sweep(&mut self) {
-        let before = self.by_value.len();
         self.by_value.retain(|_, c| c.residence.is_live());
-        if self.by_value.len() != before {
-            self.bytes = self.by_value.values().map(|c| c.len).sum();
-        }
     }
 
-    /// Makes room for `len` bytes within `max`, dropping the least recently
-    /// used copies no reader maps; false if there is none to drop.
-    fn make_room(&mut self, len: u64, max: u64) -> bool {
+    /// The cached copy of `id`'s in-memory instance `residence`.
+    fn hit(&mut self, id: ValueId, residence: &Residence) -> Option<Arc<SharedCopy>> {
+        self.clock += 1;
+        let now = self.clock;
+        let copy = self.by_value.get_mut(&id)?;
+        if copy.residence.same(residence) && copy.residence.is_live() {
+            copy.used = now;
+            return Some(Arc::clone(&copy.copy));
+        }
+        None
+    }
+
+    /// Reserves room for a copy of `len` bytes, dropping the least recently
+    /// used cached copies no reader maps until there is; `None` if there is
+    /// still none.
+    fn reserve(&mut self, budget: &Arc<Budget>, len: u64) -> Option<Reservation> {
         self.sweep();
-        while self.bytes + len > max {
+        loop {
+            if let Some(r) = budget.try_reserve(len) {
+                return Some(r);
+            }
             let victim = self
                 .by_value
                 .iter()
-                .filter(|(_, c)| Arc::strong_count(&c.fd) == 1)
+                .filter(|(_, c)| Arc::strong_count(&c.copy) == 1)
                 .min_by_key(|(_, c)| c.used)
-                .map(|(id, _)| *id);
-            let Some(id) = victim else {
-                return false;
-            };
-            if let Some(c) = self.by_value.remove(&id) {
-                self.bytes -= c.len;
-            }
+                .map(|(id, _)| *id)?;
+            // Its Drop gives its room back.
+            self.by_value.remove(&victim);
         }
-        true
     }
+}
+
+/// How long a get waits for another get's copy of the same value before it
+/// goes over QUIC.
+const COPY_WAIT: Duration = Duration::from_secs(5);
+
+/// The most sealed copies alive at once for a process whose soft limit of
+/// open files is `nofile`: a quarter of it (each copy holds a descriptor),
+/// at least 4.
+fn max_copies(nofile: u64) -> u64 {
+    (nofile / 4).max(4)
+}
+
+/// Raises this process's soft limit of open files to its hard limit (each
+/// cached copy holds a descriptor) and returns the soft limit in force.
+fn raise_nofile() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return lim.maximum.unwrap_or(u64::MAX);
+        }
+    }
+    lim.current.unwrap_or(u64::MAX)
 }
 
 /// The same-host side of a worker: its socket's endpoint, the leases of its
@@ -263,9 +357,11 @@ pub(crate) struct LocalServer {
     worker: WorkerId,
     key: ring::hmac::Key,
     uid: u32,
-    max_shared: u64,
     leases: Mutex<Leases>,
     copies: Mutex<Copies>,
+    /// Signalled when a copy being made is done (or failed).
+    copy_done: std::sync::Condvar,
+    budget: Arc<Budget>,
     pub(crate) mapped_out: AtomicU64,
     pub(crate) local_sent: AtomicU64,
     pub(crate) gets: AtomicU64,
@@ -292,7 +388,9 @@ impl LocalServer {
     ) -> Self {
         let mut listener = None;
         let mut endpoint = None;
+        let mut nofile = u64::MAX;
         if enabled {
+            nofile = raise_nofile();
             match (Self::bind(path), host_identity()) {
                 (Ok(fd), Some(host)) => {
                     listener = Some(fd);
@@ -313,9 +411,14 @@ impl LocalServer {
             worker,
             key: secret.local_key(),
             uid: rustix::process::getuid().as_raw(),
-            max_shared,
             leases: Mutex::default(),
             copies: Mutex::default(),
+            copy_done: std::sync::Condvar::new(),
+            budget: Arc::new(Budget {
+                used: Mutex::new((0, 0)),
+                max_bytes: max_shared,
+                max_count: max_copies(nofile),
+            }),
             mapped_out: AtomicU64::new(0),
             local_sent: AtomicU64::new(0),
             gets: AtomicU64::new(0),
@@ -338,12 +441,12 @@ impl LocalServer {
 
     pub(crate) fn counts(&self) -> LocalCounts {
         let leases = self.leases.lock().expect("leases lock").count;
-        let mut copies = self.copies.lock().expect("copies lock");
-        copies.sweep();
+        self.copies.lock().expect("copies lock").sweep();
+        let (copy_bytes, copies) = self.budget.used();
         LocalCounts {
             leases,
-            copies: copies.by_value.len() as u64,
-            copy_bytes: copies.bytes,
+            copies,
+            copy_bytes,
         }
     }
 
@@ -397,47 +500,89 @@ impl LocalServer {
         drop(pins);
     }
 
-    /// The cached sealed copy of the value in memory `frame`, made now if
-    /// there is none.
-    fn copy_of(&self, id: ValueId, frame: &StoredFrame) -> io::Result<Option<(Arc<OwnedFd>, u64)>> {
-        let residence = frame.residence();
-        {
+    /// The cached copy of value `id`'s in-memory instance `residence`,
+    /// or the right to make it: gets of one value wait for the one copy
+    /// being made (`Busy` past [`COPY_WAIT`]).
+    fn claim(&self, id: ValueId, residence: &Residence) -> Claim<'_> {
+        let deadline = std::time::Instant::now() + COPY_WAIT;
+        let mut c = self.copies.lock().expect("copies lock");
+        loop {
+            if let Some(copy) = c.hit(id, residence) {
+                return Claim::Hit(copy);
+            }
+            if c.making.insert(id) {
+                return Claim::Make(Making { local: self, id });
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Claim::Busy;
+            }
+            c = self.copy_done.wait_timeout(c, left).expect("copies lock").0;
+        }
+    }
+
+    /// A sealed copy of `encoded`, counted against the budget: cached for
+    /// `residence` (the value's in-memory instance) if given, else for one
+    /// lease only. `Ok(None)` when there is no room.
+    fn make_copy(
+        &self,
+        id: ValueId,
+        residence: Option<Residence>,
+        encoded: &mempool_serde::EncodedFrame<'_>,
+    ) -> io::Result<Option<Arc<SharedCopy>>> {
+        let len = encoded.len() as u64;
+        let Some(room) = self
+            .copies
+            .lock()
+            .expect("copies lock")
+            .reserve(&self.budget, len)
+        else {
+            return Ok(None);
+        };
+        // Made outside the lock (a copy of a large value takes a while); the
+        // room is held meanwhile, and given back if this fails.
+        let copy = Arc::new(SharedCopy {
+            fd: sealed_copy(encoded)?,
+            len,
+            _room: room,
+        });
+        if let Some(residence) = residence {
             let mut c = self.copies.lock().expect("copies lock");
             c.clock += 1;
-            let now = c.clock;
-            if let (Some(copy), Some(r)) = (c.by_value.get_mut(&id), residence.as_ref()) {
-                if copy.residence.same(r) && copy.residence.is_live() {
-                    copy.used = now;
-                    return Ok(Some((Arc::clone(&copy.fd), copy.len)));
-                }
-            }
+            let used = c.clock;
+            c.by_value.insert(
+                id,
+                Copy {
+                    residence,
+                    copy: Arc::clone(&copy),
+                    used,
+                },
+            );
         }
-        let (fd, len) = sealed_copy(frame)?;
-        let fd = Arc::new(fd);
-        let Some(residence) = residence else {
-            // A decompressed spill file: this lease's own copy.
-            return Ok(Some((fd, len)));
-        };
-        let mut c = self.copies.lock().expect("copies lock");
-        if let Some(old) = c.by_value.remove(&id) {
-            c.bytes -= old.len;
-        }
-        if !c.make_room(len, self.max_shared) {
-            return Ok(None);
-        }
-        c.clock += 1;
-        let used = c.clock;
-        c.bytes += len;
-        c.by_value.insert(
-            id,
-            Copy {
-                residence,
-                fd: Arc::clone(&fd),
-                len,
-                used,
-            },
-        );
-        Ok(Some((fd, len)))
+        Ok(Some(copy))
+    }
+}
+
+/// The outcome of [`LocalServer::claim`].
+enum Claim<'a> {
+    Hit(Arc<SharedCopy>),
+    Make(Making<'a>),
+    Busy,
+}
+
+/// The right to make value `id`'s copy: wakes the gets waiting for it when
+/// dropped (made or not).
+struct Making<'a> {
+    local: &'a LocalServer,
+    id: ValueId,
+}
+
+impl Drop for Making<'_> {
+    fn drop(&mut self) {
+        let mut c = self.local.copies.lock().expect("copies lock");
+        c.making.remove(&self.id);
+        drop(c);
+        self.local.copy_done.notify_all();
     }
 }
 
@@ -572,11 +717,12 @@ async fn answer_get(
     let prepared = tokio::task::spawn_blocking(move || prepare(&worker_ctx, id, frame)).await;
     let (msg, fd, pin) = match prepared {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => (
-            error(ErrorKind::Other, format!("the same-host copy failed: {e}")),
-            None,
-            None,
-        ),
+        Ok(Err(e)) => {
+            // Out of descriptors or memory for the copy: QUIC serves it.
+            debug!("a same-host get of {id} goes over QUIC: {e}");
+            let reason = format!("the same-host copy failed: {e}");
+            (LocalResponse::Fallback { tag: 0, reason }, None, None)
+        }
         Err(_) => (
             error(ErrorKind::Other, "the worker failed while answering".into()),
             None,
@@ -611,7 +757,7 @@ async fn answer_get(
             .local_sent
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
-    let sent = send_packet(sock, &packet(&msg), fd.as_ref().map(|f| f.as_fd())).await;
+    let sent = send_packet(sock, &packet(&msg), fd.as_ref().map(SendFd::as_fd)).await;
     if sent.is_err() {
         if let LocalResponse::Mapped { lease, .. } = msg {
             local.release(conn, lease);
@@ -619,10 +765,30 @@ async fn answer_get(
     }
 }
 
-type Prepared = (LocalResponse, Option<Arc<OwnedFd>>, Option<Pin>);
+/// A descriptor to send: the segment file of a spilled value (opened for
+/// this get), or a sealed copy's.
+enum SendFd {
+    File(OwnedFd),
+    Copy(Arc<SharedCopy>),
+}
+
+impl SendFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            SendFd::File(f) => f.as_fd(),
+            SendFd::Copy(c) => c.fd.as_fd(),
+        }
+    }
+}
 
 /// The answer to a get of `frame`: inline, or a descriptor and its pin.
-fn prepare(ctx: &crate::worker::Ctx, id: ValueId, frame: StoredFrame) -> io::Result<Prepared> {
+/// `Err` when the descriptor could not be made (no file descriptor left, no
+/// memory): the reader goes over QUIC.
+fn prepare(
+    ctx: &crate::worker::Ctx,
+    id: ValueId,
+    frame: StoredFrame,
+) -> io::Result<(LocalResponse, Option<SendFd>, Option<Pin>)> {
     let local = &ctx.local;
     let mapped = |lease_kind, offset, len| LocalResponse::Mapped {
         tag: 0,
@@ -631,6 +797,7 @@ fn prepare(ctx: &crate::worker::Ctx, id: ValueId, frame: StoredFrame) -> io::Res
         offset,
         len,
     };
+    let fallback = |reason: String| LocalResponse::Fallback { tag: 0, reason };
     if let Some(range) = frame.spill_range() {
         if range.size > INLINE_MAX {
             // Read-only: the reader can map it, not write it.
@@ -638,43 +805,64 @@ fn prepare(ctx: &crate::worker::Ctx, id: ValueId, frame: StoredFrame) -> io::Res
             let msg = mapped(MapKind::Pinned, range.offset, range.size);
             return Ok((
                 msg,
-                Some(Arc::new(OwnedFd::from(file))),
+                Some(SendFd::File(OwnedFd::from(file))),
                 Some(Pin::Frame(frame)),
             ));
         }
     }
-    let small = frame
-        .spill_range()
-        .map(|r| r.size)
-        .filter(|s| *s <= INLINE_MAX);
-    let inline = match small {
-        Some(_) => true,
-        None => {
-            let encoded = frame.encode().map_err(io::Error::other)?;
-            encoded.len() as u64 <= INLINE_MAX
+    let residence = frame.residence();
+    // A cached copy first (no encoding), or the right to make it.
+    let _making = match residence.as_ref().map(|r| local.claim(id, r)) {
+        Some(Claim::Hit(copy)) => {
+            let msg = mapped(MapKind::Sealed, 0, copy.len);
+            return Ok((
+                msg,
+                Some(SendFd::Copy(Arc::clone(&copy))),
+                Some(Pin::Copy(copy)),
+            ));
         }
+        Some(Claim::Busy) => {
+            return Ok((
+                fallback("another get's copy of it is not ready".into()),
+                None,
+                None,
+            ))
+        }
+        Some(Claim::Make(m)) => Some(m),
+        None => None,
     };
-    if inline {
-        let encoded = frame.encode().map_err(io::Error::other)?;
+    let encoded = frame.encode().map_err(io::Error::other)?;
+    let len = encoded.len() as u64;
+    if len <= INLINE_MAX {
         let mut bytes = Vec::with_capacity(encoded.len());
         for chunk in encoded.chunks() {
             bytes.extend_from_slice(chunk);
         }
         return Ok((LocalResponse::Inline { tag: 0, bytes }, None, None));
     }
-    match local.copy_of(id, &frame)? {
-        Some((fd, len)) => {
-            let msg = mapped(MapKind::Sealed, 0, len);
-            Ok((msg, Some(Arc::clone(&fd)), Some(Pin::Copy(fd))))
+    if len > local.budget.max_bytes {
+        let why = format!(
+            "a {len}-byte frame is larger than max_shared ({} bytes)",
+            local.budget.max_bytes
+        );
+        return Ok((fallback(why), None, None));
+    }
+    // A decompressed spill file (no residence) gets a copy for this lease
+    // only; it is counted all the same.
+    match local.make_copy(id, residence, &encoded)? {
+        Some(copy) => {
+            let msg = mapped(MapKind::Sealed, 0, copy.len);
+            Ok((
+                msg,
+                Some(SendFd::Copy(Arc::clone(&copy))),
+                Some(Pin::Copy(copy)),
+            ))
         }
         None => Ok((
-            LocalResponse::Fallback {
-                tag: 0,
-                reason: format!(
-                    "no room for a shared copy within max_shared ({} bytes)",
-                    local.max_shared
-                ),
-            },
+            fallback(format!(
+                "no room for a shared copy within max_shared ({} bytes, {} copies)",
+                local.budget.max_bytes, local.budget.max_count
+            )),
             None,
             None,
         )),
@@ -927,7 +1115,9 @@ mod tests {
             .set(mempool_arrays::PrimitiveArray::from(vec![2.5f64; 100_000]))
             .unwrap();
         let frame = pool.frame(&r).unwrap();
-        let (fd, len) = sealed_copy(&frame).unwrap();
+        let encoded = frame.encode().unwrap();
+        let len = encoded.len() as u64;
+        let fd = sealed_copy(&encoded).unwrap();
         let file = std::fs::File::from(fd.try_clone().unwrap());
         assert!(
             (&file).write_all(b"x").is_err(),

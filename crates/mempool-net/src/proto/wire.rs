@@ -227,9 +227,10 @@ pub struct WorkerStats {
     /// Ranges same-host readers map now (each pins its bytes on this
     /// worker until the reader lets go or disconnects).
     pub local_leases: u64,
-    /// Sealed shared-memory copies of values in memory kept for same-host
-    /// readers, and their bytes. They do not count against `max_memsize`
-    /// (they are bounded by the worker's `max_shared`).
+    /// Sealed shared-memory copies made for same-host readers that are
+    /// alive (cached, or mapped by a reader even after their value went).
+    /// They do not count against `max_memsize` (they are bounded by the
+    /// worker's `max_shared`).
     pub shared_copies: u64,
     /// Bytes of those copies.
     pub shared_bytes: u64,
