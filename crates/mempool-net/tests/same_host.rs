@@ -470,3 +470,76 @@ fn a_compressed_spilled_value_s_copies_are_counted() {
     drop((first, second));
     assert!(eventually(TIMEOUT, || stats(&client, w.id()).shared_bytes == 0));
 }
+
+/// Starts a `mempool-net-worker` whose limit of open files is `nofile`.
+fn worker_with_nofile(cluster: &Cluster, nofile: u32) -> Elsewhere {
+    let dir = cluster.dir.path().join("few-fds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_mempool-net-worker"))
+        .args(["--id", "1", "--listen", "127.0.0.1:0", "--secret"])
+        .arg(&cluster.secret_path)
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut w = Elsewhere {
+        child,
+        addr: "127.0.0.1:1".parse().unwrap(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("worker started");
+    w.addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    w
+}
+
+#[test]
+fn copies_held_by_readers_do_not_exhaust_the_worker_s_descriptors() {
+    let cluster = Cluster::new();
+    let w = worker_with_nofile(&cluster, 64);
+    let client = BlockingClient::with_config(
+        cluster.secret.clone(),
+        [(WorkerId(1), w.addr)],
+        ClientConfig::default().timeout(TIMEOUT),
+    )
+    .unwrap();
+    assert!(client.uses_same_host(WorkerId(1)));
+    // 120 values of 64 KiB (past the inline bound), each mapped and held:
+    // more copies than the worker has descriptors.
+    let mut held = Vec::new();
+    for i in 0..120u32 {
+        let v = PrimitiveArray::from(vec![f64::from(i); 8192]);
+        let r = client.set_on(WorkerId(1), &v).unwrap();
+        let got: PrimitiveArray<f64> = client
+            .get(&r)
+            .unwrap_or_else(|e| panic!("get {i} failed: {e}"));
+        assert_eq!(got.values(), v.values());
+        held.push(got);
+    }
+    let s = stats(&client, WorkerId(1));
+    assert!(s.shared_copies < 64, "{s:?}");
+    assert!(s.local_gets >= 120 && s.bytes_sent > 0, "{s:?}");
+    // Released, every lease goes.
+    drop(held);
+    assert!(eventually(TIMEOUT, || stats(&client, WorkerId(1))
+        .local_leases
+        == 0));
+}
