@@ -553,9 +553,26 @@ impl Client {
 
     /// The frame of `r`, and whether its checksums were verified already
     /// (same-host reads are verified as they are mapped).
+    ///
+    /// A same-host get has one deadline, `timeout` from its start: a worker
+    /// whose socket stays silent that long fails it with
+    /// [`NetError::Timeout`] (and its link is dropped), not a second wait
+    /// over QUIC.
     async fn get_checked(&self, r: &DRef) -> Result<(Buffer, bool)> {
-        if let Some(link) = self.local_link(r.worker()).await {
-            match link.get(r.id(), self.inner.config.timeout).await {
+        let timeout = self.inner.config.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || -> NetError {
+            match self.addr(r.worker()) {
+                Ok(addr) => NetError::Timeout {
+                    worker: r.worker(),
+                    addr,
+                    timeout,
+                },
+                Err(e) => e,
+            }
+        };
+        if let Some(link) = self.local_link(r.worker(), deadline).await? {
+            match link.get(r.id(), deadline).await {
                 LocalGet::Bytes(b) => return Ok((b, true)),
                 LocalGet::Failed(ErrorKind::NotFound, _) => {
                     return Err(NetError::NotFound { dref: r.clone() })
@@ -568,6 +585,7 @@ impl Client {
                     })
                 }
                 LocalGet::Corrupt(e) => return Err(NetError::Frame(e)),
+                LocalGet::TimedOut => return Err(timed_out()),
                 LocalGet::Fallback => {}
             }
         }
@@ -577,51 +595,71 @@ impl Client {
     /// Whether gets of `worker`'s values go through its same-host socket
     /// (connecting to it if need be): for tests and benchmarks.
     pub async fn uses_same_host(&self, worker: WorkerId) -> bool {
-        self.local_link(worker).await.is_some()
+        let deadline = tokio::time::Instant::now() + self.inner.config.timeout;
+        matches!(self.local_link(worker, deadline).await, Ok(Some(_)))
     }
 
-    /// The same-host link to `worker`, if this process may and can use one.
-    async fn local_link(&self, worker: WorkerId) -> Option<LocalLink> {
+    /// The same-host link to `worker`, if this process may and can use one;
+    /// connected by `deadline`.
+    ///
+    /// # Errors
+    /// [`NetError::Timeout`] when the worker's socket takes the connection
+    /// but the worker does not answer by `deadline` (it is hung: QUIC would
+    /// only wait again).
+    async fn local_link(
+        &self,
+        worker: WorkerId,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<LocalLink>> {
         if !self.inner.config.same_host {
-            return None;
+            return Ok(None);
         }
         // The QUIC connection's Welcome says where the socket is.
-        let (g, _) = self.connection(worker).await.ok()?;
+        let Ok((g, _)) = self.connection(worker).await else {
+            return Ok(None);
+        };
         let path = {
             let links = self.inner.links.lock().expect("links lock");
-            let st = links.local.get(&worker)?;
+            let Some(st) = links.local.get(&worker) else {
+                return Ok(None);
+            };
             if st.generation != g || st.failed {
-                return None;
+                return Ok(None);
             }
             if let Some(link) = st.link.as_ref().filter(|l| l.is_alive()) {
-                return Some(link.clone());
+                return Ok(Some(link.clone()));
             }
             match local_choice(true, self.inner.host.as_deref(), st.offered.as_ref()) {
                 LocalChoice::Use(path) => path.to_owned(),
-                _ => return None,
+                _ => return Ok(None),
             }
         };
-        let link = LocalLink::connect(
-            &path,
-            worker,
-            &self.inner.local_key,
-            self.inner.config.timeout,
-        )
-        .await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let link = LocalLink::connect(&path, worker, &self.inner.local_key, left).await;
         let mut links = self.inner.links.lock().expect("links lock");
-        let st = links.local.get_mut(&worker)?;
+        let Some(st) = links.local.get_mut(&worker) else {
+            return Ok(None);
+        };
         if st.generation != g {
-            return None;
+            return Ok(None);
         }
         match link {
             Ok(link) => {
                 st.link = Some(link.clone());
-                Some(link)
+                Ok(Some(link))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                drop(links);
+                Err(NetError::Timeout {
+                    worker,
+                    addr: self.addr(worker)?,
+                    timeout: self.inner.config.timeout,
+                })
             }
             Err(e) => {
                 tracing::debug!("worker {worker}'s same-host socket is not usable: {e}");
                 st.failed = true;
-                None
+                Ok(None)
             }
         }
     }

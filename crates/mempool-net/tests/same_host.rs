@@ -543,3 +543,49 @@ fn copies_held_by_readers_do_not_exhaust_the_worker_s_descriptors() {
         .local_leases
         == 0));
 }
+
+#[test]
+fn a_hung_worker_fails_a_same_host_get_within_one_timeout() {
+    let cluster = Cluster::new();
+    let w = cluster.worker(1, &[]);
+    let client = same_host_client(&cluster, &w);
+    let v = big_value(6.0);
+    let r = client.set_on(w.id, &v).unwrap();
+    let small = client
+        .set_on(w.id, &PrimitiveArray::from(vec![1u64]))
+        .unwrap();
+    let got: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(got.values(), v.values());
+    drop(got);
+    let pid = rustix::process::Pid::from_raw(w.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let stat = format!("/proc/{}/stat", w.pid());
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s
+                .rsplit(')')
+                .next()
+                .is_some_and(|t| t.trim_start().starts_with('T')))),
+        "the worker did not stop"
+    );
+    // Its socket is open but silent: the link it had fails the get with a
+    // timeout naming it; later gets (a new link, or QUIC once the
+    // connection is found dead) fail as fast.
+    for (i, what) in [&r, &small, &r].into_iter().enumerate() {
+        let start = Instant::now();
+        let e = client.get::<PrimitiveArray<f64>>(what);
+        let took = start.elapsed();
+        match &e {
+            Err(mempool_net::NetError::Timeout { worker, .. }) => assert_eq!(*worker, w.id),
+            Err(mempool_net::NetError::Unreachable { worker, .. }) if i > 0 => {
+                assert_eq!(*worker, w.id)
+            }
+            other => panic!("get {i}: {other:?} after {took:?}"),
+        }
+        assert!(
+            took < TIMEOUT.mul_f64(1.25) + Duration::from_millis(1000),
+            "get {i} of a hung worker took {took:?}"
+        );
+    }
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+}

@@ -323,7 +323,7 @@ impl Copies {
 
 /// How long a get waits for another get's copy of the same value before it
 /// goes over QUIC.
-const COPY_WAIT: Duration = Duration::from_secs(5);
+const COPY_WAIT: Duration = Duration::from_secs(1);
 
 /// The most sealed copies alive at once for a process whose soft limit of
 /// open files is `nofile`: a quarter of it (each copy holds a descriptor),
@@ -879,6 +879,8 @@ pub(crate) enum LocalGet {
     Corrupt(mempool_serde::FrameError),
     /// Use QUIC for this get (no room for a copy, or the link was lost).
     Fallback,
+    /// The worker did not answer by the deadline (the link is marked dead).
+    TimedOut,
 }
 
 /// An answer to a get and the descriptor that came with it.
@@ -1024,11 +1026,12 @@ impl LocalLink {
         !self.inner.dead.load(Ordering::Relaxed)
     }
 
-    /// Gets value `id`: mapped (or inline), checked.
-    pub(crate) async fn get(&self, id: ValueId, timeout: Duration) -> LocalGet {
+    /// Gets value `id`: mapped (or inline), checked; the whole exchange by
+    /// `deadline`.
+    pub(crate) async fn get(&self, id: ValueId, deadline: tokio::time::Instant) -> LocalGet {
         let inner = &self.inner;
         let tag = inner.next_tag.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         inner.pending.lock().expect("pending lock").insert(tag, tx);
         let forget = || {
             inner.pending.lock().expect("pending lock").remove(&tag);
@@ -1038,17 +1041,33 @@ impl LocalLink {
             return LocalGet::Fallback;
         }
         let req = packet(&LocalRequest::Get { tag, id });
-        if send_packet(&inner.sock, &req, None).await.is_err() {
-            forget();
-            inner.dead.store(true, Ordering::Relaxed);
-            return LocalGet::Fallback;
+        match tokio::time::timeout_at(deadline, send_packet(&inner.sock, &req, None)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                forget();
+                inner.dead.store(true, Ordering::Relaxed);
+                return LocalGet::Fallback;
+            }
+            Err(_) => {
+                // The worker reads nothing: it is hung.
+                forget();
+                inner.dead.store(true, Ordering::Relaxed);
+                return LocalGet::TimedOut;
+            }
         }
-        let (msg, fd) = match tokio::time::timeout(timeout, rx).await {
+        let (msg, fd) = match tokio::time::timeout_at(deadline, &mut rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => return LocalGet::Fallback,
             Err(_) => {
                 forget();
-                return LocalGet::Fallback;
+                inner.dead.store(true, Ordering::Relaxed);
+                // An answer that came between the timeout and the forget
+                // holds a lease nobody will map.
+                rx.close();
+                if let Ok((LocalResponse::Mapped { lease, .. }, _)) = rx.try_recv() {
+                    let _ = inner.releases.send(lease);
+                }
+                return LocalGet::TimedOut;
             }
         };
         let bytes = match (msg, fd) {
