@@ -55,6 +55,10 @@ pub struct WorkerConfig {
     /// `max_memsize + max_receiving + max_shared`. A get that finds no room
     /// (every copy mapped by a reader) goes over QUIC. Default 1 GiB.
     pub max_shared: u64,
+    /// Leases one same-host reader connection holds at once (each pins a
+    /// value's bytes, and a mapping or a copy, on this worker); its gets
+    /// past this go over QUIC. Default 4096.
+    pub max_leases_per_reader: u64,
 }
 
 impl WorkerConfig {
@@ -69,6 +73,7 @@ impl WorkerConfig {
             idle_timeout: Duration::from_secs(5),
             same_host: true,
             max_shared: 1 << 30,
+            max_leases_per_reader: 4096,
         }
     }
 
@@ -166,6 +171,7 @@ impl Worker {
                 &pool.session_dir().join("local.sock"),
                 config.same_host,
                 config.max_shared,
+                config.max_leases_per_reader,
             ),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

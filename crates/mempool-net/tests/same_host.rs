@@ -589,3 +589,40 @@ fn a_hung_worker_fails_a_same_host_get_within_one_timeout() {
     }
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
 }
+
+#[test]
+fn a_reader_s_leases_are_bounded_and_its_gets_past_them_go_over_quic() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = ClusterSecret::generate().unwrap();
+    let pool =
+        mempool_core::Pool::new(mempool_core::PoolConfig::default().spill_dir(dir.path())).unwrap();
+    let mut config = WorkerConfig::new(WorkerId(1), secret.clone());
+    config.max_leases_per_reader = 8;
+    let w = Worker::spawn(pool, config).unwrap();
+    let client = BlockingClient::with_config(
+        secret,
+        [(w.id(), w.addr())],
+        ClientConfig::default().timeout(TIMEOUT),
+    )
+    .unwrap();
+    let v = mib(1, 4.0);
+    let spilled = client.set_on(w.id(), &v).unwrap();
+    client.move_to_disk(&spilled).unwrap();
+    let resident = client.set_on(w.id(), &v).unwrap();
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let r = if i % 2 == 0 { &spilled } else { &resident };
+        let got: PrimitiveArray<f64> = client.get(r).unwrap();
+        assert_eq!(got.values(), v.values());
+        held.push(got);
+    }
+    let s = stats(&client, w.id());
+    assert_eq!(s.local_leases, 8, "{s:?}");
+    assert!(s.bytes_sent >= 12 << 20, "{s:?}");
+    drop(held);
+    assert!(eventually(TIMEOUT, || stats(&client, w.id()).local_leases == 0));
+    // With room again, gets are mapped again.
+    let before = stats(&client, w.id());
+    let _got: PrimitiveArray<f64> = client.get(&resident).unwrap();
+    assert_eq!(stats(&client, w.id()).bytes_sent, before.bytes_sent);
+}

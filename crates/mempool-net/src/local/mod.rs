@@ -358,6 +358,8 @@ pub(crate) struct LocalServer {
     key: ring::hmac::Key,
     uid: u32,
     leases: Mutex<Leases>,
+    /// Leases one connection may hold at once.
+    max_leases: u64,
     copies: Mutex<Copies>,
     /// Signalled when a copy being made is done (or failed).
     copy_done: std::sync::Condvar,
@@ -385,6 +387,7 @@ impl LocalServer {
         path: &Path,
         enabled: bool,
         max_shared: u64,
+        max_leases: u64,
     ) -> Self {
         let mut listener = None;
         let mut endpoint = None;
@@ -412,6 +415,7 @@ impl LocalServer {
             key: secret.local_key(),
             uid: rustix::process::getuid().as_raw(),
             leases: Mutex::default(),
+            max_leases,
             copies: Mutex::default(),
             copy_done: std::sync::Condvar::new(),
             budget: Arc::new(Budget {
@@ -467,14 +471,29 @@ impl LocalServer {
         id
     }
 
-    /// Registers `pin` for connection `conn`; `None` when it has closed.
-    fn pin(&self, conn: u64, pin: Pin) -> Option<u64> {
+    /// Whether connection `conn` may take one more lease.
+    fn lease_room(&self, conn: u64) -> bool {
+        let l = self.leases.lock().expect("leases lock");
+        l.conns
+            .get(&conn)
+            .is_some_and(|c| (c.len() as u64) < self.max_leases)
+    }
+
+    /// Registers `pin` for connection `conn`: `Err` with the pin when the
+    /// connection holds its most leases, `Ok(None)` when it has closed.
+    fn pin(&self, conn: u64, pin: Pin) -> Result<Option<u64>, Pin> {
         let mut l = self.leases.lock().expect("leases lock");
         l.next_lease += 1;
         let lease = l.next_lease;
-        l.conns.get_mut(&conn)?.insert(lease, pin);
+        let Some(c) = l.conns.get_mut(&conn) else {
+            return Ok(None);
+        };
+        if c.len() as u64 >= self.max_leases {
+            return Err(pin);
+        }
+        c.insert(lease, pin);
         l.count += 1;
-        Some(lease)
+        Ok(Some(lease))
     }
 
     fn release(&self, conn: u64, lease: u64) {
@@ -586,6 +605,9 @@ impl Drop for Making<'_> {
     }
 }
 
+/// Gets of one same-host connection answered at once.
+const GETS_IN_FLIGHT: usize = 64;
+
 /// Accepts same-host connections until the runtime stops.
 pub(crate) async fn serve(ctx: Arc<crate::worker::Ctx>) {
     let Some(fd) = ctx.local.listener.lock().expect("listener lock").take() else {
@@ -637,6 +659,7 @@ async fn serve_conn(sock: OwnedFd, ctx: Arc<crate::worker::Ctx>) {
         return;
     }
     let conn = local.open_conn();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(GETS_IN_FLIGHT));
     let mut buf = vec![0u8; 1024];
     loop {
         let n = match recv_packet(&sock, &mut buf).await {
@@ -647,8 +670,16 @@ async fn serve_conn(sock: OwnedFd, ctx: Arc<crate::worker::Ctx>) {
         };
         match decode_message::<LocalRequest>(&buf[..n]) {
             Ok(LocalRequest::Get { tag, id }) => {
+                // At most GETS_IN_FLIGHT answered at once: past them, the
+                // reader's requests wait in its socket.
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                    break;
+                };
                 let (ctx, sock) = (Arc::clone(&ctx), Arc::clone(&sock));
-                tokio::spawn(async move { answer_get(&ctx, &sock, conn, tag, id).await });
+                tokio::spawn(async move {
+                    answer_get(&ctx, &sock, conn, tag, id).await;
+                    drop(permit);
+                });
             }
             Ok(LocalRequest::Release { lease }) => local.release(conn, lease),
             Ok(_) | Err(_) => {
@@ -712,6 +743,17 @@ async fn answer_get(
     };
     ctx.count_get(&frame);
     local.gets.fetch_add(1, Ordering::Relaxed);
+    let full = || LocalResponse::Fallback {
+        tag,
+        reason: format!(
+            "this reader holds {} leases, the most it may",
+            local.max_leases
+        ),
+    };
+    if !local.lease_room(conn) {
+        let _ = send_packet(sock, &packet(&full()), None).await;
+        return;
+    }
     // Off the runtime's thread: a copy of a large value takes a while.
     let worker_ctx = Arc::clone(ctx);
     let prepared = tokio::task::spawn_blocking(move || prepare(&worker_ctx, id, frame)).await;
@@ -736,8 +778,14 @@ async fn answer_get(
             },
             Some(pin),
         ) => {
-            let Some(lease) = local.pin(conn, pin) else {
-                return; // the reader is gone
+            let lease = match local.pin(conn, pin) {
+                Ok(Some(lease)) => lease,
+                Ok(None) => return, // the reader is gone
+                Err(pin) => {
+                    drop(pin);
+                    let _ = send_packet(sock, &packet(&full()), None).await;
+                    return;
+                }
             };
             local.mapped_out.fetch_add(len, Ordering::Relaxed);
             LocalResponse::Mapped {
