@@ -282,8 +282,20 @@ impl Pool {
         copies: Vec<Victim>,
     ) -> Option<PoolError> {
         debug_assert!(copies.is_empty() || self.config().max_disksize.is_none());
-        if copies.is_empty() && (victims.len() <= 1 || self.config().max_disksize.is_some()) {
+        // Large victims go one by one: a batch lays out (and compresses)
+        // every frame before the first byte is written and frees room only
+        // at its end, so its memory peak is the sum of its frames.
+        let victim_bytes: u64 = victims.iter().map(|v| v.size).sum();
+        let small = victim_bytes <= crate::flusher::FLUSH_BATCH_BYTES;
+        if copies.is_empty()
+            && (victims.len() <= 1 || !small || self.config().max_disksize.is_some())
+        {
             return self.spill_all(victims);
+        }
+        if !small {
+            let failed = self.spill_all(victims);
+            self.write_copies(copies);
+            return failed;
         }
         let mut all = victims;
         all.extend(copies);
@@ -296,15 +308,21 @@ impl Pool {
                 .unwrap_or(back.len()),
         );
         let failed = self.spill_all(back);
-        if !copies.is_empty() {
-            let ok =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spill_all(copies)))
-                    .is_ok_and(|e| e.is_none());
-            if !ok {
-                self.inner.backoff.lock().failed();
-            }
-        }
+        self.write_copies(copies);
         failed
+    }
+
+    /// Writes write-behind's copies one by one; their failures (a panic in
+    /// an encoder included) are write-behind's: it backs off.
+    fn write_copies(&self, copies: Vec<Victim>) {
+        if copies.is_empty() {
+            return;
+        }
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spill_all(copies)))
+            .is_ok_and(|e| e.is_none());
+        if !ok {
+            self.inner.backoff.lock().failed();
+        }
     }
 
     /// Writes victims as one batch: their frames laid out, reserved against
@@ -360,7 +378,7 @@ impl Pool {
                 return Err(std::mem::take(&mut vs.rest));
             }
         };
-        let _unreserve = Unreserve(reserved, total);
+        let unreserve = Unreserve(reserved, total);
         let frames: Vec<_> = layouts.into_iter().map(UnsealedFrame::seal).collect();
         // Each frame compressed only where that shrinks it (as in
         // `write_frame`): what is written never exceeds the reservation.
@@ -405,6 +423,11 @@ impl Pool {
             Counters::add(&self.inner.counters.compression_saved, total - written);
         }
         reservation.keep();
+        // The bytes are live in their segments now: give the reservation
+        // back before settling wakes waiters, or a must-happen write in
+        // between would see the batch counted twice (live and reserved)
+        // and fail at max_disksize.
+        drop(unreserve);
         Counters::add(&self.inner.counters.bytes_written, written);
         let victims = std::mem::take(&mut vs.rest);
         let mut released = Vec::new();
