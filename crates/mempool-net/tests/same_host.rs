@@ -307,7 +307,11 @@ fn a_peer_without_the_secret_is_refused_on_the_unix_socket() {
     else {
         panic!("no challenge");
     };
-    let auth = postcard::to_stdvec(&LocalRequest::Auth { mac: vec![0; 32] }).unwrap();
+    let auth = postcard::to_stdvec(&LocalRequest::Auth {
+        mac: vec![0; 32],
+        nonce: [3; 32],
+    })
+    .unwrap();
     rustix::net::send(&fd, &auth, rustix::net::SendFlags::empty()).unwrap();
     // Refused: the connection ends, no Ready, nothing served.
     let n = rustix::net::recv(&fd, &mut buf, rustix::net::RecvFlags::empty())

@@ -50,13 +50,16 @@ pub(crate) fn map_range(
     //   from any process, and no seal can be removed: its bytes are fixed
     //   for the file's whole life, which the mapping extends.
     // - `Pinned`: a range of the owner's spill segment, sent by a worker
-    //   that proved itself (it runs as our user — the socket lives in its
-    //   0700 directory — and it answered on the socket its QUIC identity,
-    //   checked against the cluster secret, named). The owner holds the
-    //   range's extent (`StoredFrame::spill_range`) until this buffer's
-    //   guard sends Release or this process's connection closes; while held,
-    //   mempool-core never writes, punches or truncates it (the range was
-    //   written once, before it was handed out). Our connection closes only
+    //   that proved itself before anything was mapped: the socket's peer
+    //   runs as our user (`SO_PEERCRED`, checked by `LocalLink::connect`;
+    //   the socket also lives in the worker's 0700 directory), and its
+    //   Ready reply carries an HMAC, keyed by the cluster secret, of the
+    //   fresh nonce we sent (so it holds the secret: it is a worker of the
+    //   cluster, running mempool-core). The owner holds the range's extent
+    //   (`StoredFrame::spill_range`) until this buffer's guard sends Release
+    //   or this process's connection closes; while held, mempool-core never
+    //   writes, punches or truncates it (the range was written once, before
+    //   it was handed out). Our connection closes only
     //   when the client drops it, and the client keeps it open while any
     //   lease guard lives (the guards hold the link).
     unsafe { Buffer::map_file_range(&file, offset, len) }

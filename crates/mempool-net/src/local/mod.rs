@@ -5,7 +5,9 @@
 //! A worker listens on a `SOCK_SEQPACKET` socket in its pool's 0700 session
 //! directory. A connection is served only when its peer runs as the worker's
 //! user (`SO_PEERCRED`) and proves it holds the cluster secret (an
-//! HMAC-SHA256 of a fresh nonce, keyed by a hash of the secret's key). A get
+//! HMAC-SHA256 of a fresh nonce, keyed by a hash of the secret's key); the
+//! reader in turn checks the worker's user and its proof (an HMAC of the
+//! reader's own nonce) before it maps anything. A get
 //! is answered with a descriptor (`SCM_RIGHTS`) and a range:
 //! - a value on disk stored as it is: its spill segment, opened read-only;
 //!   the worker holds the value's [`StoredFrame`], which pins the range;
@@ -85,6 +87,24 @@ fn challenge_bytes(worker: WorkerId, nonce: &[u8; 32]) -> Vec<u8> {
     m.extend_from_slice(&worker.0.to_le_bytes());
     m.extend_from_slice(nonce);
     m
+}
+
+/// What the worker signs in Ready: another label (and length), its id, the
+/// reader's nonce and its own.
+fn ready_bytes(worker: WorkerId, reader: &[u8; 32], own: &[u8; 32]) -> Vec<u8> {
+    let mut m = b"mempool-local/1 ready".to_vec();
+    m.extend_from_slice(&worker.0.to_le_bytes());
+    m.extend_from_slice(reader);
+    m.extend_from_slice(own);
+    m
+}
+
+/// A fresh random nonce.
+fn nonce() -> io::Result<[u8; 32]> {
+    let mut n = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut n)
+        .map_err(|_| io::Error::other("no random nonce"))?;
+    Ok(n)
 }
 
 fn packet<M: serde::Serialize>(msg: &M) -> Vec<u8> {
@@ -696,10 +716,9 @@ async fn serve_conn(sock: OwnedFd, ctx: Arc<crate::worker::Ctx>) {
 /// within the idle timeout.
 async fn authenticate(sock: &AsyncFd<OwnedFd>, ctx: &crate::worker::Ctx) -> bool {
     let local = &ctx.local;
-    let mut nonce = [0u8; 32];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).is_err() {
+    let Ok(nonce) = nonce() else {
         return false;
-    }
+    };
     let challenge = LocalResponse::Challenge {
         worker: local.worker,
         nonce,
@@ -712,16 +731,19 @@ async fn authenticate(sock: &AsyncFd<OwnedFd>, ctx: &crate::worker::Ctx) -> bool
     let Ok(Ok((n, None))) = answer else {
         return false;
     };
-    let Ok(LocalRequest::Auth { mac }) = decode_message::<LocalRequest>(&buf[..n]) else {
+    let Ok(LocalRequest::Auth { mac, nonce: reader }) = decode_message::<LocalRequest>(&buf[..n])
+    else {
         return false;
     };
     if ring::hmac::verify(&local.key, &challenge_bytes(local.worker, &nonce), &mac).is_err() {
         debug!("refused a same-host connection: no proof of the cluster secret");
         return false;
     }
-    send_packet(sock, &packet(&LocalResponse::Ready), None)
-        .await
-        .is_ok()
+    let mac = ring::hmac::sign(&local.key, &ready_bytes(local.worker, &reader, &nonce));
+    let ready = LocalResponse::Ready {
+        mac: mac.as_ref().to_vec(),
+    };
+    send_packet(sock, &packet(&ready), None).await.is_ok()
 }
 
 async fn answer_get(
@@ -981,6 +1003,17 @@ impl LocalLink {
     ) -> io::Result<Self> {
         let fd = seqpacket()?;
         rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)?;
+        // Only a process of our own user may send us descriptors to map.
+        let cred = rustix::net::sockopt::socket_peercred(&fd)?;
+        if cred.uid != rustix::process::getuid() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the same-host socket {path} is served by uid {}",
+                    cred.uid.as_raw()
+                ),
+            ));
+        }
         let sock = Arc::new(map::register(fd)?);
         let handshake = async {
             let mut buf = [0u8; 256];
@@ -994,13 +1027,27 @@ impl LocalLink {
                 }
             };
             let mac = ring::hmac::sign(key, &challenge_bytes(worker, &nonce));
+            let own = self::nonce()?;
             let auth = LocalRequest::Auth {
                 mac: mac.as_ref().to_vec(),
+                nonce: own,
             };
             send_packet(&sock, &packet(&auth), None).await?;
             let (n, _) = recv_packet(&sock, &mut buf).await?;
             match decode_message::<LocalResponse>(&buf[..n]) {
-                Ok(LocalResponse::Ready) => Ok(()),
+                Ok(LocalResponse::Ready { mac }) => {
+                    // The worker's own proof: it holds the secret too.
+                    ring::hmac::verify(key, &ready_bytes(worker, &own, &nonce), &mac).map_err(
+                        |_| {
+                            io::Error::new(
+                                io::ErrorKind::PermissionDenied,
+                                format!(
+                                    "worker {worker}'s socket gave no proof of the cluster secret"
+                                ),
+                            )
+                        },
+                    )
+                }
                 _ => Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     "the worker refused the proof of membership",
@@ -1214,5 +1261,74 @@ mod tests {
         assert!(ring::hmac::verify(&a.local_key(), &other, mac.as_ref()).is_err());
         let other = challenge_bytes(WorkerId(1), &[2u8; 32]);
         assert!(ring::hmac::verify(&a.local_key(), &other, mac.as_ref()).is_err());
+    }
+
+    /// A fake worker on `path` that answers the reader's proof with a Ready
+    /// signed by `key`.
+    fn fake_worker(
+        path: &Path,
+        worker: WorkerId,
+        key: ring::hmac::Key,
+    ) -> std::thread::JoinHandle<()> {
+        let listener = seqpacket().unwrap();
+        rustix::net::bind(&listener, &SocketAddrUnix::new(path).unwrap()).unwrap();
+        rustix::net::listen(&listener, 4).unwrap();
+        std::thread::spawn(move || {
+            // Blocking I/O, bounded by the reader's timeout closing its end.
+            let flags = rustix::fs::fcntl_getfl(&listener).unwrap();
+            rustix::fs::fcntl_setfl(&listener, flags - rustix::fs::OFlags::NONBLOCK).unwrap();
+            let sock = rustix::net::accept(&listener).unwrap();
+            let flags = rustix::fs::fcntl_getfl(&sock).unwrap();
+            rustix::fs::fcntl_setfl(&sock, flags - rustix::fs::OFlags::NONBLOCK).unwrap();
+            let own = [9u8; 32];
+            let challenge = LocalResponse::Challenge { worker, nonce: own };
+            rustix::net::send(&sock, &packet(&challenge), SendFlags::NOSIGNAL).unwrap();
+            let mut buf = [0u8; 256];
+            let n = rustix::net::recv(&sock, &mut buf, RecvFlags::empty())
+                .unwrap()
+                .0;
+            let Ok(LocalRequest::Auth { nonce, .. }) = decode_message::<LocalRequest>(&buf[..n])
+            else {
+                panic!("no Auth");
+            };
+            let mac = ring::hmac::sign(&key, &ready_bytes(worker, &nonce, &own));
+            let ready = LocalResponse::Ready {
+                mac: mac.as_ref().to_vec(),
+            };
+            let _ = rustix::net::send(&sock, &packet(&ready), SendFlags::NOSIGNAL);
+            // Hold the connection until the reader closes it.
+            let _ = rustix::net::recv(&sock, &mut buf, RecvFlags::empty());
+        })
+    }
+
+    #[test]
+    fn a_reader_maps_nothing_from_a_socket_that_does_not_prove_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = crate::ClusterSecret::generate().unwrap();
+        let other = crate::ClusterSecret::generate().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for (name, key, ok) in [
+            ("impostor", other.local_key(), false),
+            ("worker", secret.local_key(), true),
+        ] {
+            let path = dir.path().join(name);
+            let fake = fake_worker(&path, WorkerId(3), key);
+            let link = rt.block_on(LocalLink::connect(
+                path.to_str().unwrap(),
+                WorkerId(3),
+                &secret.local_key(),
+                Duration::from_secs(5),
+            ));
+            match (link, ok) {
+                (Ok(link), true) => drop(link),
+                (Err(e), false) => assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}"),
+                (r, _) => panic!("{name}: {:?}", r.map(|_| ())),
+            }
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(10)).await });
+            fake.join().unwrap();
+        }
     }
 }

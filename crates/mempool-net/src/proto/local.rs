@@ -46,6 +46,8 @@ pub enum LocalRequest {
     Auth {
         /// The MAC (32 bytes).
         mac: Vec<u8>,
+        /// The reader's fresh random nonce, for the worker to sign.
+        nonce: [u8; 32],
     },
     /// The value's frame, please. Answered, with the same tag, by
     /// [`LocalResponse::Inline`], [`LocalResponse::Mapped`],
@@ -86,8 +88,12 @@ pub enum LocalResponse {
         /// A fresh random nonce.
         nonce: [u8; 32],
     },
-    /// The proof was good: requests are served.
-    Ready,
+    /// The proof was good: requests are served. With the worker's own
+    /// proof: an HMAC-SHA256, under the same key, of both nonces.
+    Ready {
+        /// The MAC (32 bytes).
+        mac: Vec<u8>,
+    },
     /// The frame, inline.
     Inline {
         /// The request's tag.
