@@ -630,3 +630,39 @@ fn a_reader_s_leases_are_bounded_and_its_gets_past_them_go_over_quic() {
     let _got: PrimitiveArray<f64> = client.get(&resident).unwrap();
     assert_eq!(stats(&client, w.id()).bytes_sent, before.bytes_sent);
 }
+
+/// The CPU time (user + system, in clock ticks) process `pid` used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit(')').next().unwrap();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, utime 14 and stime 15.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_worker_out_of_descriptors_does_not_spin_on_its_same_host_socket() {
+    let cluster = Cluster::new();
+    let w = worker_with_nofile(&cluster, 32);
+    let sock = find_socket(&cluster.dir.path().join("few-fds")).expect("the socket");
+    // More connections than it has descriptors: the rest wait in the
+    // backlog, and the socket stays readable.
+    let mut conns = Vec::new();
+    for _ in 0..48 {
+        let fd = rustix::net::socket(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            None,
+        )
+        .unwrap();
+        rustix::net::connect(&fd, &rustix::net::SocketAddrUnix::new(&sock).unwrap()).unwrap();
+        conns.push(fd);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = w.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - before;
+    assert!(used < 30, "the worker used {used} ticks of CPU in 1 s");
+    drop(conns);
+}

@@ -628,6 +628,9 @@ impl Drop for Making<'_> {
 /// Gets of one same-host connection answered at once.
 const GETS_IN_FLIGHT: usize = 64;
 
+/// How long the accept loop waits after running out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Accepts same-host connections until the runtime stops.
 pub(crate) async fn serve(ctx: Arc<crate::worker::Ctx>) {
     let Some(fd) = ctx.local.listener.lock().expect("listener lock").take() else {
@@ -653,7 +656,22 @@ pub(crate) async fn serve(ctx: Arc<crate::worker::Ctx>) {
             Ok(Ok(sock)) => {
                 tokio::spawn(serve_conn(sock, Arc::clone(&ctx)));
             }
-            Ok(Err(e)) => debug!("accepting a same-host connection: {e}"),
+            Ok(Err(e)) => {
+                debug!("accepting a same-host connection: {e}");
+                // Out of descriptors or memory, the pending connection stays
+                // in the backlog and the socket stays readable: wait before
+                // trying again instead of spinning (as hyper and tokio's
+                // listeners do).
+                if matches!(
+                    rustix::io::Errno::from_io_error(&e),
+                    Some(rustix::io::Errno::MFILE)
+                        | Some(rustix::io::Errno::NFILE)
+                        | Some(rustix::io::Errno::NOBUFS)
+                        | Some(rustix::io::Errno::NOMEM)
+                ) {
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
             Err(_would_block) => {}
         }
     }
