@@ -50,6 +50,9 @@ impl<T> Held<T> {
 
 impl<T> Drop for Held<T> {
     fn drop(&mut self) {
+        if !self.mapped {
+            crate::trim::freed(self.size);
+        }
         if *self.detached.get_mut() {
             self.counters
                 .detached_bytes

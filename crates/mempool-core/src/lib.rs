@@ -70,16 +70,13 @@ mod mapped;
 mod pool;
 mod room;
 #[cfg(unix)]
-#[allow(
-    dead_code,
-    reason = "groundwork of spill segments, wired into the pool next"
-)]
 mod segments;
 mod session;
 mod signals;
 mod spill;
 mod stats;
 mod storable;
+mod trim;
 
 pub use config::PoolConfig;
 pub use dref::{DRef, FileRef};
