@@ -23,7 +23,9 @@ use crate::units::format_size;
 /// How long workers get to exit after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(3);
 
-/// A client of the workers of `file`.
+/// A client of the workers of `file`. Its values are not counted: a
+/// command's process ends right after it prints a ref, and the value must
+/// stay until `mempool rm`.
 pub(crate) fn client(
     file: &ClusterFile,
     secret: ClusterSecret,
@@ -32,7 +34,7 @@ pub(crate) fn client(
     Ok(BlockingClient::with_config(
         secret,
         file.members(),
-        ClientConfig::default().timeout(timeout),
+        ClientConfig::default().timeout(timeout).counted(false),
     )?)
 }
 

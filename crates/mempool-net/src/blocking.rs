@@ -101,6 +101,12 @@ impl BlockingClient {
         &self.client
     }
 
+    /// Makes this client current on this thread until the guard drops
+    /// ([`Client::enter`]): refs deserialized meanwhile claim for it.
+    pub fn enter(&self) -> crate::Entered {
+        self.client.enter()
+    }
+
     /// The runtime this client's connections live on.
     pub fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle

@@ -11,6 +11,7 @@ use mempool_core::FileRef;
 use mempool_serde::{EncodedFrame, FrameError, MmRead, MmWrite};
 
 use crate::error::{NetError, Result};
+use crate::holder::{Carrier, Entered, Holder};
 use crate::local::{LocalGet, LocalLink};
 use crate::proto::{
     encode_message, local_choice, Call, CallError, CallEvent, ErrorKind, Limits, LocalChoice,
@@ -46,6 +47,15 @@ pub struct ClientConfig {
     /// namespace) is this process's and its socket accepts our proof of the
     /// cluster secret; QUIC otherwise. Default true.
     pub same_host: bool,
+    /// Count the refs of values this client stores: the owner frees a value
+    /// once no process holds a ref to it (see [`DRef`]). Off, values stay
+    /// until deleted (the `mempool` command's `put`). Default true.
+    pub counted: bool,
+    /// After how long a ref this client serialized, and nobody deserialized,
+    /// gives its weight back (`None`: never; its weight then stays until
+    /// this client is gone). A ref deserialized later is revoked if its
+    /// value went meanwhile. Default 60 s.
+    pub token_ttl: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -55,6 +65,8 @@ impl Default for ClientConfig {
             retry_after: Duration::from_millis(200),
             limits: Limits::default(),
             same_host: true,
+            counted: true,
+            token_ttl: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -69,6 +81,18 @@ impl ClientConfig {
     /// Sets [`ClientConfig::same_host`].
     pub fn same_host(mut self, enabled: bool) -> Self {
         self.same_host = enabled;
+        self
+    }
+
+    /// Sets [`ClientConfig::counted`].
+    pub fn counted(mut self, counted: bool) -> Self {
+        self.counted = counted;
+        self
+    }
+
+    /// Sets [`ClientConfig::token_ttl`].
+    pub fn token_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.token_ttl = ttl;
         self
     }
 }
@@ -115,6 +139,8 @@ struct Inner {
     local_key: ring::hmac::Key,
     /// This process's host identity.
     host: Option<String>,
+    /// Its reference counts.
+    holder: Arc<Holder>,
 }
 
 impl Drop for Inner {
@@ -163,7 +189,9 @@ impl Client {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
         let endpoint = crate::endpoint::endpoint(bind, secret, config.timeout, false)?;
-        Ok(Self {
+        let holder = Holder::new(config.token_ttl);
+        crate::holder::offer_default(&holder);
+        let client = Self {
             inner: Arc::new(Inner {
                 endpoint,
                 links: Mutex::new(Links {
@@ -176,8 +204,26 @@ impl Client {
                 connecting: Mutex::new(HashMap::new()),
                 local_key: secret.local_key(),
                 host: crate::local::host_identity(),
+                holder: Arc::clone(&holder),
             }),
-        })
+        };
+        tokio::spawn(crate::holder::flush(holder, Arc::downgrade(&client.inner)));
+        Ok(client)
+    }
+
+    /// Makes this client current on this thread until the guard drops: refs
+    /// deserialized meanwhile claim their weight for it (by default they
+    /// claim for the first client made in the process that is alive).
+    pub fn enter(&self) -> Entered {
+        crate::holder::enter(&self.inner.holder)
+    }
+
+    /// This client's handles of the value `r` names (its refs' clones
+    /// share one handle each time the value was stored or received): for
+    /// tests.
+    #[doc(hidden)]
+    pub fn ref_handles(&self, r: &DRef) -> u64 {
+        self.inner.holder.handles(r.worker(), r.id())
     }
 
     /// Adds (or moves) a worker.
@@ -332,6 +378,7 @@ impl Client {
         // that refused our certificate fails here too.
         let hello = encode_message(&Request::Hello {
             version: PROTOCOL_VERSION,
+            process: self.inner.holder.me,
         });
         match self.exchange(worker, addr, &conn, &hello, None).await? {
             (
@@ -524,9 +571,16 @@ impl Client {
     async fn set_encoded(&self, worker: WorkerId, frame: &EncodedFrame<'_>) -> Result<DRef> {
         let req = Request::Set {
             len: frame.len() as u64,
+            counted: self.inner.config.counted,
         };
         match self.request(worker, &req, Some(frame)).await? {
-            (Response::Stored { id, size }, None) => Ok(DRef::new(worker, id, size)),
+            (Response::Stored { id, size, weight }, None) if weight > 0 => Ok(DRef::held(
+                worker,
+                id,
+                size,
+                self.inner.holder.created(worker, id, weight),
+            )),
+            (Response::Stored { id, size, .. }, None) => Ok(DRef::new(worker, id, size)),
             (
                 Response::Error {
                     kind: ErrorKind::TooLarge,
@@ -849,6 +903,34 @@ impl Drop for ResetOnDrop {
     fn drop(&mut self) {
         if let Some(mut s) = self.0.take() {
             let _ = s.reset(0u32.into());
+        }
+    }
+}
+
+impl Carrier for Inner {
+    async fn exchange(
+        self: Arc<Self>,
+        worker: WorkerId,
+        msgs: Vec<crate::proto::RefMsg>,
+    ) -> Option<Vec<crate::proto::RefMsg>> {
+        let client = Client { inner: self };
+        match client.request(worker, &Request::Refs { msgs }, None).await {
+            Ok((Response::Refs { msgs }, None)) => Some(msgs),
+            Ok(other) => {
+                tracing::debug!("worker {worker} answered ref messages with {other:?}");
+                None
+            }
+            Err(e) => {
+                tracing::debug!("ref messages to {worker}: {e}");
+                None
+            }
+        }
+    }
+
+    async fn keep_connected(self: Arc<Self>, worker: WorkerId) {
+        let client = Client { inner: self };
+        if let Err(e) = client.connection(worker).await {
+            tracing::debug!("keeping a connection to {worker} for its refs: {e}");
         }
     }
 }

@@ -1,11 +1,15 @@
 //! [`WorkerId`] and the cluster-wide [`DRef`].
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::NetError;
+use crate::holder::Hold;
+use crate::proto::Token;
 
 /// A worker's id in its cluster: small, given when the worker starts (by
 /// `mempool cluster up`, or by whoever starts the worker), stable across
@@ -67,9 +71,28 @@ impl fmt::Display for ValueId {
 /// when stored. Any process of the cluster that has it can
 /// [`get`](crate::Client::get) the value.
 ///
-/// It is serde-serializable, so a program can put refs into its own
-/// messages, and it prints and parses as a short string,
-/// `w3/1a2b3c4d.17/1024` (worker, [`ValueId`], size in bytes).
+/// **Counted refs.** A ref made by [`Client::set_on`](crate::Client::set_on)
+/// is counted across processes: its clones in this process share one hold
+/// (no message), a copy serialized into a message carries weight split off
+/// this process's, and the owner frees the value — memory and disk — once
+/// no process holds a ref to it (each process's last drop releases its
+/// weight; a process that dies has its weight written off after the owner's
+/// [`ref_lease`](crate::WorkerConfig::ref_lease)). Deserialized where a
+/// client is current ([`Client::enter`](crate::Client::enter), or the first
+/// client made in the process), a ref claims its weight for that client. A
+/// serialized ref never deserialized gives its weight back to its sender
+/// after a minute; deserialized twice, both copies hold the value (the
+/// second gets new weight while the value lives, and is revoked if it is
+/// gone). An explicit [`delete`](crate::Client::delete) frees the value
+/// whoever holds it; a get through any ref then is
+/// [`NetError::NotFound`].
+///
+/// **Names.** It prints and parses as a short string,
+/// `w3/1a2b3c4d.17/1024` (worker, [`ValueId`], size in bytes). A ref parsed
+/// from its string, or deserialized where no client is current, is a bare
+/// name: it holds nothing. Values stored uncounted
+/// ([`ClientConfig::counted`](crate::ClientConfig::counted) off, as the
+/// `mempool` command does) stay until deleted.
 ///
 /// ```
 /// use mempool_net::{DRef, WorkerId};
@@ -78,23 +101,113 @@ impl fmt::Display for ValueId {
 /// assert_eq!(r.worker(), WorkerId(3));
 /// assert_eq!(r.id().id, 17);
 /// assert_eq!(r.to_string(), "w3/1a2b3c4d.17/1024");
+/// assert!(!r.is_counted());
 /// assert!("w3/17/1024".parse::<DRef>().is_err());
 /// ```
-// Not `Copy`: reference counting across processes (a weight carried by
-// each ref, returned on drop) will live here.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone)]
 pub struct DRef {
     worker: WorkerId,
     id: ValueId,
     size: u64,
+    hold: Option<Arc<Hold>>,
+}
+
+impl PartialEq for DRef {
+    /// Refs are equal when they name the same value (held or not).
+    fn eq(&self, other: &Self) -> bool {
+        (self.worker, self.id, self.size) == (other.worker, other.id, other.size)
+    }
+}
+
+impl Eq for DRef {}
+
+impl Hash for DRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.worker, self.id, self.size).hash(state);
+    }
+}
+
+/// A ref as it is serialized: its name and, for a counted ref, the weight
+/// it carries.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    worker: WorkerId,
+    id: ValueId,
+    size: u64,
+    token: Option<Token>,
+}
+
+impl Serialize for DRef {
+    /// A counted ref splits a token off this process's weight (so the
+    /// value stays alive while the bytes travel); fails only when there is
+    /// no weight to split until the owner's grant arrives (try again).
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let token = match &self.hold {
+            Some(h) => crate::holder::token_for(h).map_err(serde::ser::Error::custom)?,
+            None => None,
+        };
+        Wire {
+            worker: self.worker,
+            id: self.id,
+            size: self.size,
+            token,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DRef {
+    /// A ref with a token claims it for the current client.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = Wire::deserialize(d)?;
+        let hold = match w.token {
+            Some(t) => crate::holder::claim(w.worker, w.id, t)
+                .map_err(serde::de::Error::custom)?
+                .map(Arc::new),
+            None => None,
+        };
+        Ok(Self {
+            worker: w.worker,
+            id: w.id,
+            size: w.size,
+            hold,
+        })
+    }
 }
 
 impl DRef {
-    /// A ref to value `id` (of `size` bytes) on `worker`. Only a worker's
-    /// own answers make refs that name real values; one made up names
-    /// nothing, and getting it is a [`NetError::NotFound`].
+    /// A ref to value `id` (of `size` bytes) on `worker`: a bare name,
+    /// holding nothing. Only a worker's own answers make refs that name real
+    /// values; one made up names nothing, and getting it is a
+    /// [`NetError::NotFound`].
     pub fn new(worker: WorkerId, id: ValueId, size: u64) -> Self {
-        Self { worker, id, size }
+        Self {
+            worker,
+            id,
+            size,
+            hold: None,
+        }
+    }
+
+    /// A counted ref standing on `hold`.
+    pub(crate) fn held(worker: WorkerId, id: ValueId, size: u64, hold: Hold) -> Self {
+        Self {
+            worker,
+            id,
+            size,
+            hold: Some(Arc::new(hold)),
+        }
+    }
+
+    /// Whether this ref holds its value (is counted) rather than only
+    /// naming it.
+    pub fn is_counted(&self) -> bool {
+        self.hold.is_some()
+    }
+
+    /// The bare name of the value: a ref that holds nothing.
+    pub fn name(&self) -> Self {
+        Self::new(self.worker, self.id, self.size)
     }
 
     /// The worker that owns the value.
@@ -159,7 +272,7 @@ impl FromStr for DRef {
         let size = size
             .parse()
             .map_err(|_| bad("the size is a number of bytes"))?;
-        Ok(Self { worker, id, size })
+        Ok(Self::new(worker, id, size))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mempool_arrays::Buffer;
 use mempool_core::{Pool, PoolError, StoredFrame};
@@ -11,8 +11,9 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::error::{NetError, Result};
+use crate::owner::Owner;
 use crate::proto::{
-    encode_message, ErrorKind, Limits, Request, Response, StreamReader, WorkerStats,
+    encode_message, ErrorKind, Limits, ProcessId, Request, Response, StreamReader, WorkerStats,
     PROTOCOL_VERSION,
 };
 use crate::secret::ClusterSecret;
@@ -59,6 +60,12 @@ pub struct WorkerConfig {
     /// value's bytes, and a mapping or a copy, on this worker); its gets
     /// past this go over QUIC. Default 4096.
     pub max_leases_per_reader: u64,
+    /// How long after a process's last connection to this worker closed
+    /// its refs to the worker's counted values are written off (values no
+    /// other process holds are then freed), unless it reconnects first.
+    /// Default 10 s: with the 5 s idle timeout, a killed process's holds go
+    /// within 15 s.
+    pub ref_lease: Duration,
 }
 
 impl WorkerConfig {
@@ -74,12 +81,19 @@ impl WorkerConfig {
             same_host: true,
             max_shared: 1 << 30,
             max_leases_per_reader: 4096,
+            ref_lease: Duration::from_secs(10),
         }
     }
 
     /// Listens on `addr`.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
+        self
+    }
+
+    /// Sets [`WorkerConfig::ref_lease`].
+    pub fn ref_lease(mut self, lease: Duration) -> Self {
+        self.ref_lease = lease;
         self
     }
 }
@@ -106,6 +120,7 @@ pub(crate) struct Ctx {
     receiving_kib: u32,
     counters: Counters,
     pub(crate) local: crate::local::LocalServer,
+    owner: Owner,
 }
 
 impl Ctx {
@@ -173,6 +188,7 @@ impl Worker {
                 config.max_shared,
                 config.max_leases_per_reader,
             ),
+            owner: Owner::new(config.id, config.ref_lease),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -212,6 +228,7 @@ impl Worker {
                         source,
                     }));
                     tokio::spawn(crate::local::serve(Arc::clone(&thread_ctx)));
+                    tokio::spawn(write_offs(Arc::clone(&thread_ctx)));
                     let accept = async {
                         while let Some(incoming) = endpoint.accept().await {
                             tokio::spawn(serve_connection(incoming, Arc::clone(&thread_ctx)));
@@ -323,6 +340,7 @@ fn worker_stats(ctx: &Ctx) -> WorkerStats {
     let s = ctx.pool.stats();
     let c = ctx.pool.config();
     let local = ctx.local.counts();
+    let (counted_values, ref_holders) = ctx.owner.counts();
     WorkerStats {
         worker: Some(ctx.id),
         max_memsize: c.max_memsize,
@@ -348,7 +366,56 @@ fn worker_stats(ctx: &Ctx) -> WorkerStats {
         shared_copies: local.copies,
         shared_bytes: local.copy_bytes,
         local_refused: ctx.local.refused.load(Ordering::Relaxed),
+        counted_values,
+        ref_holders,
+        ref_messages: ctx.owner.messages.load(Ordering::Relaxed),
+        refs_freed: ctx.owner.freed.load(Ordering::Relaxed),
     }
+}
+
+/// Writes off the processes taken for dead when their lease ends, and
+/// frees the values nobody else holds.
+async fn write_offs(ctx: Arc<Ctx>) {
+    loop {
+        let next = ctx.owner.next_timeout();
+        let wake = ctx.owner.wake.notified();
+        match next {
+            Some(t) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(t.into()) => {}
+                    _ = wake => {}
+                }
+            }
+            None => wake.await,
+        }
+        let free = ctx.owner.timeout(Instant::now());
+        free_values(&ctx, free).await;
+    }
+}
+
+/// Takes values no process holds any more out of the pool (off the
+/// runtime's thread: dropping a value runs its Drop).
+async fn free_values(ctx: &Arc<Ctx>, values: Vec<ValueId>) {
+    if values.is_empty() {
+        return;
+    }
+    let c = Arc::clone(ctx);
+    blocking(move || {
+        for v in values {
+            // Gone already (deleted by someone) is fine.
+            if c.pool.delete(&core_ref(&c.pool, v)).is_ok() {
+                c.owner.freed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+    .await;
+}
+
+/// What a worker knows of one connection: the process at the other end,
+/// once it said who it is.
+#[derive(Default)]
+struct Conn {
+    process: std::sync::OnceLock<ProcessId>,
 }
 
 async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
@@ -362,16 +429,26 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
             return;
         }
     };
+    let state = Arc::new(Conn::default());
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(conn.clone(), send, recv, Arc::clone(&ctx)));
+                tokio::spawn(serve_stream(
+                    conn.clone(),
+                    Arc::clone(&state),
+                    send,
+                    recv,
+                    Arc::clone(&ctx),
+                ));
             }
             Err(e) => {
                 debug!(%remote, "connection ended: {e}");
-                return;
+                break;
             }
         }
+    }
+    if let Some(p) = state.process.get() {
+        ctx.owner.disconnected(Instant::now(), *p);
     }
 }
 
@@ -383,6 +460,7 @@ const RESET_SILENT: u32 = 3;
 /// stops reading the answer for that long, loses the request.
 async fn serve_stream(
     conn: quinn::Connection,
+    state: Arc<Conn>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     ctx: Arc<Ctx>,
@@ -460,7 +538,7 @@ async fn serve_stream(
     ctx.counters
         .received
         .fetch_add(payload_len, Ordering::Relaxed);
-    let answer = answer(&ctx, request, payload).await;
+    let answer = answer(&ctx, &state, request, payload).await;
     drop(_permit);
     match answer {
         Answer::Reply(response) => {
@@ -469,6 +547,8 @@ async fn serve_stream(
                 // delete it rather than leak it.
                 if let Response::Stored { id, .. } = response {
                     let _ = ctx.pool.delete(&core_ref(&ctx.pool, id));
+                    let free = ctx.owner.delete(id);
+                    free_values(&ctx, free).await;
                 }
                 let _ = send.reset(RESET_SILENT.into());
                 return;
@@ -555,7 +635,7 @@ enum Answer {
     Frame(StoredFrame),
 }
 
-async fn answer(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Answer {
+async fn answer(ctx: &Arc<Ctx>, state: &Conn, request: Request, payload: Option<Buffer>) -> Answer {
     Answer::Reply(match request {
         // Inline, on the runtime's thread: taking a frame is an index lookup
         // (a mapping for a value on disk), never a wait for room.
@@ -566,11 +646,16 @@ async fn answer(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> An
             }
             Err(e) => error_response(&e),
         },
-        other => reply(ctx, other, payload).await,
+        other => reply(ctx, state, other, payload).await,
     })
 }
 
-async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Response {
+async fn reply(
+    ctx: &Arc<Ctx>,
+    state: &Conn,
+    request: Request,
+    payload: Option<Buffer>,
+) -> Response {
     let pool = &ctx.pool;
     let file = |r: mempool_core::Result<mempool_core::FileRef>| match r {
         Ok(f) => Response::File {
@@ -585,30 +670,53 @@ async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Res
         message: "the worker failed while answering".into(),
     };
     match request {
-        Request::Hello { version } if version == PROTOCOL_VERSION => Response::Welcome {
-            worker: ctx.id,
-            pool: pool.owner() as u32,
-            version: PROTOCOL_VERSION,
-            local: ctx.local.endpoint(),
-        },
-        Request::Hello { version } => Response::Error {
+        Request::Hello { version, process } if version == PROTOCOL_VERSION => {
+            if state.process.set(process).is_ok() {
+                ctx.owner.connected(process);
+            } else if state.process.get() != Some(&process) {
+                return Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message: "a connection belongs to one process".into(),
+                };
+            }
+            Response::Welcome {
+                worker: ctx.id,
+                pool: pool.owner() as u32,
+                version: PROTOCOL_VERSION,
+                local: ctx.local.endpoint(),
+            }
+        }
+        Request::Hello { version, .. } => Response::Error {
             kind: ErrorKind::BadRequest,
             message: format!("protocol version {version}, this worker speaks {PROTOCOL_VERSION}"),
         },
-        Request::Set { .. } => {
+        Request::Set { counted, .. } => {
             let Some(bytes) = payload else {
                 return failed();
             };
             let p = pool.clone();
             let r = blocking(move || p.set_frame(bytes)).await;
             match r {
-                Some(Ok(r)) => Response::Stored {
-                    id: ValueId {
+                Some(Ok(r)) => {
+                    let id = ValueId {
                         pool: r.owner as u32,
                         id: r.id,
-                    },
-                    size: r.size,
-                },
+                    };
+                    // Counted for the process this connection belongs to.
+                    let weight = match state.process.get() {
+                        Some(p) if counted => {
+                            let (w, free) = ctx.owner.create(id, *p);
+                            free_values(ctx, free).await;
+                            w
+                        }
+                        _ => 0,
+                    };
+                    Response::Stored {
+                        id,
+                        size: r.size,
+                        weight,
+                    }
+                }
                 Some(Err(e)) => error_response(&e.error),
                 None => failed(),
             }
@@ -616,7 +724,11 @@ async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Res
         Request::Delete { id } => {
             // Off the runtime's thread: dropping a value runs its Drop.
             let p = pool.clone();
-            match blocking(move || p.delete(&core_ref(&p, id))).await {
+            let r = blocking(move || p.delete(&core_ref(&p, id))).await;
+            // Later claims of it are refused, even if it was gone already.
+            let free = ctx.owner.delete(id);
+            free_values(ctx, free).await;
+            match r {
                 Some(Ok(())) => Response::Done,
                 Some(Err(e)) => error_response(&e),
                 None => failed(),
@@ -638,6 +750,17 @@ async fn reply(ctx: &Arc<Ctx>, request: Request, payload: Option<Buffer>) -> Res
             r.map_or_else(failed, file)
         }
         Request::Stats => Response::Stats(Box::new(worker_stats(ctx))),
+        Request::Refs { msgs } => {
+            let Some(p) = state.process.get() else {
+                return Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message: "reference counting before hello".into(),
+                };
+            };
+            let (back, free) = ctx.owner.handle(*p, msgs);
+            free_values(ctx, free).await;
+            Response::Refs { msgs: back }
+        }
         _ => Response::Error {
             kind: ErrorKind::BadRequest,
             message: "unexpected request".into(),

@@ -73,9 +73,12 @@ fn a_set_waiting_for_the_receive_budget_waits_instead_of_timing_out() {
         let config = common::raw_client_config(&secret, Some(&secret));
         let (endpoint, conn) = common::raw_connect(config, w.addr()).await.unwrap();
         let (mut send, _recv) = conn.open_bi().await.unwrap();
-        send.write_all(&encode_message(&Request::Set { len: 2 << 20 }))
-            .await
-            .unwrap();
+        send.write_all(&encode_message(&Request::Set {
+            len: 2 << 20,
+            counted: false,
+        }))
+        .await
+        .unwrap();
         send.write_all(&vec![0u8; 64 << 10]).await.unwrap();
         (endpoint, conn, send)
     });

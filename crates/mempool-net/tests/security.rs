@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{client_of, raw_client_config, raw_connect, raw_request, runtime, Cluster};
 use common::{SLACK, TIMEOUT};
 use mempool_arrays::{PrimitiveArray, StringArray, Table};
-use mempool_net::proto::{encode_message, Request, Response, PROTOCOL_VERSION};
+use mempool_net::proto::{encode_message, ProcessId, Request, Response, PROTOCOL_VERSION};
 use mempool_net::{ClusterSecret, DRef, NetError, ValueId, WorkerId};
 use mempool_serde::Serde;
 
@@ -70,6 +70,7 @@ fn a_wrong_or_missing_secret_is_refused_with_nothing_served() {
             };
             let hello = Request::Hello {
                 version: PROTOCOL_VERSION,
+                process: ProcessId(7),
             };
             for req in [hello, Request::Stats, Request::Get { id: r.id() }] {
                 let answer = raw_request(&conn, &req).await;
@@ -81,7 +82,10 @@ fn a_wrong_or_missing_secret_is_refused_with_nothing_served() {
             // A store, with its payload.
             let stored = async {
                 let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-                let mut bytes = encode_message(&Request::Set { len: MIB });
+                let mut bytes = encode_message(&Request::Set {
+                    len: MIB,
+                    counted: true,
+                });
                 bytes.resize(bytes.len() + MIB as usize, 0x5A);
                 send.write_all(&bytes).await.map_err(|e| e.to_string())?;
                 send.finish().map_err(|e| e.to_string())?;
@@ -209,6 +213,7 @@ fn garbage_on_an_authenticated_stream_closes_that_connection_only() {
         let (_endpoint, conn) = raw_connect(member(), w.addr).await.unwrap();
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
+            process: ProcessId(7),
         };
         let answer = raw_request(&conn, &hello).await.unwrap();
         assert!(
@@ -235,7 +240,10 @@ fn garbage_on_an_authenticated_stream_closes_that_connection_only() {
             b
         }),
         ("a store of 1 TiB", {
-            let mut b = encode_message(&Request::Set { len: 1 << 40 });
+            let mut b = encode_message(&Request::Set {
+                len: 1 << 40,
+                counted: true,
+            });
             b.extend_from_slice(&garbage);
             b
         }),

@@ -7,6 +7,7 @@
 //! ```text
 //! mempool-net-worker --id 1 --secret cluster.secret [--listen 127.0.0.1:0]
 //!                    [--max-memsize BYTES] [--max-disksize BYTES] [--dir PATH]
+//!                    [--idle-timeout-ms MS] [--ref-lease-ms MS]
 //! ```
 //!
 //! It prints `listening <addr>` on stdout once it serves.
@@ -15,6 +16,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use mempool_core::{Pool, PoolConfig};
 use mempool_net::{ClusterSecret, Worker, WorkerConfig, WorkerId};
@@ -27,6 +29,8 @@ struct Args {
     max_memsize: u64,
     max_disksize: Option<u64>,
     dir: Option<PathBuf>,
+    idle_timeout_ms: Option<u64>,
+    ref_lease_ms: Option<u64>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -37,6 +41,8 @@ fn parse() -> Result<Args, String> {
         max_memsize: 1 << 30,
         max_disksize: None,
         dir: None,
+        idle_timeout_ms: None,
+        ref_lease_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +63,8 @@ fn parse() -> Result<Args, String> {
             "--max-memsize" => args.max_memsize = number(value()?)?,
             "--max-disksize" => args.max_disksize = Some(number(value()?)?),
             "--dir" => args.dir = Some(value()?.into()),
+            "--idle-timeout-ms" => args.idle_timeout_ms = Some(number(value()?)?),
+            "--ref-lease-ms" => args.ref_lease_ms = Some(number(value()?)?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -78,11 +86,14 @@ fn run() -> Result<(), String> {
     let pool = Pool::new(config).map_err(|e| e.to_string())?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("installing signal handlers: {e}"))?;
-    let worker = Worker::spawn(
-        pool,
-        WorkerConfig::new(WorkerId(args.id), secret).listen(args.listen),
-    )
-    .map_err(|e| e.to_string())?;
+    let mut wc = WorkerConfig::new(WorkerId(args.id), secret).listen(args.listen);
+    if let Some(ms) = args.idle_timeout_ms {
+        wc.idle_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.ref_lease_ms {
+        wc = wc.ref_lease(Duration::from_millis(ms));
+    }
+    let worker = Worker::spawn(pool, wc).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening {}", worker.addr());
     let _ = out.flush();

@@ -260,6 +260,7 @@ mod tests {
     fn set_stream(payload: &[u8]) -> Vec<u8> {
         let mut b = encode_message(&Request::Set {
             len: payload.len() as u64,
+            counted: true,
         });
         b.extend_from_slice(payload);
         b
@@ -275,7 +276,13 @@ mod tests {
                 r.feed(c).unwrap();
             }
             let (msg, p) = r.finish().unwrap();
-            assert_eq!(msg, Request::Set { len: 1000 });
+            assert_eq!(
+                msg,
+                Request::Set {
+                    len: 1000,
+                    counted: true
+                }
+            );
             let p = p.unwrap();
             assert_eq!(p.as_slice(), &payload[..]);
             assert_eq!(p.as_slice().as_ptr() as usize % 64, 0);
@@ -294,7 +301,10 @@ mod tests {
             Err(WireError::MessageTooLarge { .. })
         ));
         let mut r = StreamReader::<Request>::new(limits);
-        let huge = encode_message(&Request::Set { len: u64::MAX });
+        let huge = encode_message(&Request::Set {
+            len: u64::MAX,
+            counted: false,
+        });
         assert!(matches!(
             r.feed(&huge),
             Err(WireError::PayloadTooLarge { .. })
@@ -337,7 +347,7 @@ mod tests {
             id in any::<u64>(), pos in 0usize..64, val in any::<u8>(), path in ".{0,20}"
         ) {
             let vid = crate::ValueId { pool: id as u32, id };
-            for msg in [Request::Get { id: vid }, Request::SaveToDisk { id: vid, path: path.clone() }, Request::Set { len: id % 4096 }] {
+            for msg in [Request::Get { id: vid }, Request::SaveToDisk { id: vid, path: path.clone() }, Request::Set { len: id % 4096, counted: id % 2 == 0 }] {
                 let mut bytes = encode_message(&msg);
                 bytes.extend(std::iter::repeat_n(0xAB, (id % 4096) as usize));
                 let p = pos % bytes.len();

@@ -596,6 +596,33 @@ impl RefTable {
         }
     }
 
+    /// The owners of the values this process holds or claims (sorted): the
+    /// processes it must stay connected to, so that they do not take it
+    /// for dead.
+    pub fn owners(&self) -> Vec<ProcessId> {
+        let mut o: Vec<ProcessId> = self.entries.keys().map(|k| k.owner).collect();
+        o.sort_unstable();
+        o.dedup();
+        o
+    }
+
+    /// The owners that have claims of this process not answered yet
+    /// (sorted): a claim deferred at the owner is answered later, so the
+    /// I/O layer asks again.
+    pub fn claiming_owners(&self) -> Vec<ProcessId> {
+        let mut o: Vec<ProcessId> = self
+            .entries
+            .iter()
+            .filter(
+                |(_, e)| matches!(&e.state, EntryState::Live { claims, .. } if !claims.is_empty()),
+            )
+            .map(|(k, _)| k.owner)
+            .collect();
+        o.sort_unstable();
+        o.dedup();
+        o
+    }
+
     /// The next message to send, and to whom.
     pub fn poll_transmit(&mut self) -> Option<(ProcessId, RefMsg)> {
         self.transmits.pop_front()
@@ -849,6 +876,33 @@ impl OwnerTable {
             return;
         }
         self.dying.push((later(now, self.config.lease), p));
+    }
+
+    /// Process `p`, taken for dead, is back (it reconnected) before its
+    /// write-off: its accounts stay. Returns false if it was written off
+    /// already (its weight is gone; its refs may be revoked).
+    pub fn process_back(&mut self, p: ProcessId) -> bool {
+        if self.written_off.contains(&p) {
+            return false;
+        }
+        self.died.remove(&p);
+        self.dying.retain(|(_, q)| *q != p);
+        true
+    }
+
+    /// Whether process `p` was written off (a process taken for dead whose
+    /// lease ended).
+    pub fn is_written_off(&self, p: ProcessId) -> bool {
+        self.written_off.contains(&p)
+    }
+
+    /// Processes with weight in some account (the holders of any value).
+    pub fn holders(&self) -> usize {
+        let mut h: HashSet<ProcessId> = HashSet::new();
+        for v in self.values.values() {
+            h.extend(v.accounts.keys().copied());
+        }
+        h.len()
     }
 
     /// When the next write-off is due.

@@ -1001,3 +1001,37 @@ fn messages_per_transfer_are_claim_ack_and_one_reclaim() {
     assert_eq!(sim.ctl_sent - before, 2);
     assert_eq!(sim.t(C).status(k), Some(RefStatus::Held));
 }
+
+/// A connection lost and made again (the owner took the process for dead
+/// for a moment): back before the lease, its holds stay.
+#[test]
+fn a_process_back_before_its_lease_keeps_its_holds() {
+    let mut sim = default_sim(2);
+    let k = sim.create(A, B);
+    sim.settle();
+    let now = sim.now;
+    let o = sim.nodes[B.0 as usize].owner.as_mut().unwrap();
+    o.process_died(now, A);
+    assert!(o.poll_timeout().is_some());
+    assert!(o.process_back(A));
+    assert_eq!(o.poll_timeout(), None);
+    sim.advance(sim.config.lease * 2);
+    assert!(!sim.freed.contains(&k), "written off though it came back");
+    sim.t(A).drop_handle(k).unwrap();
+    sim.settle();
+    assert!(sim.freed.contains(&k));
+    // After a write-off, coming back changes nothing.
+    let k2 = sim.create(A, B);
+    sim.settle();
+    let now = sim.now;
+    sim.nodes[B.0 as usize]
+        .owner
+        .as_mut()
+        .unwrap()
+        .process_died(now, A);
+    sim.advance(sim.config.lease + Duration::from_millis(1));
+    assert!(sim.freed.contains(&k2));
+    let o = sim.nodes[B.0 as usize].owner.as_mut().unwrap();
+    assert!(!o.process_back(A));
+    assert!(o.is_written_off(A));
+}

@@ -48,6 +48,7 @@ impl SimWorker {
                     Response::Stored {
                         id: vid(self.next_id),
                         size,
+                        weight: 0,
                     },
                     Vec::new(),
                 )
@@ -141,7 +142,10 @@ fn run(seed: u64, calls: usize, lose_connection: bool, silent: bool) -> Outcome 
                     let len = 1 + rng.below(20_000) as usize;
                     let v: Vec<u8> = (0..len).map(|i| (i as u64 * seed) as u8).collect();
                     (
-                        Request::Set { len: len as u64 },
+                        Request::Set {
+                            len: len as u64,
+                            counted: false,
+                        },
                         v.clone(),
                         Expect::Stored(v),
                     )
@@ -244,7 +248,7 @@ fn run(seed: u64, calls: usize, lose_connection: bool, silent: bool) -> Outcome 
                 continue;
             };
             match (result, &s.expect) {
-                (Ok((Response::Stored { id, size }, None)), Expect::Stored(v)) => {
+                (Ok((Response::Stored { id, size, .. }, None)), Expect::Stored(v)) => {
                     assert_eq!(size, v.len() as u64);
                     assert_eq!(worker.values.get(&id.id), Some(v), "seed {seed}");
                     out.ok += 1;

@@ -10,11 +10,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::local::LocalEndpoint;
+use super::refs::{ProcessId, RefMsg};
 use crate::{ValueId, WorkerId};
 
 /// The protocol version, exchanged in [`Request::Hello`]. Peers of other
 /// versions are refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Bounds on what a peer may send, checked before anything is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,17 +40,24 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Request {
-    /// The first request on a connection: the caller's protocol version.
-    /// Answered by [`Response::Welcome`].
+    /// The first request on a connection: the caller's protocol version
+    /// and who it is. Answered by [`Response::Welcome`].
     Hello {
         /// [`PROTOCOL_VERSION`] of the caller.
         version: u16,
+        /// The calling process (this incarnation of it): the holder of the
+        /// refs counted on this connection. While no connection of it is
+        /// open the worker takes it for dead.
+        process: ProcessId,
     },
     /// Store the frame that follows (`len` bytes). Answered by
     /// [`Response::Stored`].
     Set {
         /// Length of the frame that follows.
         len: u64,
+        /// Count the value's refs (it is freed once no process holds one);
+        /// otherwise it stays until deleted.
+        counted: bool,
     },
     /// Send the value's frame. Answered by [`Response::Frame`].
     Get {
@@ -83,13 +91,20 @@ pub enum Request {
     },
     /// The worker's pool statistics. Answered by [`Response::Stats`].
     Stats,
+    /// Reference-counting messages of the caller (holder) to this worker
+    /// (owner), in order; none to only ask for what the worker has for it.
+    /// Answered by [`Response::Refs`].
+    Refs {
+        /// The messages.
+        msgs: Vec<RefMsg>,
+    },
 }
 
 impl Request {
     /// Length of the payload that follows this message.
     pub fn payload_len(&self) -> u64 {
         match self {
-            Request::Set { len } => *len,
+            Request::Set { len, .. } => *len,
             _ => 0,
         }
     }
@@ -118,6 +133,8 @@ pub enum Response {
         id: ValueId,
         /// Its size in bytes.
         size: u64,
+        /// The reference weight the caller holds (0: not counted).
+        weight: u64,
     },
     /// The value's frame follows (`len` bytes).
     Frame {
@@ -137,6 +154,11 @@ pub enum Response {
     },
     /// The worker's statistics.
     Stats(Box<WorkerStats>),
+    /// The worker's reference-counting messages for the caller.
+    Refs {
+        /// The messages.
+        msgs: Vec<RefMsg>,
+    },
     /// The request failed.
     Error {
         /// What kind of failure.
@@ -237,6 +259,14 @@ pub struct WorkerStats {
     /// Same-host connections refused (another user, or no proof of the
     /// cluster secret).
     pub local_refused: u64,
+    /// Values whose refs are counted (freed when no process holds one).
+    pub counted_values: u64,
+    /// Processes holding refs to those values.
+    pub ref_holders: u64,
+    /// Reference-counting messages received.
+    pub ref_messages: u64,
+    /// Values freed because no process held a ref any more.
+    pub refs_freed: u64,
 }
 
 /// Errors of [`encode_message`] and [`decode_message`].
