@@ -107,6 +107,16 @@ pub(crate) enum Command {
         /// Where (a relative path is made absolute here first).
         path: PathBuf,
     },
+    /// Move a value to another worker (MemPool.jl's `migrate!`). Its ref
+    /// stays valid: its first worker redirects gets to the new one.
+    Migrate {
+        /// The ref.
+        #[arg(value_name = "REF", value_parser = parse_ref)]
+        dref: DRef,
+        /// The worker to move it to (w2 or 2).
+        #[arg(value_name = "WORKER", value_parser = parse_worker)]
+        to: WorkerId,
+    },
     /// With no setup: start a local cluster with small memory limits, push
     /// a dataset several times larger through it as tables, compute a
     /// group-by from the stored partitions, check it against the same

@@ -1,5 +1,5 @@
 //! The client commands: `put`, `get`, `rm`, `movetodisk`, `copytodisk`,
-//! `save`.
+//! `save`, `migrate`.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -66,6 +66,10 @@ pub(crate) fn run(
         Command::Save { dref, path } => {
             let path = absolute(&path)?;
             file_ref(&dref, &c.save_to_disk(&dref, &path)?)
+        }
+        Command::Migrate { dref, to } => {
+            c.migrate(&dref, to)?;
+            format!("moved {dref} to {to}")
         }
         Command::Worker(_) | Command::Cluster(_) | Command::Demo(_) => {
             unreachable!("not a client command")

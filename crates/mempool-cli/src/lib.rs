@@ -13,7 +13,7 @@
 //!   `mempool cluster down` stops them all and leaves no spill directory.
 //! - `mempool put FILE [--on W]` prints a ref (`w1/1a2b3c4d.17/1048576`);
 //!   `get REF [-o FILE]`, `rm REF`, `movetodisk REF`, `copytodisk REF`,
-//!   `save REF PATH` use it.
+//!   `save REF PATH`, `migrate REF WORKER` use it.
 //! - `mempool demo` needs no setup: it starts a local cluster with small
 //!   memory limits in a temporary directory, pushes a dataset several times
 //!   larger than the cluster's memory through it as

@@ -327,6 +327,14 @@ fn files_go_there_and_back_through_a_cluster() {
     }
     let stdout = c.mempool(&["get", &on_w2]).ok("get to stdout");
     assert_eq!(stdout.stdout, data(1, 3 << 20));
+    // Moved to w1, read through its old ref (its first worker redirects).
+    let moved = c.mempool(&["migrate", &on_w2, "w1"]).ok("migrate").text();
+    assert!(moved.contains("to w1"), "{moved}");
+    let stdout = c.mempool(&["get", &on_w2]).ok("get after migrate");
+    assert_eq!(stdout.stdout, data(1, 3 << 20));
+    c.mempool(&["migrate", &on_w2, "w9"])
+        .one_line_error("migrate to an unknown worker", &["w9"]);
+    c.mempool(&["rm", &on_w2]).ok("rm after migrate");
 
     // Spills and the status table.
     let moved = c.mempool(&["movetodisk", &refs[1]]).ok("movetodisk").text();

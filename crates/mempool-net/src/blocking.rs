@@ -101,6 +101,15 @@ impl BlockingClient {
         &self.client
     }
 
+    /// Moves the value `r` names to worker `to` ([`Client::migrate`]).
+    ///
+    /// # Errors
+    /// As [`Client::migrate`].
+    pub fn migrate(&self, r: &DRef, to: WorkerId) -> Result<()> {
+        let (c, r) = (self.client.clone(), r.clone());
+        self.run(async move { c.migrate(&r, to).await })
+    }
+
     /// Makes this client current on this thread until the guard drops
     /// ([`Client::enter`]): refs deserialized meanwhile claim for it.
     pub fn enter(&self) -> crate::Entered {

@@ -18,11 +18,25 @@ use crate::proto::{
     LocalEndpoint, Peers, Plan, Reply, Request, Response, WorkerStats, PROTOCOL_VERSION,
 };
 use crate::secret::{ClusterSecret, SERVER_NAME};
-use crate::{DRef, WorkerId};
+use crate::{DRef, ValueId, WorkerId};
 
 /// Largest piece written to a stream at once (each piece must go out within
 /// the timeout).
 const WRITE_PIECE: usize = 1 << 20;
+
+/// Redirects a request follows at most (a value moved again while it is
+/// read).
+const MAX_HOPS: usize = 16;
+
+/// What a get on one worker found.
+enum At {
+    /// The frame, and whether its checksums were verified.
+    Got(Buffer, bool),
+    /// The value moved there.
+    Moved(WorkerId, ValueId, SocketAddr),
+    /// Not there.
+    NotFound,
+}
 
 /// How a [`Client`] talks to workers.
 #[derive(Debug, Clone)]
@@ -141,6 +155,8 @@ struct Inner {
     host: Option<String>,
     /// Its reference counts.
     holder: Arc<Holder>,
+    /// Where migrated values went: (home, id) -> (worker, id there).
+    moved: Mutex<HashMap<(WorkerId, ValueId), (WorkerId, ValueId)>>,
 }
 
 impl Drop for Inner {
@@ -205,6 +221,7 @@ impl Client {
                 local_key: secret.local_key(),
                 host: crate::local::host_identity(),
                 holder: Arc::clone(&holder),
+                moved: Mutex::new(HashMap::new()),
             }),
         };
         tokio::spawn(crate::holder::flush(holder, Arc::downgrade(&client.inner)));
@@ -568,7 +585,11 @@ impl Client {
             .await
     }
 
-    async fn set_encoded(&self, worker: WorkerId, frame: &EncodedFrame<'_>) -> Result<DRef> {
+    pub(crate) async fn set_encoded(
+        &self,
+        worker: WorkerId,
+        frame: &EncodedFrame<'_>,
+    ) -> Result<DRef> {
         let req = Request::Set {
             len: frame.len() as u64,
             counted: self.inner.config.counted,
@@ -606,34 +627,85 @@ impl Client {
     }
 
     /// The frame of `r`, and whether its checksums were verified already
-    /// (same-host reads are verified as they are mapped).
+    /// (same-host reads are verified as they are mapped), following
+    /// redirects of migrated values.
+    async fn get_checked(&self, r: &DRef) -> Result<(Buffer, bool)> {
+        for _ in 0..MAX_HOPS {
+            let (worker, id, cached) = self.locate(r);
+            match self.get_at(r, worker, id).await? {
+                At::Got(b, verified) => return Ok((b, verified)),
+                At::Moved(w, id, addr) => self.follow(r, w, id, addr),
+                // Moved on again, or gone: ask its home.
+                At::NotFound if cached => self.forget_location(r),
+                At::NotFound => return Err(NetError::NotFound { dref: r.name() }),
+            }
+        }
+        Err(self.too_many_hops(r))
+    }
+
+    /// Where the value of `r` is, as far as this client knows: its home, or
+    /// where the home said it moved (then `true`).
+    fn locate(&self, r: &DRef) -> (WorkerId, ValueId, bool) {
+        let moved = self.inner.moved.lock().expect("moved lock");
+        match moved.get(&(r.worker(), r.id())) {
+            Some((w, id)) => (*w, *id, true),
+            None => (r.worker(), r.id(), false),
+        }
+    }
+
+    /// Remembers that `r`'s value is on `worker` under `id` now.
+    fn follow(&self, r: &DRef, worker: WorkerId, id: ValueId, addr: SocketAddr) {
+        if self.addr(worker).is_err() {
+            self.add_worker(worker, addr);
+        }
+        let mut moved = self.inner.moved.lock().expect("moved lock");
+        if (worker, id) == (r.worker(), r.id()) {
+            moved.remove(&(r.worker(), r.id()));
+        } else {
+            moved.insert((r.worker(), r.id()), (worker, id));
+        }
+    }
+
+    fn forget_location(&self, r: &DRef) {
+        let mut moved = self.inner.moved.lock().expect("moved lock");
+        moved.remove(&(r.worker(), r.id()));
+    }
+
+    fn too_many_hops(&self, r: &DRef) -> NetError {
+        NetError::Protocol {
+            peer: format!("worker {}", r.worker()),
+            reason: format!("{r} was redirected more than {MAX_HOPS} times"),
+        }
+    }
+
+    /// A get of value `id` on `worker` (for `r`): same-host if it can,
+    /// QUIC otherwise.
     ///
     /// A same-host get has one deadline, `timeout` from its start: a worker
     /// whose socket stays silent that long fails it with
     /// [`NetError::Timeout`] (and its link is dropped), not a second wait
     /// over QUIC.
-    async fn get_checked(&self, r: &DRef) -> Result<(Buffer, bool)> {
+    async fn get_at(&self, r: &DRef, worker: WorkerId, id: ValueId) -> Result<At> {
         let timeout = self.inner.config.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = || -> NetError {
-            match self.addr(r.worker()) {
+            match self.addr(worker) {
                 Ok(addr) => NetError::Timeout {
-                    worker: r.worker(),
+                    worker,
                     addr,
                     timeout,
                 },
                 Err(e) => e,
             }
         };
-        if let Some(link) = self.local_link(r.worker(), deadline).await? {
-            match link.get(r.id(), deadline).await {
-                LocalGet::Bytes(b) => return Ok((b, true)),
-                LocalGet::Failed(ErrorKind::NotFound, _) => {
-                    return Err(NetError::NotFound { dref: r.clone() })
-                }
+        if let Some(link) = self.local_link(worker, deadline).await? {
+            match link.get(id, deadline).await {
+                LocalGet::Bytes(b) => return Ok(At::Got(b, true)),
+                // Perhaps migrated: QUIC says where to.
+                LocalGet::Failed(ErrorKind::NotFound, _) => {}
                 LocalGet::Failed(kind, message) => {
                     return Err(NetError::Remote {
-                        worker: r.worker(),
+                        worker,
                         kind,
                         message,
                     })
@@ -643,7 +715,46 @@ impl Client {
                 LocalGet::Fallback => {}
             }
         }
-        Ok((self.get_over_quic(r).await?, false))
+        match self.request(worker, &Request::Get { id }, None).await? {
+            (Response::Frame { .. }, Some(bytes)) => Ok(At::Got(bytes, false)),
+            (Response::Moved { worker, id, addr }, None) => Ok(At::Moved(worker, id, addr)),
+            (
+                Response::Error {
+                    kind: ErrorKind::NotFound,
+                    ..
+                },
+                _,
+            ) => Ok(At::NotFound),
+            other => Err(self.unexpected(worker, Some(r), other)),
+        }
+    }
+
+    /// Moves the value `r` names to worker `to` (MemPool.jl's `migrate!`).
+    /// Every ref to it keeps working: gets through them are redirected by
+    /// its home (this client caches where it went), its reference counts
+    /// stay with its home, and its old copy is dropped once the new one is
+    /// stored. A get racing the move reads the old copy or the new one,
+    /// whole.
+    ///
+    /// # Errors
+    /// [`NetError::UnknownWorker`] for a `to` this client does not know;
+    /// [`NetError::NotFound`]; [`NetError::Remote`] when the target refused
+    /// (its disk bound) or a move of the value is already under way
+    /// ([`ErrorKind::Busy`]); those of [`Client::set_on`].
+    pub async fn migrate(&self, r: &DRef, to: WorkerId) -> Result<()> {
+        let addr = self.addr(to)?;
+        let req = Request::Migrate {
+            id: r.id(),
+            to,
+            addr,
+        };
+        match self.request(r.worker(), &req, None).await? {
+            (Response::Moved { worker, id, addr }, None) => {
+                self.follow(r, worker, id, addr);
+                Ok(())
+            }
+            other => Err(self.unexpected(r.worker(), Some(r), other)),
+        }
     }
 
     /// Whether gets of `worker`'s values go through its same-host socket
@@ -718,16 +829,6 @@ impl Client {
         }
     }
 
-    async fn get_over_quic(&self, r: &DRef) -> Result<Buffer> {
-        match self
-            .request(r.worker(), &Request::Get { id: r.id() }, None)
-            .await?
-        {
-            (Response::Frame { .. }, Some(bytes)) => Ok(bytes),
-            other => Err(self.unexpected(r.worker(), Some(r), other)),
-        }
-    }
-
     /// The value `r` names, from its owner, decoded as `T` (MemPool.jl's
     /// `poolget`). The bytes arrive once, into one aligned buffer, which the
     /// value keeps (its columns are views of it).
@@ -743,7 +844,7 @@ impl Client {
         };
         mempool_serde::decode_with::<T>(&bytes, &opts).map_err(|e| match e {
             FrameError::TypeMismatch { expected, found } => NetError::TypeMismatch {
-                dref: r.clone(),
+                dref: r.name(),
                 expected,
                 found,
             },
@@ -757,6 +858,8 @@ impl Client {
     /// [`NetError::NotFound`] if it was not there; those of
     /// [`Client::set_on`].
     pub async fn delete(&self, r: &DRef) -> Result<()> {
+        // Its home deletes it wherever it moved.
+        self.forget_location(r);
         match self
             .request(r.worker(), &Request::Delete { id: r.id() }, None)
             .await?
@@ -766,15 +869,30 @@ impl Client {
         }
     }
 
-    async fn file_request(&self, r: &DRef, req: Request) -> Result<FileRef> {
-        match self.request(r.worker(), &req, None).await? {
-            (Response::File { path, offset, len }, None) => Ok(FileRef {
-                path: PathBuf::from(path),
-                offset,
-                size: len,
-            }),
-            other => Err(self.unexpected(r.worker(), Some(r), other)),
+    /// A request about `r`'s value where it is (following redirects).
+    async fn file_request(&self, r: &DRef, req: impl Fn(ValueId) -> Request) -> Result<FileRef> {
+        for _ in 0..MAX_HOPS {
+            let (worker, id, cached) = self.locate(r);
+            match self.request(worker, &req(id), None).await? {
+                (Response::File { path, offset, len }, None) => {
+                    return Ok(FileRef {
+                        path: PathBuf::from(path),
+                        offset,
+                        size: len,
+                    })
+                }
+                (Response::Moved { worker, id, addr }, None) => self.follow(r, worker, id, addr),
+                (
+                    Response::Error {
+                        kind: ErrorKind::NotFound,
+                        ..
+                    },
+                    _,
+                ) if cached => self.forget_location(r),
+                other => return Err(self.unexpected(worker, Some(r), other)),
+            }
         }
+        Err(self.too_many_hops(r))
     }
 
     /// Writes the value to its owner's disk and drops it from its memory
@@ -785,8 +903,7 @@ impl Client {
     /// As [`Client::delete`]; [`NetError::Remote`] when the owner's disk
     /// bound is reached.
     pub async fn move_to_disk(&self, r: &DRef) -> Result<FileRef> {
-        self.file_request(r, Request::MoveToDisk { id: r.id() })
-            .await
+        self.file_request(r, |id| Request::MoveToDisk { id }).await
     }
 
     /// Writes the value to its owner's disk and keeps it in memory
@@ -795,8 +912,7 @@ impl Client {
     /// # Errors
     /// As [`Client::move_to_disk`].
     pub async fn copy_to_disk(&self, r: &DRef) -> Result<FileRef> {
-        self.file_request(r, Request::CopyToDisk { id: r.id() })
-            .await
+        self.file_request(r, |id| Request::CopyToDisk { id }).await
     }
 
     /// Writes the value as a standalone frame file at `path` on its owner's
@@ -807,8 +923,11 @@ impl Client {
     /// cannot use the path.
     pub async fn save_to_disk(&self, r: &DRef, path: impl AsRef<Path>) -> Result<FileRef> {
         let path = path.as_ref().to_string_lossy().into_owned();
-        self.file_request(r, Request::SaveToDisk { id: r.id(), path })
-            .await
+        self.file_request(r, |id| Request::SaveToDisk {
+            id,
+            path: path.clone(),
+        })
+        .await
     }
 
     /// A worker's statistics.
@@ -832,7 +951,7 @@ impl Client {
                 },
                 _,
             ) if r.is_some() => NetError::NotFound {
-                dref: r.expect("checked").clone(),
+                dref: r.expect("checked").name(),
             },
             (Response::Error { kind, message }, _) => NetError::Remote {
                 worker,

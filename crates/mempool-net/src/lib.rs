@@ -40,6 +40,7 @@ mod endpoint;
 mod error;
 mod holder;
 mod local;
+mod migrate;
 mod owner;
 pub mod proto;
 mod secret;

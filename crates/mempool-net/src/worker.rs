@@ -110,7 +110,7 @@ struct Counters {
 }
 
 pub(crate) struct Ctx {
-    id: WorkerId,
+    pub(crate) id: WorkerId,
     pub(crate) pool: Pool,
     limits: Limits,
     pub(crate) idle_timeout: Duration,
@@ -121,9 +121,25 @@ pub(crate) struct Ctx {
     counters: Counters,
     pub(crate) local: crate::local::LocalServer,
     owner: Owner,
+    /// The cluster's secret (for the worker's own client of its peers).
+    pub(crate) secret: ClusterSecret,
+    /// Where it listens (set once bound).
+    addr: std::sync::OnceLock<SocketAddr>,
+    /// Redirects of migrated values and moves under way.
+    pub(crate) moves: std::sync::Mutex<crate::migrate::Moves>,
+    /// Its client of other workers (made on first migrate).
+    pub(crate) peers: tokio::sync::OnceCell<crate::Client>,
 }
 
 impl Ctx {
+    /// The address the worker listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+            .get()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
     /// Counts a get served from memory or from disk.
     pub(crate) fn count_get(&self, frame: &StoredFrame) {
         let c = &self.counters;
@@ -189,6 +205,10 @@ impl Worker {
                 config.max_leases_per_reader,
             ),
             owner: Owner::new(config.id, config.ref_lease),
+            secret: config.secret.clone(),
+            addr: std::sync::OnceLock::new(),
+            moves: std::sync::Mutex::new(crate::migrate::Moves::default()),
+            peers: tokio::sync::OnceCell::new(),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -223,6 +243,9 @@ impl Worker {
                         }
                     };
                     let addr = endpoint.local_addr();
+                    if let Ok(a) = &addr {
+                        let _ = thread_ctx.addr.set(*a);
+                    }
                     let _ = ready_tx.send(addr.map_err(|source| NetError::Io {
                         op: "reading the worker's address".into(),
                         source,
@@ -400,15 +423,22 @@ async fn free_values(ctx: &Arc<Ctx>, values: Vec<ValueId>) {
         return;
     }
     let c = Arc::clone(ctx);
-    blocking(move || {
-        for v in values {
-            // Gone already (deleted by someone) is fine.
-            if c.pool.delete(&core_ref(&c.pool, v)).is_ok() {
-                c.owner.freed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    let here = blocking(move || {
+        values
+            .into_iter()
+            // Gone already (deleted by someone, or migrated) is fine.
+            .map(|v| (v, c.pool.delete(&core_ref(&c.pool, v)).is_ok()))
+            .collect::<Vec<_>>()
     })
-    .await;
+    .await
+    .unwrap_or_default();
+    for (v, deleted) in here {
+        // A migrated value's copy goes wherever it is.
+        let moved = crate::migrate::forget(ctx, v).await;
+        if deleted || moved {
+            ctx.owner.freed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What a worker knows of one connection: the process at the other end,
@@ -604,6 +634,17 @@ fn protocol_error(conn: &quinn::Connection, ctx: &Ctx, why: &str) {
     conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
 }
 
+/// The answer for a value this pool does not have (or failed on): where it
+/// went, if it was migrated.
+fn not_here(ctx: &Ctx, id: ValueId, e: &PoolError) -> Response {
+    match e {
+        PoolError::NotFound { .. } => {
+            crate::migrate::moved(ctx, id).unwrap_or_else(|| error_response(e))
+        }
+        e => error_response(e),
+    }
+}
+
 fn error_response(e: &PoolError) -> Response {
     let (kind, message) = error_kind(e);
     Response::Error { kind, message }
@@ -644,7 +685,7 @@ async fn answer(ctx: &Arc<Ctx>, state: &Conn, request: Request, payload: Option<
                 ctx.count_get(&frame);
                 return Answer::Frame(frame);
             }
-            Err(e) => error_response(&e),
+            Err(e) => not_here(ctx, id, &e),
         },
         other => reply(ctx, state, other, payload).await,
     })
@@ -657,13 +698,13 @@ async fn reply(
     payload: Option<Buffer>,
 ) -> Response {
     let pool = &ctx.pool;
-    let file = |r: mempool_core::Result<mempool_core::FileRef>| match r {
+    let file = |id: ValueId, r: mempool_core::Result<mempool_core::FileRef>| match r {
         Ok(f) => Response::File {
             path: f.path.to_string_lossy().into_owned(),
             offset: f.offset,
             len: f.size,
         },
-        Err(e) => error_response(&e),
+        Err(e) => not_here(ctx, id, &e),
     };
     let failed = || Response::Error {
         kind: ErrorKind::Other,
@@ -728,8 +769,10 @@ async fn reply(
             // Later claims of it are refused, even if it was gone already.
             let free = ctx.owner.delete(id);
             free_values(ctx, free).await;
+            let moved = crate::migrate::forget(ctx, id).await;
             match r {
                 Some(Ok(())) => Response::Done,
+                Some(Err(PoolError::NotFound { .. })) if moved => Response::Done,
                 Some(Err(e)) => error_response(&e),
                 None => failed(),
             }
@@ -737,19 +780,20 @@ async fn reply(
         Request::MoveToDisk { id } => {
             let p = pool.clone();
             let r = blocking(move || p.move_to_disk(&core_ref(&p, id))).await;
-            r.map_or_else(failed, file)
+            r.map_or_else(failed, |r| file(id, r))
         }
         Request::CopyToDisk { id } => {
             let p = pool.clone();
             let r = blocking(move || p.copy_to_disk(&core_ref(&p, id))).await;
-            r.map_or_else(failed, file)
+            r.map_or_else(failed, |r| file(id, r))
         }
         Request::SaveToDisk { id, path } => {
             let p = pool.clone();
             let r = blocking(move || p.save_to_disk(&core_ref(&p, id), path)).await;
-            r.map_or_else(failed, file)
+            r.map_or_else(failed, |r| file(id, r))
         }
         Request::Stats => Response::Stats(Box::new(worker_stats(ctx))),
+        Request::Migrate { id, to, addr } => crate::migrate::migrate(ctx, id, to, addr).await,
         Request::Refs { msgs } => {
             let Some(p) = state.process.get() else {
                 return Response::Error {

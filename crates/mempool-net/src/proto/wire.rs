@@ -91,6 +91,19 @@ pub enum Request {
     },
     /// The worker's pool statistics. Answered by [`Response::Stats`].
     Stats,
+    /// Move the value to worker `to` (at `addr`), MemPool.jl's `migrate!`.
+    /// Sent to the value's home (the worker its refs name), which stays
+    /// the value's home: it keeps its reference counts and answers gets
+    /// through old refs with [`Response::Moved`]. Answered by
+    /// [`Response::Moved`] naming where the value is now.
+    Migrate {
+        /// The value's id on its home.
+        id: ValueId,
+        /// Where it goes.
+        to: WorkerId,
+        /// That worker's address.
+        addr: std::net::SocketAddr,
+    },
     /// Reference-counting messages of the caller (holder) to this worker
     /// (owner), in order; none to only ask for what the worker has for it.
     /// Answered by [`Response::Refs`].
@@ -154,6 +167,16 @@ pub enum Response {
     },
     /// The worker's statistics.
     Stats(Box<WorkerStats>),
+    /// The value was migrated: it is on `worker` under `id` now (ask
+    /// there; its home still counts its refs).
+    Moved {
+        /// Where it is.
+        worker: WorkerId,
+        /// Its id there.
+        id: ValueId,
+        /// That worker's address.
+        addr: std::net::SocketAddr,
+    },
     /// The worker's reference-counting messages for the caller.
     Refs {
         /// The messages.
@@ -196,6 +219,8 @@ pub enum ErrorKind {
     TooLarge,
     /// The request was malformed or of another protocol version.
     BadRequest,
+    /// The value is being migrated already.
+    Busy,
     /// Anything else.
     Other,
 }
