@@ -57,8 +57,8 @@ pub struct ClientConfig {
     pub limits: Limits,
     /// Read values of workers on this host through their same-host socket
     /// (mapping the owner's bytes instead of streaming them over QUIC).
-    /// Used only where the worker's host identity (boot id, user, mount
-    /// namespace) is this process's and its socket accepts our proof of the
+    /// Used only where the worker's host identity (boot id, user, mount and
+    /// network namespaces) is this process's and its socket accepts our proof of the
     /// cluster secret; QUIC otherwise. Default true.
     pub same_host: bool,
     /// Count the refs of values this client stores: the owner frees a value

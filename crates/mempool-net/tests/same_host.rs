@@ -666,3 +666,110 @@ fn a_worker_out_of_descriptors_does_not_spin_on_its_same_host_socket() {
     assert!(used < 30, "the worker used {used} ticks of CPU in 1 s");
     drop(conns);
 }
+
+/// A network namespace with a veth link to this one, made for a test and
+/// removed (with its link) when dropped.
+struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// `Err(why)` where the machine cannot make one (not root, no `ip`).
+    fn new(subnet: u8) -> Result<(Self, String), String> {
+        let name = format!("mempool-test-{}-{subnet}", std::process::id());
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("running ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        let (host_if, ns_if) = (format!("mpv{subnet}a"), format!("mpv{subnet}b"));
+        let host_addr = format!("10.213.{subnet}.1/24");
+        let ns_addr = format!("10.213.{subnet}.2");
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ])?;
+        ip(&["link", "set", &ns_if, "netns", &ns.name])?;
+        ip(&["addr", "add", &host_addr, "dev", &host_if])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", ns.name.as_str(), "ip"];
+            a.extend_from_slice(args);
+            ip(&a)
+        };
+        inside(&["addr", "add", &format!("{ns_addr}/24"), "dev", &ns_if])?;
+        inside(&["link", "set", &ns_if, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        Ok((ns, ns_addr))
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth, and the peer
+        // with it.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn a_worker_in_another_network_namespace_is_read_over_quic() {
+    let (ns, addr) = match NetNs::new(7) {
+        Ok(n) => n,
+        Err(why) => {
+            println!("skipped: cannot make a network namespace here ({why})");
+            return;
+        }
+    };
+    if !Command::new("nsenter")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        println!("skipped: no nsenter to start a worker in the namespace");
+        return;
+    }
+    let cluster = Cluster::new();
+    let listen = format!("{addr}:0").parse().unwrap();
+    // nsenter enters the network namespace only (`ip netns exec` would
+    // make a mount namespace too): same boot, user and files.
+    let net = format!("--net=/run/netns/{}", ns.name);
+    let w = WorkerProc::try_spawn_in(
+        &["nsenter", &net, "--"],
+        1,
+        &cluster.secret_path,
+        cluster.dir.path(),
+        listen,
+        &[],
+    )
+    .unwrap();
+    // Same boot, user and filesystem (its socket is reachable), another
+    // network: QUIC.
+    let client = same_host_client(&cluster, &w);
+    let r = client.set_on(w.id, &big_value(7.0)).unwrap();
+    assert!(!client.uses_same_host(w.id));
+    let before = stats(&client, w.id);
+    let got: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(got, big_value(7.0));
+    let after = stats(&client, w.id);
+    assert_eq!(after.local_gets, 0);
+    assert!(after.bytes_sent - before.bytes_sent >= (BIG * 8) as u64);
+    // The same worker binary in this namespace is read through its socket.
+    let here = cluster.worker(2, &[]);
+    let near = same_host_client(&cluster, &here);
+    assert!(near.uses_same_host(here.id));
+    drop(w);
+}

@@ -63,21 +63,26 @@ use crate::{ValueId, WorkerId};
 /// use it to play a worker on another host).
 pub const HOST_ID_ENV: &str = "MEMPOOL_NET_HOST_ID";
 
-/// This process's host identity: the kernel's boot id, the user and the
-/// mount namespace — equal exactly where a path in the worker's session
-/// directory names the same socket, and a descriptor of the same user may be
-/// passed. `None` where it cannot be read (no /proc).
+/// This process's host identity: the kernel's boot id, the user, the mount
+/// namespace — equal where a path in the worker's session directory names
+/// the same socket, and a descriptor of the same user may be passed — and
+/// the network namespace (another one is another host to the cluster). `None` where it cannot be read (no /proc).
 pub(crate) fn host_identity() -> Option<String> {
     if let Ok(id) = std::env::var(HOST_ID_ENV) {
         return Some(id);
     }
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let mnt = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    // The network namespace too: a process in another one is another host
+    // to the cluster (it reaches the owner through an address of its own),
+    // even where a shared filesystem would let it reach the socket.
+    let net = std::fs::read_link("/proc/self/ns/net").ok()?;
     Some(format!(
-        "{}/uid{}/{}",
+        "{}/uid{}/{}/{}",
         boot.trim(),
         rustix::process::getuid().as_raw(),
-        mnt.display()
+        mnt.display(),
+        net.display()
     ))
 }
 

@@ -32,8 +32,8 @@ pub struct LocalEndpoint {
     /// The socket's path on the worker's host.
     pub path: String,
     /// The worker's host identity (see [`crate::proto::local_choice`]):
-    /// boot id, user and mount namespace, so that the path means the same
-    /// file to the reader only where they are all equal.
+    /// boot id, user, mount and network namespaces, so that the path means
+    /// the same file to the reader only where they are all equal.
     pub host: String,
 }
 
@@ -158,7 +158,8 @@ pub enum LocalChoice<'a> {
     /// QUIC: the reader does not know its own host identity.
     UnknownHost,
     /// QUIC: the worker is on another host (or another user, or another
-    /// mount namespace, where the path would not name its socket).
+    /// mount namespace, where the path would not name its socket, or
+    /// another network namespace).
     OtherHost,
 }
 

@@ -136,7 +136,7 @@ pub enum Response {
         /// Its [`PROTOCOL_VERSION`].
         version: u16,
         /// Its same-host socket, if it serves one: a reader on its host
-        /// (same boot, user and mount namespace) maps values through it
+        /// (same boot, user, mount and network namespaces) maps values through it
         /// instead of streaming them.
         local: Option<LocalEndpoint>,
     },

@@ -104,11 +104,32 @@ impl WorkerProc {
         listen: SocketAddr,
         flags: &[&str],
     ) -> Result<Self, String> {
+        Self::try_spawn_in(&[], id, secret, root, listen, flags)
+    }
+
+    /// As [`WorkerProc::try_spawn`], run through `wrapper` (say
+    /// `ip netns exec NAME`), which must exec the worker in its place.
+    pub(crate) fn try_spawn_in(
+        wrapper: &[&str],
+        id: u32,
+        secret: &Path,
+        root: &Path,
+        listen: SocketAddr,
+        flags: &[&str],
+    ) -> Result<Self, String> {
         let dir = root.join(format!("w{id}-{}", unique()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let stderr = dir.join("stderr.log");
         let log = std::fs::File::create(&stderr).map_err(|e| format!("stderr log: {e}"))?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mempool-net-worker"));
+        let bin = env!("CARGO_BIN_EXE_mempool-net-worker");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("--id")
             .arg(id.to_string())
             .arg("--secret")
