@@ -1068,6 +1068,73 @@ struct W4Times {
     fetch_cost: W4Counters,
     /// Each timed 8-byte get, sorted.
     small: Vec<Duration>,
+    /// What counted refs cost (the QUIC pass only).
+    refs: Option<RefCosts>,
+}
+
+/// The cost of reference counting across processes, measured on W4's
+/// 8-byte value.
+#[derive(Debug, Clone, Copy)]
+struct RefCosts {
+    /// One `DRef` clone and its drop, in ns.
+    clone_ns: f64,
+    /// Messages the worker received for all the clones (0 expected).
+    clone_messages: u64,
+    /// One ref serialized (a token split off), deserialized (claimed) and
+    /// dropped in this process, in µs.
+    send_us: f64,
+    /// Messages the worker received per ref sent (claim, release), once
+    /// they settled.
+    messages_per_send: f64,
+}
+
+const REF_CLONES: u32 = 1_000_000;
+const REF_SENDS: u32 = 2_000;
+
+/// Measures [`RefCosts`]: clones (no message), then refs sent inside a
+/// message (postcard) and received by this same client, with the messages
+/// they cost counted on the worker once they settle.
+fn w4_ref_costs(
+    r: &mempool_net::DRef,
+    enter: impl Fn() -> mempool_net::Entered,
+    stats: impl Fn() -> mempool_net::proto::WorkerStats,
+) -> RefCosts {
+    let before = stats().ref_messages;
+    let t = Instant::now();
+    for _ in 0..REF_CLONES {
+        std::hint::black_box(r.clone());
+    }
+    let clone_ns = t.elapsed().as_secs_f64() * 1e9 / f64::from(REF_CLONES);
+    std::thread::sleep(Duration::from_millis(300));
+    let after_clones = stats().ref_messages;
+    let t = Instant::now();
+    for _ in 0..REF_SENDS {
+        let bytes = postcard::to_allocvec(r).expect("a ref serializes");
+        let back: mempool_net::DRef = {
+            let _in = enter();
+            postcard::from_bytes(&bytes).expect("a ref deserializes")
+        };
+        assert!(back.is_counted());
+        drop(back);
+    }
+    let send_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(REF_SENDS);
+    // Until the claims and releases have reached the worker.
+    let start = Instant::now();
+    let mut last = stats().ref_messages;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = stats().ref_messages;
+        if now == last || start.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        last = now;
+    }
+    RefCosts {
+        clone_ns,
+        clone_messages: after_clones - before,
+        send_us,
+        messages_per_send: (last - after_clones) as f64 / f64::from(REF_SENDS),
+    }
 }
 
 impl W4Times {
@@ -1127,6 +1194,7 @@ fn w4_loops(
         fetch_total,
         fetch_cost,
         small: times,
+        refs: None,
     }
 }
 
@@ -1186,6 +1254,7 @@ async fn w4_loops_async(
         fetch_total,
         fetch_cost,
         small: times,
+        refs: None,
     }
 }
 
@@ -1231,7 +1300,20 @@ fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client, same_host: b
                     .await
                     .expect("W4 set");
                 assert_eq!(client.uses_same_host(WorkerId(1)).await, same_host);
-                let times = w4_loops_async(child.id(), &client, &big, &small, expect).await;
+                let mut times = w4_loops_async(child.id(), &client, &big, &small, expect).await;
+                if !same_host {
+                    // Off the runtime's thread: the costs are of a caller.
+                    let (c, r) = (client.clone(), small.clone());
+                    let handle = tokio::runtime::Handle::current();
+                    let costs = tokio::task::spawn_blocking(move || {
+                        w4_ref_costs(
+                            &r,
+                            || c.enter(),
+                            || handle.block_on(c.stats(WorkerId(1))).expect("W4 stats"),
+                        )
+                    });
+                    times.refs = Some(costs.await.expect("W4 ref costs"));
+                }
                 let stats = client.stats(WorkerId(1)).await.expect("W4 stats");
                 assert_eq!(stats.disk_values, 0, "W4 must stay in memory");
                 w4_check_path(&stats, same_host);
@@ -1245,7 +1327,7 @@ fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client, same_host: b
             let big = client.set_on(WorkerId(1), &big_value).expect("W4 set");
             drop(big_value);
             let small = client.set_on(WorkerId(1), &small_value).expect("W4 set");
-            let times = w4_loops(
+            let mut times = w4_loops(
                 child.id(),
                 expect,
                 || {
@@ -1259,6 +1341,13 @@ fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client, same_host: b
                     a.values()[0]
                 },
             );
+            if !same_host {
+                times.refs = Some(w4_ref_costs(
+                    &small,
+                    || client.enter(),
+                    || client.stats(WorkerId(1)).expect("W4 stats"),
+                ));
+            }
             let stats = client.stats(WorkerId(1)).expect("W4 stats");
             assert_eq!(stats.disk_values, 0, "W4 must stay in memory");
             w4_check_path(&stats, same_host);
@@ -1388,6 +1477,29 @@ fn w4(dir: &Path, which: W4Client) -> Workload {
             local.small_us(0.99)
         ),
     );
+    if let Some(r) = quic.refs {
+        w.add(
+            "DRef clone + drop",
+            r.clone_ns,
+            "ns",
+            "",
+            format!(
+                "{} messages for {REF_CLONES} clones: a clone in one process sends none",
+                r.clone_messages
+            ),
+        );
+        w.add(
+            "ref sent in a message",
+            r.send_us,
+            "us",
+            "",
+            format!(
+                "serialize (token split) + deserialize (claim) + drop, postcard, in one \
+                 process; {:.2} messages each reached the worker (its claim, batched)",
+                r.messages_per_send
+            ),
+        );
+    }
     w.add(
         "fetch 64 MiB x20 (TCP)",
         tcp.mbs(),
