@@ -168,6 +168,11 @@ pub(crate) struct WorkerArgs {
     /// The worker's id in the cluster (refs name it w<ID>).
     #[arg(long, env = "MEMPOOL_ID", default_value_t = 1, value_name = "N")]
     pub(crate) id: u32,
+    /// Join the cluster of the cluster file through its worker at ADDR
+    /// (a worker on another host: copy the cluster file there). Clients
+    /// learn of the new worker from that one.
+    #[arg(long, env = "MEMPOOL_JOIN", value_parser = parse_addr, value_name = "ADDR")]
+    pub(crate) join: Option<SocketAddr>,
     /// Once serving, write {pid, addr, spill_dir} as JSON here (used by
     /// `cluster up`).
     #[arg(long, env = "MEMPOOL_READY_FILE", hide = true, value_name = "FILE")]

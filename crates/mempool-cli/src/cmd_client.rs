@@ -24,6 +24,24 @@ pub(crate) fn run(
     let cluster = ClusterFile::load(cluster_file)?;
     let secret = cluster.secret(cluster_file)?;
     let c = client(&cluster, secret, timeout)?;
+    // A worker named here but not in the file may have joined from another
+    // host: its members know it.
+    let named = match &command {
+        Command::Put { on, .. } => on.iter().copied().collect(),
+        Command::Get { dref, .. }
+        | Command::Rm { dref }
+        | Command::Movetodisk { dref }
+        | Command::Copytodisk { dref }
+        | Command::Save { dref, .. } => vec![dref.worker()],
+        Command::Migrate { dref, to } => vec![dref.worker(), *to],
+        _ => Vec::new(),
+    };
+    let known: Vec<WorkerId> = c.client().workers().into_iter().map(|(w, _)| w).collect();
+    if named.iter().any(|w| !known.contains(w)) {
+        if let Err(e) = c.discover() {
+            warn!("asking the workers for the members that joined: {e}");
+        }
+    }
     let mut out = std::io::stdout().lock();
     let line = match command {
         Command::Put { file, on } => {

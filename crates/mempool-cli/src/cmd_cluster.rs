@@ -375,9 +375,33 @@ pub(crate) fn status(cluster_file: &Path, timeout: Duration) -> Result<(), CliEr
     let cluster = ClusterFile::load(cluster_file)?;
     let secret = cluster.secret(cluster_file)?;
     let c = client(&cluster, secret, timeout)?;
+    // Workers that joined from other hosts get a row too.
+    let mut cluster = cluster;
+    if c.discover().is_ok() {
+        for (id, addr) in c.client().workers() {
+            if !cluster.workers.iter().any(|w| w.id == id) {
+                cluster.workers.push(crate::clusterfile::WorkerEntry {
+                    id,
+                    addr,
+                    pid: 0,
+                    spill_dir: std::path::PathBuf::new(),
+                    log: std::path::PathBuf::new(),
+                });
+            }
+        }
+    }
     let mut out = std::io::stdout().lock();
     print_status(&mut out, &cluster, &c);
     Ok(())
+}
+
+/// A worker's PID column: `joined` for a worker that joined from elsewhere.
+fn pid(w: &crate::clusterfile::WorkerEntry) -> String {
+    if w.pid == 0 {
+        "joined".into()
+    } else {
+        w.pid.to_string()
+    }
 }
 
 /// Prints the status table of `cluster`: one row per worker, asked
@@ -434,13 +458,13 @@ pub(crate) fn print_status(out: &mut impl Write, cluster: &ClusterFile, c: &Bloc
                 s.spills.to_string(),
                 s.restores.to_string(),
                 w.addr.to_string(),
-                w.pid.to_string(),
+                pid(w),
             ],
             Err(e) => {
                 notes.push(format!("{}: {e}", w.id));
                 let mut r = vec![w.id.to_string(), "down".into()];
                 r.extend(std::iter::repeat_n("-".to_string(), 9));
-                r.extend([w.addr.to_string(), w.pid.to_string()]);
+                r.extend([w.addr.to_string(), pid(w)]);
                 r
             }
         };

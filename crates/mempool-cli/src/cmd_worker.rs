@@ -9,7 +9,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{info, warn};
 
 use crate::cli::WorkerArgs;
-use crate::clusterfile::load_secret;
+use crate::clusterfile::{load_secret, ClusterFile};
 use crate::error::CliError;
 
 /// What a worker writes to its `--ready-file` once it serves.
@@ -50,6 +50,13 @@ pub(crate) fn run(args: &WorkerArgs, cluster_file: &Path) -> Result<(), CliError
         }
     };
     let addr = worker.addr();
+    if let Some(through) = args.join {
+        if let Err(e) = join(cluster_file, id, addr, through) {
+            worker.shutdown();
+            let _ = std::fs::remove_dir_all(&session);
+            return Err(e);
+        }
+    }
     info!(
         worker = %id,
         %addr,
@@ -83,6 +90,49 @@ pub(crate) fn run(args: &WorkerArgs, cluster_file: &Path) -> Result<(), CliError
             .map_err(CliError::io(format!("removing {}", session.display())))?;
     }
     info!(spill_dir = %session.display(), "stopped; spill directory removed");
+    Ok(())
+}
+
+/// Announces worker `id`, listening at `addr`, to the worker of the
+/// cluster file at `through`.
+fn join(
+    cluster_file: &Path,
+    id: WorkerId,
+    addr: std::net::SocketAddr,
+    through: std::net::SocketAddr,
+) -> Result<(), CliError> {
+    let cluster = ClusterFile::load(cluster_file)?;
+    let Some(entry) = cluster.workers.iter().find(|w| w.addr == through) else {
+        return Err(CliError::Join {
+            addr: through,
+            reason: format!(
+                "no worker of {} listens there; --join takes the address of one of its workers",
+                cluster_file.display()
+            ),
+        });
+    };
+    // Where the others reach this worker: its address, or, listening on
+    // every interface, the one its packets to `through` leave from.
+    let advertised = if addr.ip().is_unspecified() {
+        let probe = std::net::UdpSocket::bind((addr.ip(), 0))
+            .and_then(|s| s.connect(through).map(|()| s))
+            .and_then(|s| s.local_addr())
+            .map_err(CliError::io(format!(
+                "finding this host's address towards {through}"
+            )))?;
+        std::net::SocketAddr::new(probe.ip(), addr.port())
+    } else {
+        addr
+    };
+    let secret = cluster.secret(cluster_file)?;
+    let c = crate::cmd_cluster::client(&cluster, secret, std::time::Duration::from_secs(5))?;
+    let members = c
+        .join(entry.id, id, advertised)
+        .map_err(|e| CliError::Join {
+            addr: through,
+            reason: e.to_string(),
+        })?;
+    info!(through = %entry.id, members = members.len(), %advertised, "joined the cluster");
     Ok(())
 }
 

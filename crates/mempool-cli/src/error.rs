@@ -57,6 +57,14 @@ pub enum CliError {
         /// Why.
         reason: String,
     },
+    /// `worker --join` could not join.
+    #[error("cannot join the cluster through {addr}: {reason}")]
+    Join {
+        /// The address given to --join.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
     /// A worker started by `cluster up` did not come up.
     #[error("worker {worker} did not start: {reason}; its log is {log}")]
     WorkerStart {

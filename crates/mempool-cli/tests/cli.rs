@@ -626,3 +626,92 @@ fn sigint_and_sigterm_stop_a_worker_cleanly() {
         );
     }
 }
+
+#[test]
+fn a_worker_joins_through_another_and_clients_find_it() {
+    let c = TestCluster::up(1);
+    let text = std::fs::read_to_string(&c.file).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let w1_addr = v["workers"][0]["addr"].as_str().unwrap().to_owned();
+    // "Another host": its own directory, the cluster file copied over.
+    let other = c.path().join("other-host");
+    std::fs::create_dir_all(&other).unwrap();
+    let file = c.file.to_str().unwrap();
+    let mut joined = Guarded(
+        command(
+            c.path(),
+            &[
+                "worker",
+                "--id",
+                "2",
+                "--listen",
+                "127.0.0.1:0",
+                "--join",
+                &w1_addr,
+                "--dir",
+                other.to_str().unwrap(),
+                "--cluster-file",
+                file,
+            ],
+            &[],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let stdout = joined.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(line.starts_with("listening "), "{line:?}");
+    // The cluster file does not list w2; the commands find it through w1.
+    assert_eq!(workers_of(&c.file).len(), 1);
+    std::fs::write(c.path().join("f"), data(5, 300_000)).unwrap();
+    let r = c
+        .mempool(&["put", "f", "--on", "w2"])
+        .ok("put on the joined worker");
+    let r = r.text().trim().to_owned();
+    assert!(r.starts_with("w2/"), "{r}");
+    let got = c.mempool(&["get", &r]).ok("get from the joined worker");
+    assert_eq!(got.stdout, data(5, 300_000));
+    let status = c.mempool(&["cluster", "status"]).ok("status").text();
+    let w2 = status
+        .lines()
+        .find(|l| l.starts_with("w2"))
+        .unwrap_or_else(|| panic!("no w2 row: {status}"));
+    assert!(w2.contains(" up ") && w2.ends_with("joined"), "{w2}");
+    // Joining again under a taken id is refused, in one line.
+    c.mempool(&[
+        "worker",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--join",
+        &w1_addr,
+        "--dir",
+        other.to_str().unwrap(),
+    ])
+    .one_line_error("join under w1's own id", &["another --id"]);
+    c.mempool(&[
+        "worker",
+        "--id",
+        "3",
+        "--listen",
+        "127.0.0.1:0",
+        "--join",
+        "127.0.0.1:9",
+        "--dir",
+        other.to_str().unwrap(),
+    ])
+    .one_line_error("join through a non-member", &["127.0.0.1:9"]);
+    // SIGTERM: it leaves, cleaning up its spill directory.
+    kill(joined.0.id(), Signal::TERM);
+    let _ = joined.0.wait();
+    assert!(subdirs(&other).is_empty(), "{:?}", subdirs(&other));
+}

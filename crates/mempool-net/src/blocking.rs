@@ -101,6 +101,29 @@ impl BlockingClient {
         &self.client
     }
 
+    /// Announces worker `me` at `addr` to `worker` ([`Client::join`]).
+    ///
+    /// # Errors
+    /// As [`Client::join`].
+    pub fn join(
+        &self,
+        worker: WorkerId,
+        me: WorkerId,
+        addr: SocketAddr,
+    ) -> Result<Vec<(WorkerId, SocketAddr)>> {
+        let c = self.client.clone();
+        self.run(async move { c.join(worker, me, addr).await })
+    }
+
+    /// Adds the members the known workers know ([`Client::discover`]).
+    ///
+    /// # Errors
+    /// As [`Client::discover`].
+    pub fn discover(&self) -> Result<usize> {
+        let c = self.client.clone();
+        self.run(async move { c.discover().await })
+    }
+
     /// Moves the value `r` names to worker `to` ([`Client::migrate`]).
     ///
     /// # Errors

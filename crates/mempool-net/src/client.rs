@@ -729,6 +729,58 @@ impl Client {
         }
     }
 
+    /// Announces worker `me` (listening at `addr`) to `worker`, which then
+    /// lists it among the cluster's members (a worker on another host
+    /// joins this way); returns the members `worker` knows.
+    ///
+    /// # Errors
+    /// [`NetError::Remote`] when `worker` refuses (the id is its own, or
+    /// taken by another address); those of [`Client::set_on`].
+    pub async fn join(
+        &self,
+        worker: WorkerId,
+        me: WorkerId,
+        addr: SocketAddr,
+    ) -> Result<Vec<(WorkerId, SocketAddr)>> {
+        match self
+            .request(worker, &Request::Join { worker: me, addr }, None)
+            .await?
+        {
+            (Response::Members { members }, None) => Ok(members),
+            other => Err(self.unexpected(worker, None, other)),
+        }
+    }
+
+    /// Asks the known workers, in order, for the members they know and adds
+    /// the new ones (workers that joined from other hosts); returns how
+    /// many were added. The first worker that answers is enough.
+    ///
+    /// # Errors
+    /// The last worker's error when none answers.
+    pub async fn discover(&self) -> Result<usize> {
+        let mut last = None;
+        for (w, _) in self.workers() {
+            match self.request(w, &Request::Members, None).await {
+                Ok((Response::Members { members }, None)) => {
+                    let mut added = 0;
+                    for (m, a) in members {
+                        if self.addr(m).is_err() {
+                            self.add_worker(m, a);
+                            added += 1;
+                        }
+                    }
+                    return Ok(added);
+                }
+                Ok(other) => last = Some(self.unexpected(w, None, other)),
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None => Ok(0),
+        }
+    }
+
     /// Moves the value `r` names to worker `to` (MemPool.jl's `migrate!`).
     /// Every ref to it keeps working: gets through them are redirected by
     /// its home (this client caches where it went), its reference counts

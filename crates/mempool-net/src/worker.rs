@@ -129,6 +129,8 @@ pub(crate) struct Ctx {
     pub(crate) moves: std::sync::Mutex<crate::migrate::Moves>,
     /// Its client of other workers (made on first migrate).
     pub(crate) peers: tokio::sync::OnceCell<crate::Client>,
+    /// Workers that joined the cluster through this one.
+    joined: std::sync::Mutex<std::collections::BTreeMap<WorkerId, SocketAddr>>,
 }
 
 impl Ctx {
@@ -209,6 +211,7 @@ impl Worker {
             addr: std::sync::OnceLock::new(),
             moves: std::sync::Mutex::new(crate::migrate::Moves::default()),
             peers: tokio::sync::OnceCell::new(),
+            joined: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -634,6 +637,14 @@ fn protocol_error(conn: &quinn::Connection, ctx: &Ctx, why: &str) {
     conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
 }
 
+/// The members this worker knows: itself, then those that joined.
+fn members(ctx: &Ctx) -> Response {
+    let mut members = vec![(ctx.id, ctx.addr())];
+    let joined = ctx.joined.lock().expect("joined lock");
+    members.extend(joined.iter().map(|(w, a)| (*w, *a)));
+    Response::Members { members }
+}
+
 /// The answer for a value this pool does not have (or failed on): where it
 /// went, if it was migrated.
 fn not_here(ctx: &Ctx, id: ValueId, e: &PoolError) -> Response {
@@ -794,6 +805,28 @@ async fn reply(
         }
         Request::Stats => Response::Stats(Box::new(worker_stats(ctx))),
         Request::Migrate { id, to, addr } => crate::migrate::migrate(ctx, id, to, addr).await,
+        Request::Join { worker, addr } => {
+            let mut joined = ctx.joined.lock().expect("joined lock");
+            match joined.get(&worker) {
+                _ if worker == ctx.id => Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message: format!("{worker} is this worker's own id; join with another --id"),
+                },
+                Some(a) if *a != addr => Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message: format!(
+                        "{worker} has joined already from {a}; join with another --id"
+                    ),
+                },
+                _ => {
+                    // Bounded: one entry per id.
+                    joined.insert(worker, addr);
+                    drop(joined);
+                    members(ctx)
+                }
+            }
+        }
+        Request::Members => members(ctx),
         Request::Refs { msgs } => {
             let Some(p) = state.process.get() else {
                 return Response::Error {

@@ -111,6 +111,18 @@ pub enum Request {
         /// The messages.
         msgs: Vec<RefMsg>,
     },
+    /// A worker (on another host, say) joins the cluster: this worker
+    /// lists it among the members it tells others of. Answered by
+    /// [`Response::Members`].
+    Join {
+        /// The joining worker's id.
+        worker: WorkerId,
+        /// Where it listens.
+        addr: std::net::SocketAddr,
+    },
+    /// The members this worker knows (itself, and the workers that joined
+    /// through it). Answered by [`Response::Members`].
+    Members,
 }
 
 impl Request {
@@ -181,6 +193,11 @@ pub enum Response {
     Refs {
         /// The messages.
         msgs: Vec<RefMsg>,
+    },
+    /// Members of the cluster this worker knows, itself first.
+    Members {
+        /// Each member's id and address.
+        members: Vec<(WorkerId, std::net::SocketAddr)>,
     },
     /// The request failed.
     Error {
