@@ -3,14 +3,17 @@
 //!
 //! All arrays of this crate keep their bytes in `Buffer`s, so an array read from
 //! a mapped file borrows the map instead of copying it. A buffer is an
-//! `Arc` to its owner plus an offset and a length; its bytes are reached through
-//! the owner on every access, so the type needs no unsafe code but the call
-//! that creates a map (and mapping a file is `unsafe` for its callers: the
-//! file must not change while mapped).
+//! `Arc` to its owner plus a pointer to the first byte it views and a length,
+//! as arrow-buffer's `Buffer` is: reading its bytes is a slice of that pointer,
+//! with no call into the owner (the owner's bytes never move while it lives).
+//! Besides that one read, the unsafe code is the call that creates a map (and
+//! mapping a file is `unsafe` for its callers: the file must not change while
+//! mapped).
 
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use bytemuck::Pod;
@@ -33,8 +36,15 @@ pub enum MemoryKind {
 }
 
 /// The owner of a buffer's bytes.
+///
+/// Every implementation keeps its bytes in one place, unchanged, for as long
+/// as it lives: [`Allocation::bytes`] returns the same address and contents on
+/// every call (a `Vec` or [`AlignedVec`] that is never mutated again once
+/// owned, since an owner is only reached through `&self` in an `Arc`; a read-only
+/// map of a file that must not change while mapped; static bytes; another
+/// buffer). [`Buffer`] relies on this to keep a pointer to its bytes.
 trait Allocation: Send + Sync + 'static {
-    /// The bytes buffers may view.
+    /// The bytes buffers may view: the same address and contents on every call.
     fn bytes(&self) -> &[u8];
     /// Where they live.
     fn kind(&self) -> MemoryKind;
@@ -147,9 +157,40 @@ pub struct Buffer {
     owner: Arc<dyn Allocation>,
     offset: usize,
     len: usize,
+    /// The first byte viewed, `owner.bytes()[offset..].as_ptr()`. Invariant:
+    /// `ptr..ptr + len` is `owner.bytes()[offset..offset + len]`, set by
+    /// [`Buffer::view`], the only place that builds a `Buffer`.
+    ptr: NonNull<u8>,
 }
 
+// SAFETY: `Buffer` is `Send` and `Sync` if its fields are, but for `ptr`,
+// which is not because a raw pointer may stand for anything:
+// - `ptr` points into the bytes of `owner`, an `Arc` of a `Send + Sync`
+//   allocation that lives as long as the buffer;
+// - the buffer only ever reads those bytes, through `&self`, and they never
+//   change (the contract of `Allocation`): sending or sharing a buffer is like
+//   sending or sharing an `Arc<[u8]>`.
+#[expect(unsafe_code, reason = "the cached pointer of Buffer")]
+unsafe impl Send for Buffer {}
+// SAFETY: as for `Send` above.
+#[expect(unsafe_code, reason = "the cached pointer of Buffer")]
+unsafe impl Sync for Buffer {}
+
 impl Buffer {
+    /// The buffer viewing `owner.bytes()[offset..offset + len]`.
+    ///
+    /// # Panics
+    /// If the range is past the end of the owner's bytes (a bug of this module).
+    fn view(owner: Arc<dyn Allocation>, offset: usize, len: usize) -> Self {
+        let ptr = NonNull::from(&owner.bytes()[offset..offset + len]).cast::<u8>();
+        Self {
+            owner,
+            offset,
+            len,
+            ptr,
+        }
+    }
+
     /// An empty buffer (no allocation).
     pub fn empty() -> Self {
         Self::from_static(&[])
@@ -161,20 +202,12 @@ impl Buffer {
     /// if it has much spare capacity.
     pub fn from_vec<T: Pod + Send + Sync>(v: Vec<T>) -> Self {
         let len = std::mem::size_of_val(v.as_slice());
-        Self {
-            owner: Arc::new(VecAlloc(v)),
-            offset: 0,
-            len,
-        }
+        Self::view(Arc::new(VecAlloc(v)), 0, len)
     }
 
     /// Wraps static bytes without copying.
     pub fn from_static(bytes: &'static [u8]) -> Self {
-        Self {
-            owner: Arc::new(StaticAlloc(bytes)),
-            offset: 0,
-            len: bytes.len(),
-        }
+        Self::view(Arc::new(StaticAlloc(bytes)), 0, bytes.len())
     }
 
     /// Copies `bytes` into a new heap allocation aligned to [`ALIGNMENT`].
@@ -190,24 +223,17 @@ impl Buffer {
     /// the allocation behind it), so a range of a large mapping counts as
     /// that range.
     pub fn with_guard(&self, guard: Arc<dyn std::any::Any + Send + Sync>) -> Self {
-        Self {
-            owner: Arc::new(Guarded {
-                inner: self.clone(),
-                _guard: guard,
-            }),
-            offset: 0,
-            len: self.len,
-        }
+        let owner = Arc::new(Guarded {
+            inner: self.clone(),
+            _guard: guard,
+        });
+        Self::view(owner, 0, self.len)
     }
 
     /// Wraps a whole memory map without copying.
     pub fn from_mmap(map: memmap2::Mmap) -> Self {
         let len = map.len();
-        Self {
-            owner: Arc::new(map),
-            offset: 0,
-            len,
-        }
+        Self::view(Arc::new(map), 0, len)
     }
 
     /// Maps a file read-only and wraps the whole map. Pages are read lazily,
@@ -357,8 +383,20 @@ impl Buffer {
 
     /// The bytes.
     #[inline]
+    #[expect(unsafe_code, reason = "the cached pointer of Buffer")]
     pub fn as_slice(&self) -> &[u8] {
-        &self.owner.bytes()[self.offset..self.offset + self.len]
+        // SAFETY: `from_raw_parts` needs `len` initialized bytes at `ptr`,
+        // readable and unchanged for the lifetime of the result, and
+        // `len <= isize::MAX`:
+        // - by the invariant of `ptr`, `ptr..ptr + len` is
+        //   `owner.bytes()[offset..offset + len]`, a slice of initialized
+        //   bytes (so also at most `isize::MAX` long), taken when the buffer
+        //   was built;
+        // - the owner's bytes keep that address and contents while it lives
+        //   (the contract of `Allocation`), and it lives at least as long as
+        //   `&self`, which holds an `Arc` to it;
+        // - nothing writes them: an owner is reached only through `&self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     /// Length in bytes.
@@ -390,11 +428,11 @@ impl Buffer {
     /// [`ArrayError::OutOfBounds`] if `offset + len` is past the end.
     pub fn try_slice(&self, offset: usize, len: usize) -> Result<Self> {
         match offset.checked_add(len) {
-            Some(end) if end <= self.len => Ok(Self {
-                owner: Arc::clone(&self.owner),
-                offset: self.offset + offset,
+            Some(end) if end <= self.len => Ok(Self::view(
+                Arc::clone(&self.owner),
+                self.offset + offset,
                 len,
-            }),
+            )),
             _ => Err(ArrayError::OutOfBounds {
                 index: offset.saturating_add(len),
                 len: self.len,
@@ -509,11 +547,7 @@ impl From<Vec<u8>> for Buffer {
 impl From<AlignedVec> for Buffer {
     fn from(v: AlignedVec) -> Self {
         let len = v.len();
-        Self {
-            owner: Arc::new(v),
-            offset: 0,
-            len,
-        }
+        Self::view(Arc::new(v), 0, len)
     }
 }
 
