@@ -46,13 +46,15 @@ pub struct StringArray {
     validity: Option<Bitmap>,
     /// Invariant: when set, every entry is valid UTF-8 (each string between
     /// two offsets), so the accessors hand out `&str` without checking. It is
-    /// set only by `validate_full` after it checked every entry, by
-    /// constructors that build the bytes from `&str`s (`StringBuilder`,
-    /// `empty`), by `new_unchecked`, whose `# Safety` requires valid UTF-8,
-    /// and by `clone` / `slice`, which copy it with the same buffers. It is
-    /// never cleared, and the bytes never change once checked: a [`Buffer`] is
-    /// immutable (no API hands out `&mut` to its bytes), and a mapped file
-    /// must not change while mapped (the `# Safety` of `Buffer::map_file`).
+    /// set only by `validate_full` after it checked every entry, by an
+    /// iteration of `iter` that checked every entry, block by block, with the
+    /// same test (`strings_are_utf8`), by constructors that build the bytes
+    /// from `&str`s (`StringBuilder`, `empty`), by `new_unchecked`, whose
+    /// `# Safety` requires valid UTF-8, and by `clone` / `slice`, which copy
+    /// it with the same buffers. It is never cleared, and the bytes never
+    /// change once checked: a [`Buffer`] is immutable (no API hands out `&mut`
+    /// to its bytes), and a mapped file must not change while mapped (the
+    /// `# Safety` of `Buffer::map_file`).
     utf8_checked: AtomicBool,
 }
 
@@ -171,15 +173,7 @@ impl StringArray {
         }
         let offs = self.offsets();
         let data = self.data.as_slice();
-        let (first, last) = (offs[0] as usize, offs[offs.len() - 1] as usize);
-        // Fast path: the whole span is UTF-8 and every inner offset is on a
-        // character boundary of it. An offset equal to `last` ends the span, so
-        // the byte there (outside every string) does not matter.
-        let inner = offs.get(1..offs.len() - 1).unwrap_or(&[]);
-        let all_ok = std::str::from_utf8(&data[first..last]).is_ok()
-            && inner
-                .iter()
-                .all(|&o| o as usize >= last || !is_continuation(data[o as usize]));
+        let all_ok = strings_are_utf8(offs, data);
         if !all_ok {
             // Some string is invalid: either the span is not UTF-8 (then one of
             // its pieces is not), or an inner offset splits a character (then
@@ -201,6 +195,7 @@ impl StringArray {
     /// [`StringArray::validate_full`] or a checked constructor, guaranteed by
     /// the caller of [`StringArray::new_unchecked`], or built from `&str`s.
     /// The accessors then skip their per-string UTF-8 check.
+    #[inline]
     pub fn is_utf8_checked(&self) -> bool {
         self.utf8_checked.load(Ordering::Relaxed)
     }
@@ -249,15 +244,22 @@ impl StringArray {
     /// If `i >= len()`.
     #[inline]
     pub fn value_bytes(&self, i: usize) -> Option<&[u8]> {
-        if self.is_null(i) {
+        let offs = self.offsets();
+        // `offs` is not empty (checked at construction), and this one check
+        // lets the compiler drop the bounds checks of `offs[i]` and `offs[i + 1]`.
+        if i >= offs.len() - 1 {
+            out_of_bounds(i, offs.len() - 1);
+        }
+        if self.validity.as_ref().is_some_and(|v| !v.get(i)) {
             return None;
         }
-        let offs = self.offsets();
         Some(&self.data.as_slice()[offs[i] as usize..offs[i + 1] as usize])
     }
 
     /// Entry `i`, or `None` if it is null: the accessor for strings (there is
-    /// no `Index` impl, since an entry may be null).
+    /// no `Index` impl, since an entry may be null). In an array whose UTF-8
+    /// is known valid ([`StringArray::is_utf8_checked`]) it costs what
+    /// [`StringArray::value_bytes`] costs: the string is not looked at again.
     ///
     /// # Panics
     /// - If `i >= len()`.
@@ -269,9 +271,9 @@ impl StringArray {
     ///   which never panic on content.
     #[inline]
     pub fn value(&self, i: usize) -> Option<&str> {
-        match self.try_value(i) {
-            Ok(v) => v,
-            Err(e) => panic!("StringArray::value: {e}; call validate_full() on untrusted arrays"),
+        match self.str_value(i)? {
+            Ok(s) => Some(s),
+            Err(()) => not_utf8("value", i),
         }
     }
 
@@ -283,7 +285,6 @@ impl StringArray {
     /// [`ArrayError::OutOfBounds`] if `i >= len()`; [`ArrayError::InvalidUtf8`]
     /// if the bytes are not UTF-8.
     #[inline]
-    #[expect(unsafe_code, reason = "skips UTF-8 checks the flag vouches for")]
     pub fn try_value(&self, i: usize) -> Result<Option<&str>> {
         if i >= self.len() {
             return Err(ArrayError::OutOfBounds {
@@ -291,31 +292,54 @@ impl StringArray {
                 len: self.len(),
             });
         }
-        match self.value_bytes(i) {
+        match self.str_value(i) {
             None => Ok(None),
-            Some(b) if self.is_utf8_checked() => {
-                // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
-                // - `b` is entry `i` of this array, whose flag is set: by the
-                //   invariant of `utf8_checked`, every entry is valid UTF-8.
-                Ok(Some(unsafe { std::str::from_utf8_unchecked(b) }))
-            }
-            Some(b) => std::str::from_utf8(b)
+            Some(s) => s
                 .map(Some)
-                .map_err(|_| ArrayError::InvalidUtf8 { index: i }),
+                .map_err(|()| ArrayError::InvalidUtf8 { index: i }),
         }
     }
 
-    /// The entries in order; their UTF-8 is checked one by one unless the
-    /// array is known to be valid ([`StringArray::is_utf8_checked`]).
+    /// Entry `i` as a string (`None` if it is null, `Err` if its bytes are
+    /// not UTF-8): without a check when the array is known to be valid.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[inline]
+    #[expect(unsafe_code, reason = "skips UTF-8 checks the flag vouches for")]
+    fn str_value(&self, i: usize) -> Option<std::result::Result<&str, ()>> {
+        let b = self.value_bytes(i)?;
+        Some(if self.is_utf8_checked() {
+            // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
+            // - `b` is entry `i` of this array, and the array's flag is set:
+            //   by the invariant of `utf8_checked`, every entry is valid UTF-8.
+            Ok(unsafe { std::str::from_utf8_unchecked(b) })
+        } else {
+            utf8(b).ok_or(())
+        })
+    }
+
+    /// The entries in order. In an array known to be valid
+    /// ([`StringArray::is_utf8_checked`]) it hands out the strings without
+    /// looking at them again. In one that is not (read with
+    /// [`StringArray::try_new_structural`]), it checks the strings a block of
+    /// 1,024 entries at a time, with one pass over the block's bytes
+    /// and its offsets as [`StringArray::validate_full`] does, and an
+    /// iteration that reaches the end with every block valid marks the array
+    /// as checked: later reads cost nothing more.
     ///
     /// # Panics
     /// When it reaches an entry that is not valid UTF-8: possible only in an
     /// array read without [`StringArray::validate_full`], as for
     /// [`StringArray::value`]. [`StringArray::iter_bytes`] never panics.
     pub fn iter(&self) -> StringIter<'_> {
+        let checked = self.is_utf8_checked();
         StringIter {
             bytes: self.iter_bytes(),
-            utf8_checked: self.is_utf8_checked(),
+            block_end: if checked { self.len() } else { 0 },
+            block_ok: checked,
+            all_ok: true,
+            flag: (!checked).then_some(&self.utf8_checked),
         }
     }
 
@@ -395,6 +419,67 @@ impl StringArray {
         }
         b.finish()
     }
+}
+
+/// Entries [`StringIter`] checks at once in an array not known to be valid:
+/// enough that a block is one long pass for `from_utf8`, few enough that its
+/// bytes (22 KiB for strings of W3's average length) are still in cache when
+/// the iterator hands them out.
+const ITER_CHUNK: usize = 1024;
+
+/// Whether every string between consecutive `offs` (non-empty, monotone,
+/// within `data`) is valid UTF-8, by one pass over the bytes they span and one
+/// over the offsets: the span is UTF-8, and every inner offset falls on a
+/// character boundary of it. An offset equal to the end of the span ends it,
+/// so the byte there (outside every string) does not matter.
+///
+/// When it returns `true`, each string is a slice of a valid UTF-8 span
+/// between two character boundaries (its offsets are the span's ends or inner
+/// offsets on boundaries), hence valid UTF-8 itself. When it returns `false`,
+/// at least one string is invalid: either the span is not UTF-8 (then one of
+/// its pieces is not), or an inner offset splits a character (then the string
+/// that starts there begins with a continuation byte).
+fn strings_are_utf8(offs: &[u64], data: &[u8]) -> bool {
+    let (first, last) = (offs[0] as usize, offs[offs.len() - 1] as usize);
+    let inner = offs.get(1..offs.len() - 1).unwrap_or(&[]);
+    std::str::from_utf8(&data[first..last]).is_ok()
+        && inner
+            .iter()
+            .all(|&o| o as usize >= last || !is_continuation(data[o as usize]))
+}
+
+/// `b` as a string if it is valid UTF-8: the check of one string, for arrays
+/// not known to be valid. Short ASCII strings, the common case, take the
+/// word-at-a-time `is_ascii` instead of the general decoder.
+#[inline]
+#[expect(unsafe_code, reason = "ASCII is UTF-8")]
+fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
+        // - every byte of `b` is below 0x80 (`is_ascii`), and a sequence of
+        //   such bytes is valid UTF-8 (each is a one-byte character).
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
+}
+
+/// The panic of an accessor given an index past the end, out of line so
+/// that the accessors stay small enough to inline.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_bounds(i: usize, len: usize) -> ! {
+    panic!("index {i} out of bounds for length {len}")
+}
+
+/// The panic of `value` and `iter` on a string that is not UTF-8, out of line.
+#[cold]
+#[inline(never)]
+fn not_utf8(accessor: &str, i: usize) -> ! {
+    panic!(
+        "StringArray::{accessor}: string {i} is not valid UTF-8; call validate_full() on untrusted arrays"
+    )
 }
 
 /// Whether `b` continues a multi-byte UTF-8 character (`0b10xx_xxxx`).
@@ -547,30 +632,73 @@ impl ExactSizeIterator for StringBytesIter<'_> {}
 #[derive(Debug, Clone)]
 pub struct StringIter<'a> {
     bytes: StringBytesIter<'a>,
-    /// The array's `is_utf8_checked`, when the iterator was made.
-    utf8_checked: bool,
+    /// The end of the block of entries the next one belongs to: the array's
+    /// length when the array was checked; else blocks of up to `ITER_CHUNK`
+    /// entries are checked one after another as the iteration reaches them.
+    block_end: usize,
+    /// Whether the current block is known to be valid UTF-8. Invariant: when
+    /// set, every entry of `bytes` (the entries of one array) from the next
+    /// one up to `block_end` is valid UTF-8.
+    block_ok: bool,
+    /// Whether every block so far passed its check.
+    all_ok: bool,
+    /// The array's flag, when it was not set: set at the end of an iteration
+    /// whose blocks all passed.
+    flag: Option<&'a AtomicBool>,
+}
+
+impl StringIter<'_> {
+    /// Checks the block of entries from `i`, the next one, which starts a
+    /// block (`i == self.block_end`, `i < self.bytes.end`).
+    #[cold]
+    fn check_block(&mut self, i: usize) {
+        let end = (i + ITER_CHUNK).min(self.bytes.end);
+        // The offsets of entries `i..end`, a part of the array's offsets
+        // (monotone and within the data, checked at construction).
+        self.block_ok = strings_are_utf8(&self.bytes.offsets[i..=end], self.bytes.data);
+        self.block_end = end;
+        self.all_ok &= self.block_ok;
+    }
 }
 
 impl<'a> Iterator for StringIter<'a> {
     type Item = Option<&'a str>;
     #[inline]
-    #[expect(unsafe_code, reason = "skips UTF-8 checks the flag vouches for")]
+    #[expect(unsafe_code, reason = "skips UTF-8 checks of entries known valid")]
     fn next(&mut self) -> Option<Self::Item> {
         let i = self.bytes.next;
-        let b = self.bytes.next()?;
-        Some(b.map(|b| match self.utf8_checked {
-            // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
-            // - `b` is an entry of the array this iterator was made from (by
-            //   `StringArray::iter`, the only place that builds one), and
-            //   `self.utf8_checked` is that array's flag, set: by the
-            //   invariant of `StringArray::utf8_checked`, every entry is UTF-8.
-            true => unsafe { std::str::from_utf8_unchecked(b) },
-            false => match std::str::from_utf8(b) {
-                Ok(s) => s,
-                Err(_) => panic!(
-                    "StringArray::iter: string {i} is not valid UTF-8; call validate_full() on untrusted arrays"
-                ),
-            },
+        if i == self.block_end && i < self.bytes.end {
+            self.check_block(i);
+        }
+        let Some(b) = self.bytes.next() else {
+            if let Some(flag) = self.flag.take() {
+                if self.all_ok {
+                    // The iteration went through every entry (it starts at
+                    // entry 0, takes them in order, and is at the end), and
+                    // every block of them passed `strings_are_utf8`: every
+                    // entry is valid UTF-8, what `validate_full` proves, so
+                    // the array may say so (see the invariant of its flag).
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+            return None;
+        };
+        Some(b.map(|b| {
+            if self.block_ok {
+                // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
+                // - `b` is entry `i` of the array this iterator reads (what
+                //   `StringBytesIter::next` returned when its next index was
+                //   `i`), `i < self.block_end` (the block check above makes
+                //   `block_end > i` for every `i < bytes.end`), and
+                //   `block_ok` is set: by its invariant, the entry is valid
+                //   UTF-8.
+                unsafe { std::str::from_utf8_unchecked(b) }
+            } else {
+                match utf8(b) {
+                    Some(s) => s,
+                    None => not_utf8("iter", i),
+                }
+            }
         }))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -979,6 +1107,38 @@ mod tests {
         assert!(bad.validate_full().is_err());
         assert!(!bad.is_utf8_checked());
         assert!(bad.try_value(3).is_err());
+    }
+
+    #[test]
+    fn a_whole_iteration_checks_an_array_once() {
+        // Three blocks of the iterator's checks, multi-byte strings.
+        let strs: Vec<String> = (0..2500).map(|i| format!("s{i}å")).collect();
+        let a = StringArray::from_iter_values(&strs);
+        let (o, d, v) = a.parts();
+        let fresh = || StringArray::try_new_structural(o.clone(), d.clone(), v.cloned()).unwrap();
+        let b = fresh();
+        assert!(!b.is_utf8_checked());
+        assert_eq!(b.iter().take(2000).count(), 2000);
+        assert!(!b.is_utf8_checked(), "a partial iteration proves nothing");
+        assert!(b
+            .iter()
+            .map(Option::unwrap)
+            .eq(strs.iter().map(String::as_str)));
+        assert!(b.is_utf8_checked());
+        let part = fresh().slice(100, 1500);
+        assert_eq!(part.iter().count(), 1500);
+        assert!(part.is_utf8_checked());
+        // A null entry over bad bytes reads as null, but the array is not
+        // valid as a whole (validate_full checks nulls' bytes too).
+        let bad_null = StringArray::try_new_structural(
+            offsets(&[0, 1, 2]),
+            Buffer::from_vec(b"a\xff".to_vec()),
+            Some(Bitmap::from(vec![true, false])),
+        )
+        .unwrap();
+        assert_eq!(bad_null.iter().collect::<Vec<_>>(), [Some("a"), None]);
+        assert!(!bad_null.is_utf8_checked());
+        assert!(bad_null.validate_full().is_err());
     }
 
     #[test]
