@@ -2,7 +2,8 @@
 //! optional validity bitmap for undefined (null) entries.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::bitmap::{Bitmap, BitmapBuilder};
 use crate::buffer::{typed_slice, ApproxSize, Buffer, MemoryUsage};
@@ -18,8 +19,11 @@ use crate::error::{ArrayError, Result};
 /// which readers of mapped frames use, checks only the structure (offsets
 /// monotone and within the data, bitmap length): that is O(len) over the
 /// offsets and never touches the string bytes. The UTF-8 of such an array is
-/// checked per string on access ([`StringArray::try_value`]), or all at once by
-/// [`StringArray::validate_full`].
+/// checked on access, a block of 1,024 strings at a time and each block once
+/// (by [`StringArray::value`], [`StringArray::try_value`] and
+/// [`StringArray::iter`]; a bad string's block is then checked string by
+/// string), or all at once by [`StringArray::validate_full`]. Once checked,
+/// reading a string costs what reading its bytes costs.
 ///
 /// # Accessors
 /// There is no `Index` impl: an entry is an `Option<&str>`, not a reference
@@ -56,6 +60,16 @@ pub struct StringArray {
     /// to its bytes), and a mapped file must not change while mapped (the
     /// `# Safety` of `Buffer::map_file`).
     utf8_checked: AtomicBool,
+    /// For an array whose flag is not set, read by index: two bits per block
+    /// of `ITER_CHUNK` entries (block `k` holds entries `k * ITER_CHUNK` up
+    /// to the next block), "valid" and "invalid", made by the first
+    /// [`StringArray::value`] or [`StringArray::try_value`] of such an array.
+    /// Invariant: when a block's valid bit is set, every entry of the block is
+    /// valid UTF-8. It is set only by `block_checked` after the block passed
+    /// `strings_are_utf8`; bits are never cleared, are not shared with
+    /// clones or slices (a slice's blocks are other entries), and the bytes
+    /// never change, as for `utf8_checked`.
+    checked_blocks: OnceLock<Box<[AtomicU64]>>,
 }
 
 impl StringArray {
@@ -98,6 +112,7 @@ impl StringArray {
             data,
             validity,
             utf8_checked: AtomicBool::new(true),
+            checked_blocks: OnceLock::new(),
         }
     }
 
@@ -144,6 +159,7 @@ impl StringArray {
             data,
             validity,
             utf8_checked: AtomicBool::new(false),
+            checked_blocks: OnceLock::new(),
         })
     }
 
@@ -154,6 +170,7 @@ impl StringArray {
             data: Buffer::empty(),
             validity: None,
             utf8_checked: AtomicBool::new(true),
+            checked_blocks: OnceLock::new(),
         }
     }
 
@@ -309,14 +326,73 @@ impl StringArray {
     #[expect(unsafe_code, reason = "skips UTF-8 checks the flag vouches for")]
     fn str_value(&self, i: usize) -> Option<std::result::Result<&str, ()>> {
         let b = self.value_bytes(i)?;
-        Some(if self.is_utf8_checked() {
+        if self.is_utf8_checked() {
             // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
             // - `b` is entry `i` of this array, and the array's flag is set:
             //   by the invariant of `utf8_checked`, every entry is valid UTF-8.
+            return Some(Ok(unsafe { std::str::from_utf8_unchecked(b) }));
+        }
+        Some(self.str_value_of_unchecked(i, b))
+    }
+
+    /// The rest of `str_value` for an array not known to be valid, out of
+    /// line so that reads of a checked array stay small: `b` (entry `i`) as a
+    /// string, without a look at it if its block is known valid.
+    #[inline(never)]
+    #[expect(unsafe_code, reason = "skips UTF-8 checks the block bit vouches for")]
+    fn str_value_of_unchecked<'a>(
+        &'a self,
+        i: usize,
+        b: &'a [u8],
+    ) -> std::result::Result<&'a str, ()> {
+        if self.block_checked(i) {
+            // SAFETY: `from_utf8_unchecked` needs `b` to be valid UTF-8:
+            // - `b` is entry `i` of this array (what `value_bytes(i)` gave
+            //   `str_value`, the only caller), and the valid bit of the block
+            //   holding entry `i` is set: by the invariant of
+            //   `checked_blocks`, every entry of the block is valid UTF-8.
             Ok(unsafe { std::str::from_utf8_unchecked(b) })
         } else {
             utf8(b).ok_or(())
-        })
+        }
+    }
+
+    /// Whether the block of entries holding entry `i` (`< len()`) is known to
+    /// be valid UTF-8: its bit in `checked_blocks`, or else a check of the
+    /// whole block now (one pass over its bytes and offsets, bounded by
+    /// `ITER_CHUNK` entries), whose result is kept. An array read by index
+    /// thus checks each block once, not each string on every read; the
+    /// strings of a block that failed are checked one by one.
+    fn block_checked(&self, i: usize) -> bool {
+        let block = i / ITER_CHUNK;
+        // Two bits per block: checked and valid, checked and invalid.
+        let (word, valid) = (block / 32, 1u64 << (2 * (block % 32)));
+        let invalid = valid << 1;
+        let bits = self.checked_blocks.get_or_init(|| {
+            let blocks = self.len().div_ceil(ITER_CHUNK);
+            (0..blocks.div_ceil(32))
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        });
+        let state = bits[word].load(Ordering::Relaxed);
+        if state & (valid | invalid) != 0 {
+            return state & valid != 0;
+        }
+        let ok = self.check_block(block);
+        // Only a block that passed gets its valid bit: the invariant of
+        // `checked_blocks`.
+        bits[word].fetch_or(if ok { valid } else { invalid }, Ordering::Relaxed);
+        ok
+    }
+
+    /// Whether every entry of block `block` is valid UTF-8.
+    #[cold]
+    fn check_block(&self, block: usize) -> bool {
+        let start = block * ITER_CHUNK;
+        let end = (start + ITER_CHUNK).min(self.len());
+        // The offsets of entries `start..end`, a part of the array's offsets
+        // (monotone and within the data, checked at construction).
+        strings_are_utf8(&self.offsets()[start..=end], self.data.as_slice())
     }
 
     /// The entries in order. In an array known to be valid
@@ -382,6 +458,7 @@ impl StringArray {
             data: self.data.clone(),
             validity: self.validity.as_ref().map(|v| v.slice(offset, len)),
             utf8_checked: AtomicBool::new(self.is_utf8_checked()),
+            checked_blocks: OnceLock::new(),
         }
     }
 
@@ -542,6 +619,7 @@ impl Clone for StringArray {
             data: self.data.clone(),
             validity: self.validity.clone(),
             utf8_checked: AtomicBool::new(self.is_utf8_checked()),
+            checked_blocks: OnceLock::new(),
         }
     }
 }
@@ -802,6 +880,7 @@ impl StringBuilder {
             data: Buffer::from_vec(self.data),
             validity: self.has_null.then(|| self.validity.finish()),
             utf8_checked: AtomicBool::new(true),
+            checked_blocks: OnceLock::new(),
         }
     }
 }
@@ -1139,6 +1218,37 @@ mod tests {
         assert_eq!(bad_null.iter().collect::<Vec<_>>(), [Some("a"), None]);
         assert!(!bad_null.is_utf8_checked());
         assert!(bad_null.validate_full().is_err());
+    }
+
+    #[test]
+    fn reads_by_index_check_each_block_once() {
+        // Three blocks; string 1500 (block 1) loses the last byte of its 'å'.
+        let mut strs: Vec<String> = (0..3000).map(|i| format!("s{i}å")).collect();
+        let a = StringArray::from_iter_values(&strs);
+        let (o, _, _) = a.parts();
+        let mut bytes = a.value_data().to_vec();
+        let at = o.typed::<u64>().unwrap()[1501] as usize - 1;
+        bytes[at] = b'x';
+        strs[1500] = String::new();
+        let b = StringArray::try_new_structural(o.clone(), Buffer::from_vec(bytes), None).unwrap();
+        for i in [0, 1023, 1024, 1499, 1501, 2047, 2048, 2999, 5] {
+            assert_eq!(b.value(i), Some(strs[i].as_str()), "{i}");
+            assert_eq!(b.try_value(i).unwrap(), Some(strs[i].as_str()), "{i}");
+        }
+        assert!(matches!(
+            b.try_value(1500),
+            Err(ArrayError::InvalidUtf8 { index: 1500 })
+        ));
+        let bits: Vec<u64> = b
+            .checked_blocks
+            .get()
+            .unwrap()
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect();
+        // Blocks 0 and 2 valid, block 1 invalid.
+        assert_eq!(bits, [0b01_10_01]);
+        assert!(!b.is_utf8_checked());
     }
 
     #[test]
