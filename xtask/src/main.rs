@@ -243,7 +243,22 @@ fn run_workloads(ws: &Workspace, json: &Path) -> Result<Vec<report::Workload>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot remove {}: {e}", json.display())),
     }
+    // W4's worker is started as users start one, by `mempool cluster up`:
+    // the workloads binary finds the CLI through MEMPOOL_CLI_BIN.
+    let mut build = ws.cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "mempool-cli",
+        "--bin",
+        "mempool",
+    ]);
+    eprintln!("xtask: cargo build --release -p mempool-cli --bin mempool");
+    run(build, "building the mempool binary")?;
+    let cli = ws.target_dir.join("release").join("mempool");
     let mut cmd = ws.cargo();
+    cmd.env("MEMPOOL_CLI_BIN", &cli);
     cmd.args([
         "run",
         "--release",

@@ -936,6 +936,95 @@ fn announce(addr: std::net::SocketAddr) {
     out.flush().expect("stdout");
 }
 
+/// The environment variable naming the `mempool` binary: when set (by
+/// `cargo xtask bench`), W4's worker is started by `mempool cluster up`.
+const CLI_BIN_ENV: &str = "MEMPOOL_CLI_BIN";
+
+/// W4's worker process: a child of this binary, or one started by the CLI.
+enum W4Worker {
+    Child(ChildGuard),
+    Cli(CliWorker),
+}
+
+impl W4Worker {
+    /// Its process id.
+    fn id(&self) -> u32 {
+        match self {
+            W4Worker::Child(c) => c.child.id(),
+            W4Worker::Cli(c) => c.pid,
+        }
+    }
+
+    /// Who started it, for the report.
+    fn started_by(&self) -> &'static str {
+        match self {
+            W4Worker::Child(_) => "worker: a workloads child",
+            W4Worker::Cli(_) => "worker: mempool cluster up",
+        }
+    }
+}
+
+/// A one-worker cluster started by `mempool cluster up` (1 GiB memory
+/// bound); `mempool cluster down` on drop.
+struct CliWorker {
+    bin: PathBuf,
+    file: PathBuf,
+    pid: u32,
+}
+
+impl CliWorker {
+    fn up(bin: &Path, dir: &Path) -> (W4Worker, std::net::SocketAddr, mempool_net::ClusterSecret) {
+        let file = dir.join("cluster.json");
+        let status = std::process::Command::new(bin)
+            .args([
+                "cluster",
+                "up",
+                "-n",
+                "1",
+                "--max-memsize",
+                "1GiB",
+                "--cluster-file",
+            ])
+            .arg(&file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        assert!(status.success(), "mempool cluster up failed: {status}");
+        let text = std::fs::read_to_string(&file).expect("the cluster file");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("the cluster file is JSON");
+        let w = &v["workers"][0];
+        let addr = w["addr"].as_str().and_then(|a| a.parse().ok());
+        let pid = w["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+        let secret = v["secret"]
+            .as_str()
+            .and_then(|pem| mempool_net::ClusterSecret::from_pem(pem).ok());
+        let worker = CliWorker {
+            bin: bin.to_path_buf(),
+            file,
+            pid: pid.unwrap_or(0),
+        };
+        match (addr, secret) {
+            (Some(addr), Some(secret)) if worker.pid != 0 => (W4Worker::Cli(worker), addr, secret),
+            _ => panic!("the cluster file names no usable worker: {text}"),
+        }
+    }
+}
+
+impl Drop for CliWorker {
+    fn drop(&mut self) {
+        let r = std::process::Command::new(&self.bin)
+            .args(["cluster", "down", "--cluster-file"])
+            .arg(&self.file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !matches!(r, Ok(s) if s.success()) && !std::thread::panicking() {
+            eprintln!("mempool cluster down failed: {r:?}");
+        }
+    }
+}
+
 /// `workloads --serve-w4 SECRET_FILE`: serves a pool (in memory: 1 GiB
 /// `max_memsize`, spilling into the secret file's directory, which it never
 /// needs) as worker w1 on 127.0.0.1:0 until stdin closes (or SIGTERM).
@@ -1070,6 +1159,8 @@ struct W4Times {
     small: Vec<Duration>,
     /// What counted refs cost (the QUIC pass only).
     refs: Option<RefCosts>,
+    /// Who started the worker.
+    started_by: &'static str,
 }
 
 /// The cost of reference counting across processes, measured on W4's
@@ -1195,6 +1286,7 @@ fn w4_loops(
         fetch_cost,
         small: times,
         refs: None,
+        started_by: "",
     }
 }
 
@@ -1255,6 +1347,7 @@ async fn w4_loops_async(
         fetch_cost,
         small: times,
         refs: None,
+        started_by: "",
     }
 }
 
@@ -1269,12 +1362,19 @@ fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client, same_host: b
     let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let child_dir = dir.join(format!("w4-{n}"));
     std::fs::create_dir_all(&child_dir).unwrap();
-    let secret_file = child_dir.join("cluster.secret");
-    let secret = ClusterSecret::create(&secret_file).expect("W4 cluster secret");
-    let (child, addr) = ChildGuard::spawn(
-        "W4 worker",
-        &["--serve-w4".as_ref(), secret_file.as_os_str()],
-    );
+    let (child, addr, secret) = match std::env::var_os(CLI_BIN_ENV) {
+        // The worker as users start it: `mempool cluster up -n 1`.
+        Some(bin) => CliWorker::up(Path::new(&bin), &child_dir),
+        None => {
+            let secret_file = child_dir.join("cluster.secret");
+            let secret = ClusterSecret::create(&secret_file).expect("W4 cluster secret");
+            let (child, addr) = ChildGuard::spawn(
+                "W4 worker",
+                &["--serve-w4".as_ref(), secret_file.as_os_str()],
+            );
+            (W4Worker::Child(child), addr, secret)
+        }
+    };
     if std::env::var_os("MEMPOOL_TRACE_PHASES").is_some() {
         eprintln!("W4 worker pid {}", child.id());
     }
@@ -1354,6 +1454,8 @@ fn w4_quic(dir: &Path, gen: &F64Pool, expect: u64, which: W4Client, same_host: b
             times
         }
     };
+    let mut times = times;
+    times.started_by = child.started_by();
     drop(child);
     let _ = std::fs::remove_dir_all(&child_dir);
     times
@@ -1438,10 +1540,11 @@ fn w4(dir: &Path, which: W4Client) -> Workload {
         "MB/s",
         ">= 1200",
         format!(
-            "{:.0}% of TCP loopback ({:.0} MB/s); {}",
+            "{:.0}% of TCP loopback ({:.0} MB/s); {}; {}",
             100.0 * quic.mbs() / tcp.mbs(),
             tcp.mbs(),
-            which.name()
+            which.name(),
+            quic.started_by
         ),
     );
     w.add(
