@@ -206,7 +206,11 @@ impl Client {
         };
         let endpoint = crate::endpoint::endpoint(bind, secret, config.timeout, false)?;
         let holder = Holder::new(config.token_ttl);
-        crate::holder::offer_default(&holder);
+        // A client that counts nothing (the CLI's, a worker's own) is no
+        // process's default for refs deserialized without `enter`.
+        if config.counted {
+            crate::holder::offer_default(&holder);
+        }
         let client = Self {
             inner: Arc::new(Inner {
                 endpoint,
@@ -630,13 +634,23 @@ impl Client {
     /// (same-host reads are verified as they are mapped), following
     /// redirects of migrated values.
     async fn get_checked(&self, r: &DRef) -> Result<(Buffer, bool)> {
+        let mut missing = None;
         for _ in 0..MAX_HOPS {
             let (worker, id, cached) = self.locate(r);
             match self.get_at(r, worker, id).await? {
                 At::Got(b, verified) => return Ok((b, verified)),
+                // The home points where the value was just not found: its
+                // copy there is gone (that worker restarted, say).
+                At::Moved(w, id, _) if missing == Some((w, id)) => {
+                    self.forget_location(r);
+                    return Err(NetError::NotFound { dref: r.name() });
+                }
                 At::Moved(w, id, addr) => self.follow(r, w, id, addr),
                 // Moved on again, or gone: ask its home.
-                At::NotFound if cached => self.forget_location(r),
+                At::NotFound if cached => {
+                    missing = Some((worker, id));
+                    self.forget_location(r);
+                }
                 At::NotFound => return Err(NetError::NotFound { dref: r.name() }),
             }
         }
@@ -1082,10 +1096,14 @@ impl Carrier for Inner {
     async fn exchange(
         self: Arc<Self>,
         worker: WorkerId,
+        seq: u64,
         msgs: Vec<crate::proto::RefMsg>,
     ) -> Option<Vec<crate::proto::RefMsg>> {
         let client = Client { inner: self };
-        match client.request(worker, &Request::Refs { msgs }, None).await {
+        match client
+            .request(worker, &Request::Refs { seq, msgs }, None)
+            .await
+        {
             Ok((Response::Refs { msgs }, None)) => Some(msgs),
             Ok(other) => {
                 tracing::debug!("worker {worker} answered ref messages with {other:?}");

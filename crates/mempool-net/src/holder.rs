@@ -218,11 +218,13 @@ pub(crate) fn claim(
 
 /// What the flusher needs of a client.
 pub(crate) trait Carrier: Send + Sync + 'static {
-    /// Sends `msgs` to `worker`'s owner side; its messages back, or `None`
-    /// when the worker could not be reached.
+    /// Sends batch `seq` of `msgs` to `worker`'s owner side; its messages
+    /// back, or `None` when no answer came (the batch may or may not have
+    /// been applied: it is sent again, and applied once).
     fn exchange(
         self: Arc<Self>,
         worker: WorkerId,
+        seq: u64,
         msgs: Vec<RefMsg>,
     ) -> impl std::future::Future<Output = Option<Vec<RefMsg>>> + Send;
     /// Makes sure a connection to `worker` is open.
@@ -232,16 +234,38 @@ pub(crate) trait Carrier: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = ()> + Send;
 }
 
-/// Carries `holder`'s messages until `carrier` is gone.
+/// The flusher's state for one owner.
+#[derive(Default)]
+struct Link {
+    /// Messages not sent yet, in order.
+    queued: Vec<RefMsg>,
+    /// The batch sent without an answer yet: sent again until answered.
+    in_flight: Option<(u64, Vec<RefMsg>)>,
+    /// The last batch number used.
+    seq: u64,
+    /// Since when the owner has not answered (messages are dropped after
+    /// [`RETRY_FOR`]: it has written this process off by then).
+    failing_since: Option<Instant>,
+}
+
+/// Carries `holder`'s messages until `carrier` is gone. Per owner, one
+/// numbered batch at a time: a batch whose answer is lost is sent again
+/// (the owner applies it once and answers it again), so no message is lost
+/// or applied twice while the owner keeps this process.
 pub(crate) async fn flush<C: Carrier>(holder: Arc<Holder>, carrier: Weak<C>) {
-    let mut retry: HashMap<WorkerId, (Instant, Vec<RefMsg>)> = HashMap::new();
+    let mut links: HashMap<WorkerId, Link> = HashMap::new();
     let mut last_heartbeat = Instant::now();
     loop {
         let (claiming, ttl) = {
             let t = holder.lock();
             (!t.claiming_owners().is_empty(), t.poll_timeout())
         };
-        let mut wait = if claiming { CLAIM_POLL } else { HEARTBEAT };
+        let retrying = links.values().any(|l| l.in_flight.is_some());
+        let mut wait = if claiming || retrying {
+            CLAIM_POLL
+        } else {
+            HEARTBEAT
+        };
         if let Some(t) = ttl {
             wait = wait.min(t.saturating_duration_since(Instant::now()));
         }
@@ -253,13 +277,12 @@ pub(crate) async fn flush<C: Carrier>(holder: Arc<Holder>, carrier: Weak<C>) {
             return;
         };
         let now = Instant::now();
-        let (mut batches, poll, owners) = {
+        let (poll, owners) = {
             let mut t = holder.lock();
             t.handle_timeout(now);
-            let mut batches: HashMap<WorkerId, Vec<RefMsg>> = HashMap::new();
             while let Some((to, m)) = t.poll_transmit() {
                 if let Some(w) = owner_worker(to) {
-                    batches.entry(w).or_default().push(m);
+                    links.entry(w).or_default().queued.push(m);
                 }
             }
             let poll: Vec<WorkerId> = t
@@ -267,37 +290,31 @@ pub(crate) async fn flush<C: Carrier>(holder: Arc<Holder>, carrier: Weak<C>) {
                 .into_iter()
                 .filter_map(owner_worker)
                 .collect();
-            (batches, poll, t.owners())
+            (poll, t.owners())
         };
-        // Earlier messages that could not go first, in order.
-        let heartbeat = now.duration_since(last_heartbeat) >= HEARTBEAT;
-        for (w, (since, mut old)) in std::mem::take(&mut retry) {
-            if now.duration_since(since) > RETRY_FOR {
-                tracing::debug!("dropping {} ref messages to unreachable {w}", old.len());
-                continue;
-            }
-            if !heartbeat && !batches.contains_key(&w) {
-                retry.insert(w, (since, old));
-                continue;
-            }
-            old.extend(batches.remove(&w).unwrap_or_default());
-            batches.insert(w, old);
-            retry.insert(w, (since, Vec::new()));
-        }
         for w in poll {
-            batches.entry(w).or_default();
+            links.entry(w).or_default();
         }
-        let mut sorted: Vec<_> = batches.into_iter().collect();
-        sorted.sort_unstable_by_key(|(w, _)| *w);
-        for (w, msgs) in sorted {
-            let since = retry.remove(&w).map_or(now, |(s, _)| s);
-            let mut left = msgs;
+        let mut ws: Vec<WorkerId> = links.keys().copied().collect();
+        ws.sort_unstable();
+        for w in ws {
+            let Some(link) = links.get_mut(&w) else {
+                continue;
+            };
+            // Batches until the queue is empty (at least one: a poll).
             loop {
-                let rest = left.split_off(left.len().min(REFS_PER_MESSAGE));
-                let full = left.len() == REFS_PER_MESSAGE;
-                match Arc::clone(&carrier).exchange(w, left.clone()).await {
+                let (seq, msgs) = match link.in_flight.take() {
+                    Some(b) => b,
+                    None => {
+                        let n = link.queued.len().min(REFS_PER_MESSAGE);
+                        link.seq += 1;
+                        (link.seq, link.queued.drain(..n).collect())
+                    }
+                };
+                match Arc::clone(&carrier).exchange(w, seq, msgs.clone()).await {
                     Some(back) => {
-                        let got = back.len();
+                        link.failing_since = None;
+                        let full = back.len() >= REFS_PER_MESSAGE;
                         let mut t = holder.lock();
                         for m in back {
                             t.handle(owner_process(w), m);
@@ -306,21 +323,30 @@ pub(crate) async fn flush<C: Carrier>(holder: Arc<Holder>, carrier: Weak<C>) {
                         // and gets find; nobody waits for them.
                         while t.poll_event().is_some() {}
                         drop(t);
-                        left = rest;
-                        // More to send, or more waiting for us there.
-                        if left.is_empty() && !full && got < REFS_PER_MESSAGE {
+                        if link.queued.is_empty() && !full {
                             break;
                         }
                     }
                     None => {
-                        left.extend(rest);
-                        retry.insert(w, (since, left));
+                        let since = *link.failing_since.get_or_insert(now);
+                        if now.duration_since(since) > RETRY_FOR {
+                            tracing::debug!(
+                                "dropping {} ref messages to {w}, unreachable for {RETRY_FOR:?}",
+                                msgs.len() + link.queued.len()
+                            );
+                            link.queued.clear();
+                            link.failing_since = None;
+                        } else {
+                            link.in_flight = Some((seq, msgs));
+                        }
                         break;
                     }
                 }
             }
         }
-        if heartbeat {
+        // Links stay (one per worker ever sent to): the owner expects their
+        // numbering to go on.
+        if now.duration_since(last_heartbeat) >= HEARTBEAT {
             last_heartbeat = now;
             for w in owners.into_iter().filter_map(owner_worker) {
                 Arc::clone(&carrier).keep_connected(w).await;

@@ -152,6 +152,10 @@ pub(crate) async fn migrate(
                 m.redirects.remove(&id);
                 Err(new)
             }
+            Ok(new) if new.worker == ctx.id && new.id == id => {
+                // Where it always was: no redirect.
+                Ok((new, m.redirects.remove(&id)))
+            }
             Ok(new) => Ok((new, m.redirects.insert(id, new))),
             Err(resp) => return resp,
         }

@@ -43,6 +43,20 @@ struct State {
     outbox: HashMap<ProcessId, Vec<RefMsg>>,
     /// Open connections per process.
     conns: HashMap<ProcessId, usize>,
+    /// Per process: the last batch applied and what answered it (sent
+    /// again if the batch comes again: its answer was lost).
+    batches: HashMap<ProcessId, (u64, Vec<RefMsg>)>,
+}
+
+/// What [`Owner::handle`] makes of a batch.
+pub(crate) enum Batch {
+    /// Applied (or a repeat of the last one): the answer.
+    Answer(Vec<RefMsg>),
+    /// Out of order: not applied.
+    OutOfOrder {
+        /// The batch expected.
+        expected: u64,
+    },
 }
 
 /// The counted values of one worker.
@@ -65,6 +79,7 @@ impl Owner {
                 table: OwnerTable::new(owner_process(worker), config),
                 outbox: HashMap::new(),
                 conns: HashMap::new(),
+                batches: HashMap::new(),
             }),
             wake: tokio::sync::Notify::new(),
             messages: AtomicU64::new(0),
@@ -76,11 +91,16 @@ impl Owner {
         self.state.lock().expect("owner lock")
     }
 
-    /// A connection of process `p` opened.
-    pub(crate) fn connected(&self, p: ProcessId) {
+    /// A connection of process `p` opened. False, and not counted, if `p`
+    /// was written off already (its refs here were released: it must come
+    /// back as a new process).
+    pub(crate) fn connected(&self, p: ProcessId) -> bool {
         let mut s = self.lock();
+        if !s.table.process_back(p) {
+            return false;
+        }
         *s.conns.entry(p).or_insert(0) += 1;
-        s.table.process_back(p);
+        true
     }
 
     /// A connection of process `p` closed at `now`; with it the last one,
@@ -116,22 +136,37 @@ impl Owner {
         free
     }
 
-    /// Takes `p`'s messages; returns what the owner has for `p` (at most
-    /// [`REFS_PER_MESSAGE`]) and the values to free.
-    pub(crate) fn handle(&self, p: ProcessId, msgs: Vec<RefMsg>) -> (Vec<RefMsg>, Vec<ValueId>) {
+    /// Takes `p`'s batch `seq`; returns what the owner has for `p` (at
+    /// most [`REFS_PER_MESSAGE`]) and the values to free. A batch is
+    /// applied once: the last one, sent again, gets the same answer.
+    pub(crate) fn handle(
+        &self,
+        p: ProcessId,
+        seq: u64,
+        msgs: Vec<RefMsg>,
+    ) -> (Batch, Vec<ValueId>) {
+        let mut s = self.lock();
+        let last = s.batches.get(&p).map_or(0, |b| b.0);
+        if seq == last && seq > 0 {
+            let again = s.batches.get(&p).map(|b| b.1.clone()).unwrap_or_default();
+            return (Batch::Answer(again), Vec::new());
+        }
+        if seq != last + 1 {
+            return (Batch::OutOfOrder { expected: last + 1 }, Vec::new());
+        }
         self.messages
             .fetch_add(msgs.len() as u64, Ordering::Relaxed);
-        let mut s = self.lock();
         for m in msgs {
             s.table.handle(p, m);
         }
         let free = drain(&mut s);
-        let back = match s.outbox.get_mut(&p) {
+        let back: Vec<RefMsg> = match s.outbox.get_mut(&p) {
             Some(q) if q.len() > REFS_PER_MESSAGE => q.drain(..REFS_PER_MESSAGE).collect(),
             Some(_) => s.outbox.remove(&p).unwrap_or_default(),
             None => Vec::new(),
         };
-        (back, free)
+        s.batches.insert(p, (seq, back.clone()));
+        (Batch::Answer(back), free)
     }
 
     /// When the next write-off is due.
@@ -144,8 +179,14 @@ impl Owner {
         let mut s = self.lock();
         s.table.handle_timeout(now);
         let free = drain(&mut s);
-        let State { table, outbox, .. } = &mut *s;
+        let State {
+            table,
+            outbox,
+            batches,
+            ..
+        } = &mut *s;
         outbox.retain(|p, _| !table.is_written_off(*p));
+        batches.retain(|p, _| !table.is_written_off(*p));
         free
     }
 
@@ -193,8 +234,8 @@ mod tests {
         let o = Owner::new(WorkerId(1), Duration::from_secs(10));
         let a = ProcessId(5);
         let t0 = Instant::now();
-        o.connected(a);
-        o.connected(a);
+        assert!(o.connected(a));
+        assert!(o.connected(a));
         let (w, free) = o.create(id(1), a);
         assert!(w > 0 && free.is_empty());
         o.disconnected(t0, a);
@@ -202,7 +243,7 @@ mod tests {
         o.disconnected(t0, a);
         assert!(o.next_timeout().is_some());
         // Back within the lease: nothing is written off.
-        o.connected(a);
+        assert!(o.connected(a));
         assert!(o.timeout(t0 + Duration::from_secs(11)).is_empty());
         assert_eq!(o.counts(), (1, 1));
         // Gone for good: its value is freed after the lease.
@@ -210,6 +251,8 @@ mod tests {
         assert!(o.timeout(t0 + Duration::from_secs(5)).is_empty());
         assert_eq!(o.timeout(t0 + Duration::from_secs(10)), vec![id(1)]);
         assert_eq!(o.counts(), (0, 0));
+        // Written off, it cannot come back under the same id.
+        assert!(!o.connected(a));
     }
 
     #[test]
@@ -218,14 +261,25 @@ mod tests {
         let a = ProcessId(5);
         o.connected(a);
         let (w, _) = o.create(id(1), a);
-        let (back, free) = o.handle(
-            a,
-            vec![RefMsg::Release {
-                value: id(1),
-                weight: w,
-            }],
-        );
-        assert!(back.is_empty());
+        let release = vec![RefMsg::Release {
+            value: id(1),
+            weight: w / 2,
+        }];
+        let (Batch::Answer(back), free) = o.handle(a, 1, release.clone()) else {
+            panic!("batch 1 refused");
+        };
+        assert!(back.is_empty() && free.is_empty());
+        // The same batch again (its answer was lost): not applied twice.
+        let (Batch::Answer(_), free) = o.handle(a, 1, release.clone()) else {
+            panic!("a repeated batch refused");
+        };
+        assert!(free.is_empty(), "a repeated release freed the value");
+        assert_eq!(o.counts(), (1, 1));
+        assert!(matches!(
+            o.handle(a, 3, release.clone()).0,
+            Batch::OutOfOrder { expected: 2 }
+        ));
+        let (_, free) = o.handle(a, 2, release);
         assert_eq!(free, vec![id(1)]);
         o.create(id(2), a);
         assert!(

@@ -445,10 +445,46 @@ async fn free_values(ctx: &Arc<Ctx>, values: Vec<ValueId>) {
 }
 
 /// What a worker knows of one connection: the process at the other end,
-/// once it said who it is.
+/// once it said who it is, and whether the connection is closed.
 #[derive(Default)]
 struct Conn {
-    process: std::sync::OnceLock<ProcessId>,
+    state: std::sync::Mutex<(Option<ProcessId>, bool)>,
+}
+
+impl Conn {
+    fn process(&self) -> Option<ProcessId> {
+        self.state.lock().expect("conn lock").0
+    }
+
+    /// The connection's process said hello: counted as connected (unless
+    /// the connection closed meanwhile, or the process was written off).
+    fn hello(&self, owner: &Owner, p: ProcessId) -> std::result::Result<(), String> {
+        let mut st = self.state.lock().expect("conn lock");
+        match st.0 {
+            Some(q) if q == p => Ok(()),
+            Some(_) => Err("a connection belongs to one process".into()),
+            None if st.1 => Err("the connection is closed".into()),
+            None => {
+                if !owner.connected(p) {
+                    return Err(
+                        "this client was silent for longer than the worker's ref_lease and was \
+                         taken for dead: its refs to this worker's values were released; start \
+                         a new client"
+                            .into(),
+                    );
+                }
+                st.0 = Some(p);
+                Ok(())
+            }
+        }
+    }
+
+    /// The connection closed: its process, if it had said hello.
+    fn closed(&self) -> Option<ProcessId> {
+        let mut st = self.state.lock().expect("conn lock");
+        st.1 = true;
+        st.0
+    }
 }
 
 async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
@@ -480,8 +516,8 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
             }
         }
     }
-    if let Some(p) = state.process.get() {
-        ctx.owner.disconnected(Instant::now(), *p);
+    if let Some(p) = state.closed() {
+        ctx.owner.disconnected(Instant::now(), p);
     }
 }
 
@@ -723,12 +759,10 @@ async fn reply(
     };
     match request {
         Request::Hello { version, process } if version == PROTOCOL_VERSION => {
-            if state.process.set(process).is_ok() {
-                ctx.owner.connected(process);
-            } else if state.process.get() != Some(&process) {
+            if let Err(message) = state.hello(&ctx.owner, process) {
                 return Response::Error {
                     kind: ErrorKind::BadRequest,
-                    message: "a connection belongs to one process".into(),
+                    message,
                 };
             }
             Response::Welcome {
@@ -755,9 +789,9 @@ async fn reply(
                         id: r.id,
                     };
                     // Counted for the process this connection belongs to.
-                    let weight = match state.process.get() {
+                    let weight = match state.process() {
                         Some(p) if counted => {
-                            let (w, free) = ctx.owner.create(id, *p);
+                            let (w, free) = ctx.owner.create(id, p);
                             free_values(ctx, free).await;
                             w
                         }
@@ -827,16 +861,22 @@ async fn reply(
             }
         }
         Request::Members => members(ctx),
-        Request::Refs { msgs } => {
-            let Some(p) = state.process.get() else {
+        Request::Refs { seq, msgs } => {
+            let Some(p) = state.process() else {
                 return Response::Error {
                     kind: ErrorKind::BadRequest,
                     message: "reference counting before hello".into(),
                 };
             };
-            let (back, free) = ctx.owner.handle(*p, msgs);
+            let (batch, free) = ctx.owner.handle(p, seq, msgs);
             free_values(ctx, free).await;
-            Response::Refs { msgs: back }
+            match batch {
+                crate::owner::Batch::Answer(back) => Response::Refs { msgs: back },
+                crate::owner::Batch::OutOfOrder { expected } => Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message: format!("reference batch {seq} out of order; expected {expected}"),
+                },
+            }
         }
         _ => Response::Error {
             kind: ErrorKind::BadRequest,

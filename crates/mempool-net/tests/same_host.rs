@@ -675,8 +675,13 @@ struct NetNs {
 
 impl NetNs {
     /// `Err(why)` where the machine cannot make one (not root, no `ip`).
-    fn new(subnet: u8) -> Result<(Self, String), String> {
-        let name = format!("mempool-test-{}-{subnet}", std::process::id());
+    fn new() -> Result<(Self, String), String> {
+        // Names and subnet of this process's own, so that runs at once do
+        // not collide (interface names are at most 15 bytes).
+        let pid = std::process::id();
+        let subnet = (pid % 250) as u8 + 1;
+        let tag = pid % 100_000;
+        let name = format!("mempool-test-{pid}");
         let ip = |args: &[&str]| -> Result<(), String> {
             let out = Command::new("ip")
                 .args(args)
@@ -694,7 +699,9 @@ impl NetNs {
         };
         ip(&["netns", "add", &name])?;
         let ns = Self { name };
-        let (host_if, ns_if) = (format!("mpv{subnet}a"), format!("mpv{subnet}b"));
+        let (host_if, ns_if) = (format!("mpv{tag}a"), format!("mpv{tag}b"));
+        // A link left by a killed run of this pid would fail the add.
+        let _ = ip(&["link", "del", &host_if]);
         let host_addr = format!("10.213.{subnet}.1/24");
         let ns_addr = format!("10.213.{subnet}.2");
         ip(&[
@@ -727,7 +734,7 @@ impl Drop for NetNs {
 
 #[test]
 fn a_worker_in_another_network_namespace_is_read_over_quic() {
-    let (ns, addr) = match NetNs::new(7) {
+    let (ns, addr) = match NetNs::new() {
         Ok(n) => n,
         Err(why) => {
             println!("skipped: cannot make a network namespace here ({why})");

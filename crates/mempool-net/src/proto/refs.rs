@@ -596,11 +596,18 @@ impl RefTable {
         }
     }
 
-    /// The owners of the values this process holds or claims (sorted): the
-    /// processes it must stay connected to, so that they do not take it
-    /// for dead.
+    /// The owners of the values this process holds or claims, or sent
+    /// tokens of that are not reclaimed yet (sorted): the processes it must
+    /// stay connected to, so that they do not take it for dead.
     pub fn owners(&self) -> Vec<ProcessId> {
-        let mut o: Vec<ProcessId> = self.entries.keys().map(|k| k.owner).collect();
+        // Tokens sent and not reclaimed yet carry weight of this process's
+        // account too, whether or not it still holds handles.
+        let mut o: Vec<ProcessId> = self
+            .entries
+            .keys()
+            .map(|k| k.owner)
+            .chain(self.sent.iter().map(|s| s.token.key.owner))
+            .collect();
         o.sort_unstable();
         o.dedup();
         o

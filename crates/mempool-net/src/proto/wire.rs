@@ -108,6 +108,10 @@ pub enum Request {
     /// (owner), in order; none to only ask for what the worker has for it.
     /// Answered by [`Response::Refs`].
     Refs {
+        /// This batch's number: 1, 2, ... per process and worker. A batch
+        /// sent again (its answer was lost) is applied once and answered
+        /// with the same messages.
+        seq: u64,
         /// The messages.
         msgs: Vec<RefMsg>,
     },
