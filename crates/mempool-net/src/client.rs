@@ -11,7 +11,7 @@ use mempool_core::FileRef;
 use mempool_serde::{EncodedFrame, FrameError, MmRead, MmWrite};
 
 use crate::error::{NetError, Result};
-use crate::holder::{Carrier, Entered, Holder};
+use crate::holder::{Carrier, Entered, Exchanged, Holder};
 use crate::local::{LocalGet, LocalLink};
 use crate::proto::{
     encode_message, local_choice, Call, CallError, CallEvent, ErrorKind, Limits, LocalChoice,
@@ -1098,20 +1098,21 @@ impl Carrier for Inner {
         worker: WorkerId,
         seq: u64,
         msgs: Vec<crate::proto::RefMsg>,
-    ) -> Option<Vec<crate::proto::RefMsg>> {
+    ) -> Exchanged {
         let client = Client { inner: self };
         match client
             .request(worker, &Request::Refs { seq, msgs }, None)
             .await
         {
-            Ok((Response::Refs { msgs }, None)) => Some(msgs),
+            Ok((Response::Refs { msgs }, None)) => Exchanged::Answer(msgs),
+            Ok((Response::RefsExpected { seq }, None)) => Exchanged::Expected(seq),
             Ok(other) => {
                 tracing::debug!("worker {worker} answered ref messages with {other:?}");
-                None
+                Exchanged::Failed
             }
             Err(e) => {
                 tracing::debug!("ref messages to {worker}: {e}");
-                None
+                Exchanged::Failed
             }
         }
     }

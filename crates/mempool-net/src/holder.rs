@@ -218,20 +218,30 @@ pub(crate) fn claim(
 
 /// What the flusher needs of a client.
 pub(crate) trait Carrier: Send + Sync + 'static {
-    /// Sends batch `seq` of `msgs` to `worker`'s owner side; its messages
-    /// back, or `None` when no answer came (the batch may or may not have
-    /// been applied: it is sent again, and applied once).
+    /// Sends batch `seq` of `msgs` to `worker`'s owner side.
     fn exchange(
         self: Arc<Self>,
         worker: WorkerId,
         seq: u64,
         msgs: Vec<RefMsg>,
-    ) -> impl std::future::Future<Output = Option<Vec<RefMsg>>> + Send;
+    ) -> impl std::future::Future<Output = Exchanged> + Send;
     /// Makes sure a connection to `worker` is open.
     fn keep_connected(
         self: Arc<Self>,
         worker: WorkerId,
     ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// What became of a batch.
+pub(crate) enum Exchanged {
+    /// Applied (once); the owner's messages for this process.
+    Answer(Vec<RefMsg>),
+    /// Not applied: the owner expects this batch number (it restarted and
+    /// numbers from 1 again).
+    Expected(u64),
+    /// No answer: the batch may or may not have been applied; it is sent
+    /// again (and applied once).
+    Failed,
 }
 
 /// The flusher's state for one owner.
@@ -312,7 +322,12 @@ pub(crate) async fn flush<C: Carrier>(holder: Arc<Holder>, carrier: Weak<C>) {
                     }
                 };
                 match Arc::clone(&carrier).exchange(w, seq, msgs.clone()).await {
-                    Some(back) => {
+                    Exchanged::Expected(n) if n != seq && n > 0 => {
+                        // Renumbered, and sent again at once.
+                        link.seq = n;
+                        link.in_flight = Some((n, msgs));
+                    }
+                    Exchanged::Answer(back) => {
                         link.failing_since = None;
                         let full = back.len() >= REFS_PER_MESSAGE;
                         let mut t = holder.lock();
@@ -327,7 +342,7 @@ pub(crate) async fn flush<C: Carrier>(holder: Arc<Holder>, carrier: Weak<C>) {
                             break;
                         }
                     }
-                    None => {
+                    Exchanged::Expected(_) | Exchanged::Failed => {
                         let since = *link.failing_since.get_or_insert(now);
                         if now.duration_since(since) > RETRY_FOR {
                             tracing::debug!(

@@ -872,10 +872,9 @@ async fn reply(
             free_values(ctx, free).await;
             match batch {
                 crate::owner::Batch::Answer(back) => Response::Refs { msgs: back },
-                crate::owner::Batch::OutOfOrder { expected } => Response::Error {
-                    kind: ErrorKind::BadRequest,
-                    message: format!("reference batch {seq} out of order; expected {expected}"),
-                },
+                crate::owner::Batch::OutOfOrder { expected } => {
+                    Response::RefsExpected { seq: expected }
+                }
             }
         }
         _ => Response::Error {

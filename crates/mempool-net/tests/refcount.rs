@@ -359,3 +359,35 @@ fn a_release_sent_while_the_owner_is_unreachable_arrives_later() {
     assert_eq!((s.counted_values, s.mem_values), (0, 0));
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }
+
+/// A worker restarted on the same address numbers reference batches from
+/// 1 again: the client follows, and values it stores on the new worker are
+/// freed when dropped.
+#[test]
+fn refs_to_a_restarted_worker_still_count() {
+    let cluster = Cluster::new();
+    let mut w = cluster.worker(1, WORKER_FLAGS);
+    let addr = w.addr;
+    let a = client(&cluster, &w, ClientConfig::default());
+    for i in 0..3 {
+        drop(a.set_on(w.id, &value(f64::from(i))).unwrap());
+    }
+    wait_for(&a, &w, "the first values freed", |s| s.refs_freed == 3);
+    w.kill();
+    let w = cluster.worker_on(1, addr, WORKER_FLAGS);
+    let start = Instant::now();
+    let r = loop {
+        match a.set_on(w.id, &value(10.0)) {
+            Ok(r) => break r,
+            Err(e) if start.elapsed() < SETTLE => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("the restarted worker does not take values: {e}"),
+        }
+    };
+    assert!(r.is_counted());
+    drop(r);
+    let s = wait_for(&a, &w, "the new value freed", |s| s.refs_freed == 1);
+    assert_eq!((s.counted_values, s.mem_values), (0, 0));
+}

@@ -198,6 +198,12 @@ pub enum Response {
         /// The messages.
         msgs: Vec<RefMsg>,
     },
+    /// A reference batch out of order (the worker restarted, say): not
+    /// applied; the worker expects batch `seq` from the caller next.
+    RefsExpected {
+        /// The batch number expected.
+        seq: u64,
+    },
     /// Members of the cluster this worker knows, itself first.
     Members {
         /// Each member's id and address.
