@@ -191,9 +191,17 @@ impl Buffer {
         }
     }
 
-    /// An empty buffer (no allocation).
+    /// An empty buffer (no allocation). Its address is aligned to
+    /// [`ALIGNMENT`] (a dangling pointer, as `Vec::new` uses), so a typed view
+    /// of any element type — here or in Arrow, which checks alignment even of
+    /// empty buffers — accepts it.
     pub fn empty() -> Self {
-        Self::from_static(&[])
+        /// Zero bytes at an address aligned to [`ALIGNMENT`].
+        #[repr(C, align(64))]
+        struct AlignedEmpty([u8; 0]);
+        static EMPTY: AlignedEmpty = AlignedEmpty([]);
+        const _: () = assert!(std::mem::align_of::<AlignedEmpty>() == ALIGNMENT);
+        Self::from_static(&EMPTY.0)
     }
 
     /// Wraps a `Vec` of plain-old-data without copying; the buffer is aligned
@@ -839,6 +847,16 @@ mod tests {
         assert_eq!(part.as_slice(), &base.as_slice()[24..32]);
         drop(part);
         assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn empty_buffers_are_aligned_for_every_type() {
+        let e = Buffer::empty();
+        assert!(e.is_empty());
+        assert_eq!(e.as_slice().as_ptr() as usize % ALIGNMENT, 0);
+        assert_eq!(e.typed::<f64>().unwrap(), &[] as &[f64]);
+        assert_eq!(e.typed::<u128>().unwrap(), &[] as &[u128]);
+        assert_eq!(Buffer::default().as_slice().as_ptr() as usize % ALIGNMENT, 0);
     }
 
     #[test]
