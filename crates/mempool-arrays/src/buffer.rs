@@ -58,6 +58,11 @@ trait Allocation: Send + Sync + 'static {
     fn populate(&self, _offset: usize, _len: usize) -> std::io::Result<()> {
         Ok(())
     }
+    /// The identity [`Buffer::owner_id`] reports, when it is not the address
+    /// of the owner itself (foreign allocations shared by several owners).
+    fn id(&self) -> Option<usize> {
+        None
+    }
 }
 
 struct VecAlloc<T: Pod + Send + Sync>(Vec<T>);
@@ -116,6 +121,37 @@ impl Allocation for Guarded {
     }
     fn populate(&self, offset: usize, len: usize) -> std::io::Result<()> {
         self.inner.owner.populate(self.inner.offset + offset, len)
+    }
+}
+
+/// Bytes owned by another library (an Arrow buffer, with the `arrow`
+/// feature), kept alive as they are. `A` must keep its bytes in place and
+/// unchanged, as every [`Allocation`] does: an Arrow `Buffer` does (it is
+/// immutable, its allocation shared through an `Arc`).
+#[cfg_attr(not(feature = "arrow"), allow(dead_code))]
+pub(crate) struct Foreign<A> {
+    /// The foreign owner.
+    pub(crate) owner: A,
+    /// What [`Buffer::owner_id`] reports: the foreign allocation's start, so
+    /// that two buffers of one foreign allocation are counted once.
+    pub(crate) id: usize,
+    /// Bytes the foreign allocation holds.
+    pub(crate) held: usize,
+}
+
+impl<A: AsRef<[u8]> + Send + Sync + 'static> Allocation for Foreign<A> {
+    fn bytes(&self) -> &[u8] {
+        self.owner.as_ref()
+    }
+    fn kind(&self) -> MemoryKind {
+        // Another library's memory: it does not say whether it is a map.
+        MemoryKind::Heap
+    }
+    fn held(&self) -> usize {
+        self.held
+    }
+    fn id(&self) -> Option<usize> {
+        Some(self.id)
     }
 }
 
@@ -211,6 +247,15 @@ impl Buffer {
     pub fn from_vec<T: Pod + Send + Sync>(v: Vec<T>) -> Self {
         let len = std::mem::size_of_val(v.as_slice());
         Self::view(Arc::new(VecAlloc(v)), 0, len)
+    }
+
+    /// Wraps bytes another library owns, without copying (O(1)).
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))]
+    pub(crate) fn from_foreign<A: AsRef<[u8]> + Send + Sync + 'static>(
+        foreign: Foreign<A>,
+    ) -> Self {
+        let len = foreign.owner.as_ref().len();
+        Self::view(Arc::new(foreign), 0, len)
     }
 
     /// Wraps static bytes without copying.
@@ -468,7 +513,9 @@ impl Buffer {
     /// An identity for the owner, equal for buffers that share an allocation
     /// (used to count shared memory once).
     pub fn owner_id(&self) -> usize {
-        Arc::as_ptr(&self.owner) as *const u8 as usize
+        self.owner
+            .id()
+            .unwrap_or(Arc::as_ptr(&self.owner) as *const u8 as usize)
     }
 
     /// Bytes the whole owner (allocation or map) that this buffer keeps alive
@@ -856,7 +903,10 @@ mod tests {
         assert_eq!(e.as_slice().as_ptr() as usize % ALIGNMENT, 0);
         assert_eq!(e.typed::<f64>().unwrap(), &[] as &[f64]);
         assert_eq!(e.typed::<u128>().unwrap(), &[] as &[u128]);
-        assert_eq!(Buffer::default().as_slice().as_ptr() as usize % ALIGNMENT, 0);
+        assert_eq!(
+            Buffer::default().as_slice().as_ptr() as usize % ALIGNMENT,
+            0
+        );
     }
 
     #[test]

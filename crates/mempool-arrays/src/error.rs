@@ -122,6 +122,31 @@ pub enum ArrayError {
         #[source]
         source: std::io::Error,
     },
+    /// Arrow rejected the arrays handed to it (feature `arrow`).
+    #[cfg(feature = "arrow")]
+    #[error(
+        "arrow rejected the array: {0}; check the array with validate_full before converting it"
+    )]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// An Arrow array has nulls where the array type asked for has none
+    /// (feature `arrow`).
+    #[cfg(feature = "arrow")]
+    #[error("the arrow {what} has {null_count} nulls, and this array type has none; read it as a NullableArray (Int64, Float64) or drop the nulls first")]
+    ArrowNulls {
+        /// Which array.
+        what: &'static str,
+        /// Its nulls.
+        null_count: usize,
+    },
+    /// An Arrow type that no array of this crate holds (feature `arrow`).
+    #[cfg(feature = "arrow")]
+    #[error("arrow type {data_type}{} has no mempool array type; convert it to a supported type (numbers, Boolean, Utf8/LargeUtf8, dictionaries of strings) first", column.as_deref().map(|c| format!(" (column {c:?})")).unwrap_or_default())]
+    UnsupportedArrowType {
+        /// The column, when converting a `RecordBatch`.
+        column: Option<String>,
+        /// The Arrow type.
+        data_type: arrow_schema::DataType,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -14,6 +14,10 @@
 //!   integer codes whose width follows the pool size; [`PooledBuilder`].
 //! - [`Table`]: named columns of equal length.
 //!
+//! With the feature `arrow`, every array converts to its arrow-rs counterpart
+//! and back without copying its bytes (module `arrow`, e.g.
+//! `Table::to_arrow` → `RecordBatch`).
+//!
 //! Every array has [`ApproxSize::approx_size`], which counts a buffer shared by
 //! several arrays once.
 //!
@@ -38,6 +42,8 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mempool stores little-endian data and supports only little-endian targets");
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 mod bitmap;
 mod buffer;
 mod error;

@@ -104,7 +104,8 @@ impl StringArray {
     /// [`StringArray::try_value`] and [`StringArray::iter`] hand out its
     /// strings as `&str` without looking again: invalid UTF-8 here is
     /// undefined behaviour. Broken structure (offsets) makes the accessors
-    /// panic or return wrong strings, but is not undefined behaviour.
+    /// panic or return wrong strings, and is undefined behaviour once the
+    /// array is handed to Arrow (feature `arrow`), which trusts the offsets.
     #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(offsets: Buffer, data: Buffer, validity: Option<Bitmap>) -> Self {
         Self {
