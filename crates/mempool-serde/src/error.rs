@@ -218,6 +218,34 @@ pub enum FrameError {
     /// The arrays in the frame are inconsistent.
     #[error("invalid array in the frame: {0}")]
     Array(#[from] mempool_arrays::ArrayError),
+    /// Arrow (arrow-ipc, or arrow's validation) refused an Arrow value's
+    /// bytes (feature `arrow`).
+    #[cfg(feature = "arrow")]
+    #[error(
+        "arrow failed {op}: {source}; when reading, the frame is corrupt or hostile: \
+         rewrite it from its source"
+    )]
+    Arrow {
+        /// "writing an IPC file" or "reading an IPC file".
+        op: &'static str,
+        /// Arrow's error.
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    /// An Arrow column type that frames do not hold (feature `arrow`; see
+    /// `arrow::SUPPORTED`).
+    #[cfg(feature = "arrow")]
+    #[error(
+        "column {column:?} has arrow type {data_type}, which mempool frames do not hold; \
+         cast it to a supported type first (numbers, dates, times, Boolean, strings, \
+         binary, lists and dictionaries of these)"
+    )]
+    UnsupportedArrowType {
+        /// Column name (`""` for an `ArrayRef`).
+        column: String,
+        /// The Arrow type.
+        data_type: arrow_schema::DataType,
+    },
     /// A compressed frame names a codec this build does not know.
     #[error(
         "compressed frame uses codec id {id}, which this build does not know; read it with \

@@ -68,6 +68,11 @@ pub fn decode_all_types(bytes: &[u8]) -> usize {
             Vec<Option<String>>,
             Serde<Vec<(String, u64)>>,
         );
+        #[cfg(feature = "arrow")]
+        {
+            use arrow_array::{ArrayRef, RecordBatch};
+            try_types!(RecordBatch, ArrayRef);
+        }
     }
     ok
 }
@@ -342,5 +347,31 @@ fn exercise_column(column: &Column) {
 impl<T> Exercise for Serde<T> {
     fn exercise(&self) {
         black_box(&self.0);
+    }
+}
+
+/// What decoded was validated: arrow's full validation passes again.
+#[cfg(feature = "arrow")]
+impl Exercise for arrow_array::RecordBatch {
+    fn exercise(&self) {
+        for c in self.columns() {
+            assert!(
+                c.to_data().validate_full().is_ok(),
+                "a decoded batch is valid"
+            );
+        }
+        black_box(crate::MemSize::mem_size(self));
+    }
+}
+
+/// What decoded was validated: arrow's full validation passes again.
+#[cfg(feature = "arrow")]
+impl Exercise for arrow_array::ArrayRef {
+    fn exercise(&self) {
+        assert!(
+            self.to_data().validate_full().is_ok(),
+            "a decoded array is valid"
+        );
+        black_box(crate::MemSize::mem_size(self));
     }
 }

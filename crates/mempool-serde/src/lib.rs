@@ -22,6 +22,10 @@
 //! change while mapped, which holds for files written once and never again,
 //! such as the pool's own spill files).
 //!
+//! With the feature `arrow`, an Arrow `RecordBatch` or `ArrayRef` is a value
+//! like the others: an Arrow IPC file inside a frame, read back mapped
+//! without a copy (module `arrow`).
+//!
 //! A frame can also be stored compressed ([`compress_frame`] with a [`Codec`],
 //! LZ4 for now), in a container with its own magic, lengths and checksums;
 //! [`decompress_frame`] checks it and bounds the raw length before allocating,
@@ -59,6 +63,8 @@
 
 use std::borrow::Cow;
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 mod compress;
 mod error;
 mod file_read;
