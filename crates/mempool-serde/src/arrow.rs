@@ -360,6 +360,10 @@ fn check_message(
         let d = message
             .header_as_dictionary_batch()
             .ok_or_else(|| bad("dictionary batch header missing"))?;
+        // Never written here; replayed, a delta concatenates (quadratic).
+        if d.isDelta() {
+            return Err(bad("delta dictionary (never written here)"));
+        }
         d.data()
             .ok_or_else(|| bad("dictionary batch without data"))?
     } else {
@@ -430,21 +434,25 @@ fn check_message(
 
 /// For each buffer that arrow-ipc reads for a column of `dt`, in order, the
 /// element width it must be a multiple of (`None`: bytes or bits).
-/// The type of the field whose dictionary a dictionary block holds, as
-/// arrow-ipc finds it (the first field of the block's dictionary id).
-fn dictionary_field(block: &[u8], schema: &Schema) -> Option<DataType> {
+/// The id of a dictionary block's dictionary (`None` if the block is not
+/// one), and the type of the field it belongs to, as arrow-ipc finds it (the
+/// first field of that id).
+fn dictionary_field(block: &[u8], schema: &Schema) -> (Option<i64>, Option<DataType>) {
     let fb = if block[..4] == CONTINUATION {
         &block[8..]
     } else {
         &block[4..]
     };
-    let id = arrow_ipc::root_as_message(fb)
-        .ok()?
-        .header_as_dictionary_batch()?
-        .id();
+    let Some(id) = arrow_ipc::root_as_message(fb)
+        .ok()
+        .and_then(|m| m.header_as_dictionary_batch())
+        .map(|d| d.id())
+    else {
+        return (None, None);
+    };
     #[expect(deprecated, reason = "arrow-ipc's reader finds the field this way")]
     let fields = schema.fields_with_dict_id(id);
-    fields.first().map(|f| f.data_type().clone())
+    (Some(id), fields.first().map(|f| f.data_type().clone()))
 }
 
 fn buffer_widths(dt: &DataType, out: &mut Vec<Option<usize>>) {
@@ -517,11 +525,18 @@ pub(crate) fn decode_ipc(bytes: &Buffer, skip_validation: bool) -> Result<Record
         //   from a valid batch, unchanged since.
         decoder = unsafe { decoder.with_skip_validation(true) };
     }
+    // Each dictionary once: blocks may overlap, so a footer of n blocks over
+    // one message would otherwise decode it n times.
+    let mut ids = HashSet::new();
     for d in footer.dictionaries().iter().flatten() {
         let (off, len) = block_range(d, footer_start)?;
         let block = &b[off..off + len];
         let mut widths = Vec::new();
-        if let Some(DataType::Dictionary(_, v)) = dictionary_field(block, &schema) {
+        let (id, field) = dictionary_field(block, &schema);
+        if !id.is_some_and(|id| ids.insert(id)) {
+            return Err(bad("a dictionary block repeats an id, or has none"));
+        }
+        if let Some(DataType::Dictionary(_, v)) = field {
             buffer_widths(&v, &mut widths);
         }
         check_message(block, d.metaDataLength() as usize, true, &widths)?;
