@@ -28,6 +28,13 @@
 //! `get_array_memory_size` counts every buffer slice of a shared allocation
 //! again (48.9 MB mapped counted as 146.7 MB).
 //!
+//! A pool stores them like any value: `benches/examples/arrow_pool.rs` puts a
+//! batch in a `mempool_core::Pool` bounded below its size, gets it back
+//! mapped from the spill file and checks that its buffers point into the
+//! map (`cargo run -p mempool-benches --features arrow --example
+//! arrow_pool`; CI runs the same as `benches/tests/arrow_pool.rs`). Here,
+//! the same through a frame file:
+//!
 //! ```
 //! use std::sync::Arc;
 //! use mempool_arrays::arrow::arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
