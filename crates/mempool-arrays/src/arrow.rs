@@ -163,8 +163,13 @@ fn validity_from_arrow(nulls: Option<&NullBuffer>) -> Result<Option<Bitmap>> {
 /// A values buffer of `T`s as an Arrow `ScalarBuffer`, in O(1).
 fn scalar_buffer<T: ArrowNative>(a: &PrimitiveArray<T>) -> ScalarBuffer<T> {
     // `PrimitiveArray`'s invariant (checked by `try_new`) is what
-    // `ScalarBuffer::from` asserts: the bytes are aligned for `T`. An empty
-    // buffer is aligned too (`Buffer::empty` and empty `Vec`s are).
+    // `ScalarBuffer::from` asserts: the bytes are aligned for `T` — for a
+    // non-empty buffer. An empty one may sit at any address (an empty slice
+    // of another buffer, an empty `Vec<u8>`), and Arrow checks alignment
+    // even then: it gets an empty buffer of its own.
+    if a.buffer().is_empty() {
+        return ScalarBuffer::from(Vec::<T>::new());
+    }
     ScalarBuffer::from(a.buffer().to_arrow())
 }
 

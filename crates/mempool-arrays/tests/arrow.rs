@@ -509,3 +509,17 @@ proptest::proptest! {
         proptest::prop_assert_eq!(back, p);
     }
 }
+
+/// An empty column may sit at any address (an empty slice of another
+/// buffer, an empty `Vec<u8>`): its conversion must not trip Arrow's
+/// alignment check.
+#[test]
+fn empty_columns_at_any_address_convert() {
+    let odd = Buffer::from_vec(vec![0u8; 16]).slice(3, 0);
+    for b in [odd, Buffer::from_vec(Vec::<u8>::new()), Buffer::empty()] {
+        let a = PrimitiveArray::<f64>::try_new(b.clone()).unwrap();
+        assert_eq!(a.to_arrow().len(), 0);
+        let c = PrimitiveArray::<u32>::try_new(b).unwrap();
+        assert_eq!(c.to_arrow().len(), 0);
+    }
+}
