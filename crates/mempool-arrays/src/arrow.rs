@@ -166,8 +166,10 @@ fn scalar_buffer<T: ArrowNative>(a: &PrimitiveArray<T>) -> ScalarBuffer<T> {
     // `ScalarBuffer::from` asserts: the bytes are aligned for `T` — for a
     // non-empty buffer. An empty one may sit at any address (an empty slice
     // of another buffer, an empty `Vec<u8>`), and Arrow checks alignment
-    // even then: it gets an empty buffer of its own.
-    if a.buffer().is_empty() {
+    // even then: a misaligned one gets an empty buffer of its own (an
+    // aligned one keeps its address, so a round trip keeps it too).
+    let bytes = a.buffer().as_slice();
+    if bytes.is_empty() && bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
         return ScalarBuffer::from(Vec::<T>::new());
     }
     ScalarBuffer::from(a.buffer().to_arrow())
