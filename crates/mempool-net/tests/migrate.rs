@@ -101,6 +101,11 @@ fn a_migrated_value_moves_and_old_refs_follow_it() {
     a.migrate(&r, w2.id).unwrap();
     drop(r);
     wait_held(&watch, &ws, &[0, 0, 0]);
+    // Counted once the copy's delete returned, just after it went.
+    let start = Instant::now();
+    while stats(&watch, &w1).refs_freed == 0 && start.elapsed() < SETTLE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(stats(&watch, &w1).refs_freed, 1);
 }
 
