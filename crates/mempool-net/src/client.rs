@@ -12,7 +12,7 @@ use mempool_serde::{EncodedFrame, FrameError, MmRead, MmWrite};
 
 use crate::error::{NetError, Result};
 use crate::holder::{Carrier, Entered, Exchanged, Holder};
-use crate::local::{LocalGet, LocalLink};
+use crate::local::{KeepPolicy, LocalGet, LocalLink};
 use crate::proto::{
     encode_message, local_choice, Call, CallError, CallEvent, ErrorKind, Limits, LocalChoice,
     LocalEndpoint, Peers, Plan, Reply, Request, Response, WorkerStats, PROTOCOL_VERSION,
@@ -70,6 +70,20 @@ pub struct ClientConfig {
     /// this client is gone). A ref deserialized later is revoked if its
     /// value went meanwhile. Default 60 s.
     pub token_ttl: Option<Duration>,
+    /// How long a value read through the same-host path stays mapped after
+    /// its last get (zero: unmapped as soon as the last buffer goes). A get
+    /// of a kept value that the owner answers with the same bytes (the
+    /// same sealed copy or the same range of its spill file) hands out the
+    /// kept mapping: no new mapping, no second checksum pass. A kept
+    /// mapping holds its lease, so the owner keeps those bytes (and counts
+    /// them against its `max_shared`) until it goes: a value this client
+    /// deletes is unmapped at once, one deleted or freed elsewhere up to
+    /// this long later. Kept only for values of 1 MiB or more, and the
+    /// timer runs only while the client's runtime does. Default 1 s.
+    pub keep_mapped: Duration,
+    /// At most this many bytes of values stay mapped after their gets (the
+    /// least recently got go first). Default 512 MiB.
+    pub keep_mapped_bytes: u64,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +95,8 @@ impl Default for ClientConfig {
             same_host: true,
             counted: true,
             token_ttl: Some(Duration::from_secs(60)),
+            keep_mapped: Duration::from_secs(1),
+            keep_mapped_bytes: 512 << 20,
         }
     }
 }
@@ -107,6 +123,14 @@ impl ClientConfig {
     /// Sets [`ClientConfig::token_ttl`].
     pub fn token_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.token_ttl = ttl;
+        self
+    }
+
+    /// Sets [`ClientConfig::keep_mapped`] and
+    /// [`ClientConfig::keep_mapped_bytes`].
+    pub fn keep_mapped(mut self, idle: Duration, max_bytes: u64) -> Self {
+        self.keep_mapped = idle;
+        self.keep_mapped_bytes = max_bytes;
         self
     }
 }
@@ -866,7 +890,11 @@ impl Client {
             }
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let link = LocalLink::connect(&path, worker, &self.inner.local_key, left).await;
+        let policy = KeepPolicy {
+            idle: self.inner.config.keep_mapped,
+            max_bytes: self.inner.config.keep_mapped_bytes,
+        };
+        let link = LocalLink::connect(&path, worker, &self.inner.local_key, left, policy).await;
         let mut links = self.inner.links.lock().expect("links lock");
         let Some(st) = links.local.get_mut(&worker) else {
             return Ok(None);
@@ -924,7 +952,9 @@ impl Client {
     /// [`NetError::NotFound`] if it was not there; those of
     /// [`Client::set_on`].
     pub async fn delete(&self, r: &DRef) -> Result<()> {
-        // Its home deletes it wherever it moved.
+        // Its home deletes it wherever it moved; nothing of it stays mapped.
+        let (at, id, _) = self.locate(r);
+        self.forget_mapping(at, id);
         self.forget_location(r);
         match self
             .request(r.worker(), &Request::Delete { id: r.id() }, None)
@@ -932,6 +962,14 @@ impl Client {
         {
             (Response::Done, None) => Ok(()),
             other => Err(self.unexpected(r.worker(), Some(r), other)),
+        }
+    }
+
+    /// Unmaps the kept same-host mapping of value `id` of `worker`, if any.
+    pub(crate) fn forget_mapping(&self, worker: WorkerId, id: ValueId) {
+        let links = self.inner.links.lock().expect("links lock");
+        if let Some(link) = links.local.get(&worker).and_then(|st| st.link.as_ref()) {
+            link.forget(id);
         }
     }
 

@@ -25,14 +25,17 @@ fn big_value(seed: f64) -> PrimitiveArray<f64> {
     PrimitiveArray::from((0..BIG).map(|i| i as f64 * 0.5 + seed).collect::<Vec<_>>())
 }
 
-/// A client that uses the same-host path (the default).
+/// The configuration of the tests that count the owner's leases: each get
+/// maps anew and holds its own lease (no mapping kept after its buffers go).
+fn per_get() -> ClientConfig {
+    ClientConfig::default()
+        .timeout(TIMEOUT)
+        .keep_mapped(Duration::ZERO, 0)
+}
+
+/// A client that uses the same-host path (the default), mapping per get.
 fn same_host_client(cluster: &Cluster, w: &WorkerProc) -> BlockingClient {
-    BlockingClient::with_config(
-        cluster.secret.clone(),
-        [(w.id, w.addr)],
-        ClientConfig::default().timeout(TIMEOUT),
-    )
-    .unwrap()
+    BlockingClient::with_config(cluster.secret.clone(), [(w.id, w.addr)], per_get()).unwrap()
 }
 
 fn stats(c: &BlockingClient, w: WorkerId) -> WorkerStats {
@@ -125,6 +128,109 @@ fn same_host_gets_of_resident_and_spilled_values_move_no_payload_over_quic() {
     let s = stats(&client, w.id);
     assert_eq!(s.bytes_sent, before.bytes_sent);
     assert!(s.bytes_local_sent > before.bytes_local_sent);
+}
+
+/// A client that keeps what it maps for `idle` after each get, up to
+/// `max_bytes`.
+fn keeping_client(
+    cluster: &Cluster,
+    w: &WorkerProc,
+    idle: Duration,
+    max_bytes: u64,
+) -> BlockingClient {
+    BlockingClient::with_config(
+        cluster.secret.clone(),
+        [(w.id, w.addr)],
+        ClientConfig::default()
+            .timeout(TIMEOUT)
+            .keep_mapped(idle, max_bytes),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_kept_mapping_serves_later_gets_of_the_same_bytes_and_goes_when_idle() {
+    let cluster = Cluster::new();
+    let w = cluster.worker(1, &[]);
+    let client = keeping_client(&cluster, &w, Duration::from_millis(300), 1 << 30);
+    let value = big_value(2.0);
+    let r = client.set_on(w.id, &value).unwrap();
+
+    let first: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(first.values(), value.values());
+    let at = first.values().as_ptr();
+    drop(first);
+    let before = stats(&client, w.id);
+    let again: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(again.values().as_ptr(), at, "the second get mapped anew");
+    assert_eq!(again.values(), value.values());
+    let s = stats(&client, w.id);
+    assert_eq!(
+        s.local_gets - before.local_gets,
+        1,
+        "the owner was not asked"
+    );
+    assert_eq!(s.bytes_sent, before.bytes_sent);
+    // The second get's own lease goes at once; the kept mapping's stays.
+    assert!(
+        eventually(TIMEOUT, || stats(&client, w.id).local_leases == 1),
+        "{:?}",
+        stats(&client, w.id)
+    );
+
+    // The value goes to disk while its memory copy is kept: the owner
+    // answers with other bytes (its spill range), mapped anew.
+    client.move_to_disk(&r).unwrap();
+    let spilled: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_ne!(spilled.values().as_ptr(), at, "stale bytes handed out");
+    assert_eq!(spilled.values(), value.values());
+    let at = spilled.values().as_ptr();
+    drop(spilled);
+    let again_spilled: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(
+        again_spilled.values().as_ptr(),
+        at,
+        "the spill range was mapped anew"
+    );
+    drop(again);
+    drop(again_spilled);
+    // Idle: nothing stays mapped, no pin stays on the owner.
+    assert!(
+        eventually(TIMEOUT, || stats(&client, w.id).local_leases == 0),
+        "kept past their idle time: {:?}",
+        stats(&client, w.id)
+    );
+}
+
+#[test]
+fn kept_mappings_are_bounded_in_bytes_and_a_delete_unmaps_at_once() {
+    let cluster = Cluster::new();
+    let w = cluster.worker(1, &[]);
+    // Room for one 16 MiB value; kept for a minute unless deleted.
+    let client = keeping_client(&cluster, &w, Duration::from_secs(60), 20 << 20);
+    let a = client.set_on(w.id, &big_value(3.0)).unwrap();
+    let b = client.set_on(w.id, &big_value(4.0)).unwrap();
+    for r in [&a, &b] {
+        let got: PrimitiveArray<f64> = client.get(r).unwrap();
+        assert_eq!(got.values()[1], 0.5 + got.values()[0]);
+    }
+    assert!(
+        eventually(TIMEOUT, || stats(&client, w.id).local_leases == 1),
+        "more kept than the bound: {:?}",
+        stats(&client, w.id)
+    );
+    // Deleting the kept value unmaps it now, not a minute later.
+    client.delete(&b).unwrap();
+    assert!(
+        eventually(TIMEOUT, || {
+            let s = stats(&client, w.id);
+            (s.local_leases, s.shared_copies) == (0, 1)
+        }),
+        "the deleted value stays mapped: {:?}",
+        stats(&client, w.id)
+    );
+    let got: PrimitiveArray<f64> = client.get(&a).unwrap();
+    assert_eq!(got.values()[0], 3.0);
 }
 
 #[test]
@@ -358,12 +464,7 @@ fn shared_worker(
     let mut config = WorkerConfig::new(WorkerId(1), secret.clone());
     config.max_shared = max_shared;
     let w = Worker::spawn(pool, config).unwrap();
-    let client = BlockingClient::with_config(
-        secret,
-        [(w.id(), w.addr())],
-        ClientConfig::default().timeout(TIMEOUT),
-    )
-    .unwrap();
+    let client = BlockingClient::with_config(secret, [(w.id(), w.addr())], per_get()).unwrap();
     assert!(client.uses_same_host(w.id()));
     (w, client)
 }
@@ -603,12 +704,7 @@ fn a_reader_s_leases_are_bounded_and_its_gets_past_them_go_over_quic() {
     let mut config = WorkerConfig::new(WorkerId(1), secret.clone());
     config.max_leases_per_reader = 8;
     let w = Worker::spawn(pool, config).unwrap();
-    let client = BlockingClient::with_config(
-        secret,
-        [(w.id(), w.addr())],
-        ClientConfig::default().timeout(TIMEOUT),
-    )
-    .unwrap();
+    let client = BlockingClient::with_config(secret, [(w.id(), w.addr())], per_get()).unwrap();
     let v = mib(1, 4.0);
     let spilled = client.set_on(w.id(), &v).unwrap();
     client.move_to_disk(&spilled).unwrap();

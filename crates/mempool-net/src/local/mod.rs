@@ -29,7 +29,9 @@
 //! Small frames (up to [`INLINE_MAX`]) are sent inline instead. Every lease
 //! is held until the reader sends Release (when the last view of its buffer
 //! goes) or its connection closes — also when the reader's process dies, as
-//! the kernel closes its socket.
+//! the kernel closes its socket. A reader keeps large mappings, with their
+//! leases, a while after their last get ([`KeepPolicy`]): a get answered
+//! with the same bytes hands out the kept mapping, checked once.
 
 mod map;
 
@@ -1009,10 +1011,132 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// How long, and how many bytes of, mapped values a reader keeps after a
+/// get hands them out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeepPolicy {
+    /// A kept mapping goes this long after its last get (zero: none kept).
+    pub(crate) idle: Duration,
+    /// At most this many bytes kept (the least recently got go first).
+    pub(crate) max_bytes: u64,
+}
+
+/// Values smaller than this are not kept: mapping them again is cheap.
+const KEEP_MIN: u64 = 1 << 20;
+
+/// What names the bytes a [`LocalResponse::Mapped`] points at: the file
+/// (device and inode of the descriptor) and the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RangeKey {
+    dev: u64,
+    ino: u64,
+    offset: u64,
+    len: u64,
+}
+
+impl RangeKey {
+    fn of(fd: &OwnedFd, offset: u64, len: u64) -> Option<Self> {
+        let st = rustix::fs::fstat(fd).ok()?;
+        Some(Self {
+            #[allow(clippy::useless_conversion, reason = "the types differ by target")]
+            dev: u64::from(st.st_dev),
+            #[allow(clippy::useless_conversion, reason = "the types differ by target")]
+            ino: u64::from(st.st_ino),
+            offset,
+            len,
+        })
+    }
+}
+
+/// A mapped, checked value kept after its get. Its buffer holds the lease
+/// (the owner keeps the range unchanged), so a later get answered with the
+/// same range can hand out this mapping instead of mapping and checking
+/// the same bytes again.
+struct KeptMap {
+    key: RangeKey,
+    buf: Buffer,
+    last: std::time::Instant,
+}
+
+/// The mappings a link keeps.
+#[derive(Default)]
+struct Kept {
+    maps: HashMap<ValueId, KeptMap>,
+    bytes: u64,
+}
+
+impl Kept {
+    fn remove(&mut self, id: ValueId) -> Option<KeptMap> {
+        let m = self.maps.remove(&id)?;
+        self.bytes -= m.key.len;
+        Some(m)
+    }
+
+    /// Takes out the mappings idle for `idle` or longer at `now`.
+    fn expire(&mut self, now: std::time::Instant, idle: Duration) -> Vec<KeptMap> {
+        let old: Vec<ValueId> = self
+            .maps
+            .iter()
+            .filter(|(_, m)| now.saturating_duration_since(m.last) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        old.into_iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    /// Keeps `buf` for `id`; returns what no longer fits (the least
+    /// recently got first) and any earlier mapping of `id`.
+    fn keep(
+        &mut self,
+        id: ValueId,
+        key: RangeKey,
+        buf: Buffer,
+        policy: KeepPolicy,
+        now: std::time::Instant,
+    ) -> Vec<KeptMap> {
+        let mut out: Vec<KeptMap> = self.remove(id).into_iter().collect();
+        if policy.idle.is_zero() || key.len > policy.max_bytes {
+            return out;
+        }
+        while self.bytes + key.len > policy.max_bytes {
+            let Some(oldest) = self
+                .maps
+                .iter()
+                .min_by_key(|(_, m)| m.last)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            out.extend(self.remove(oldest));
+        }
+        self.bytes += key.len;
+        self.maps.insert(
+            id,
+            KeptMap {
+                key,
+                buf,
+                last: now,
+            },
+        );
+        out
+    }
+
+    /// The kept mapping of `id`, if it is of range `key`.
+    fn hit(&mut self, id: ValueId, key: RangeKey, now: std::time::Instant) -> Option<Buffer> {
+        let m = self.maps.get_mut(&id)?;
+        if m.key != key {
+            return None;
+        }
+        m.last = now;
+        Some(m.buf.clone())
+    }
+}
+
 /// A reader's authenticated connection to one worker's same-host socket.
 #[derive(Clone)]
 pub(crate) struct LocalLink {
     inner: Arc<LinkInner>,
+    kept: Arc<Mutex<Kept>>,
+    policy: KeepPolicy,
 }
 
 impl LocalLink {
@@ -1023,6 +1147,7 @@ impl LocalLink {
         worker: WorkerId,
         key: &ring::hmac::Key,
         timeout: Duration,
+        policy: KeepPolicy,
     ) -> io::Result<Self> {
         let fd = seqpacket()?;
         rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)?;
@@ -1136,7 +1261,42 @@ impl LocalLink {
                 link.pending.lock().expect("pending lock").clear();
             }
         });
-        Ok(Self { inner })
+        let kept = Arc::new(Mutex::new(Kept::default()));
+        if !policy.idle.is_zero() {
+            // Kept mappings go once idle: their leases pin the owner's
+            // bytes. The task ends with the link's last handle.
+            let weak = Arc::downgrade(&kept);
+            let period = (policy.idle / 2).max(Duration::from_millis(10));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(kept) = weak.upgrade() else {
+                        break;
+                    };
+                    let gone = kept
+                        .lock()
+                        .expect("kept lock")
+                        .expire(std::time::Instant::now(), policy.idle);
+                    // Unmapped and released outside the lock.
+                    drop(gone);
+                }
+            });
+        }
+        Ok(Self {
+            inner,
+            kept,
+            policy,
+        })
+    }
+
+    /// Drops the kept mapping of value `id` (deleted, or no longer
+    /// referenced here): its lease goes as soon as no buffer handed out
+    /// still maps it.
+    pub(crate) fn forget(&self, id: ValueId) {
+        let gone = self.kept.lock().expect("kept lock").remove(id);
+        drop(gone);
     }
 
     /// Whether the connection is still up.
@@ -1188,6 +1348,8 @@ impl LocalLink {
                 return LocalGet::TimedOut;
             }
         };
+        // The range of a mapped answer, to keep the mapping under.
+        let mut range = None;
         let bytes = match (msg, fd) {
             (LocalResponse::Inline { bytes, .. }, None) => Buffer::copy_aligned(&bytes),
             (
@@ -1204,6 +1366,20 @@ impl LocalLink {
                     lease,
                     link: Arc::clone(inner),
                 });
+                // The same range as a mapping we keep (whose lease keeps
+                // it unchanged): hand that out, checked when it was mapped.
+                range = RangeKey::of(&fd, offset, len);
+                if let Some(range) = range {
+                    let hit = self.kept.lock().expect("kept lock").hit(
+                        id,
+                        range,
+                        std::time::Instant::now(),
+                    );
+                    if let Some(buf) = hit {
+                        drop(guard);
+                        return LocalGet::Bytes(buf);
+                    }
+                }
                 let Ok(len) = usize::try_from(len) else {
                     return LocalGet::Fallback;
                 };
@@ -1232,7 +1408,19 @@ impl LocalLink {
                 verify_checksum: true,
             },
         ) {
-            Ok(_) => LocalGet::Bytes(bytes),
+            Ok(_) => {
+                if let Some(range) = range.filter(|r| r.len >= KEEP_MIN) {
+                    let gone = self.kept.lock().expect("kept lock").keep(
+                        id,
+                        range,
+                        bytes.clone(),
+                        self.policy,
+                        std::time::Instant::now(),
+                    );
+                    drop(gone);
+                }
+                LocalGet::Bytes(bytes)
+            }
             Err(e) => LocalGet::Corrupt(e),
         }
     }
@@ -1241,6 +1429,58 @@ impl LocalLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_mappings_expire_are_bounded_and_match_only_their_range() {
+        let t0 = std::time::Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let policy = KeepPolicy {
+            idle: Duration::from_millis(100),
+            max_bytes: 30,
+        };
+        let key = |ino, len| RangeKey {
+            dev: 1,
+            ino,
+            offset: 0,
+            len,
+        };
+        let buf = |n: usize| Buffer::copy_aligned(&vec![7u8; n]);
+        let vid = |id| ValueId { pool: 1, id };
+        let mut k = Kept::default();
+        assert!(k
+            .keep(vid(1), key(1, 10), buf(10), policy, ms(0))
+            .is_empty());
+        assert!(k
+            .keep(vid(2), key(2, 10), buf(10), policy, ms(10))
+            .is_empty());
+        // Another range of the same value: not handed out.
+        assert!(k.hit(vid(1), key(9, 10), ms(20)).is_none());
+        assert!(k.hit(vid(1), key(1, 10), ms(20)).is_some());
+        // Past the bound the least recently got goes (2, not 1).
+        let out = k.keep(vid(3), key(3, 15), buf(15), policy, ms(30));
+        assert_eq!(out.iter().map(|m| m.key.ino).collect::<Vec<_>>(), [2]);
+        assert_eq!(k.bytes, 25);
+        // Keeping a value again replaces its mapping.
+        let out = k.keep(vid(3), key(4, 15), buf(15), policy, ms(40));
+        assert_eq!(out.iter().map(|m| m.key.ino).collect::<Vec<_>>(), [3]);
+        assert_eq!(k.bytes, 25);
+        // Larger than the bound, or keeping off: not kept.
+        assert!(k
+            .keep(vid(5), key(5, 31), buf(31), policy, ms(40))
+            .is_empty());
+        assert!(k.hit(vid(5), key(5, 31), ms(41)).is_none());
+        let off = KeepPolicy {
+            idle: Duration::ZERO,
+            ..policy
+        };
+        k.keep(vid(6), key(6, 1), buf(1), off, ms(40));
+        assert!(k.hit(vid(6), key(6, 1), ms(41)).is_none());
+        // Idle for 100 ms: 1 (last got at 20), not 3 (kept at 40).
+        let out = k.expire(ms(125), policy.idle);
+        assert_eq!(out.iter().map(|m| m.key.ino).collect::<Vec<_>>(), [1]);
+        assert_eq!(k.expire(ms(140), policy.idle).len(), 1);
+        assert_eq!((k.maps.len(), k.bytes), (0, 0));
+    }
 
     #[test]
     fn a_sealed_copy_cannot_change_and_maps_back() {
@@ -1344,6 +1584,10 @@ mod tests {
                 WorkerId(3),
                 &secret.local_key(),
                 Duration::from_secs(5),
+                KeepPolicy {
+                    idle: Duration::ZERO,
+                    max_bytes: 0,
+                },
             ));
             match (link, ok) {
                 (Ok(link), true) => drop(link),
