@@ -15,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mempool_arrays::Buffer;
 
@@ -100,14 +101,52 @@ async fn delete_copy(ctx: &Arc<Ctx>, l: Location) {
         let _ = tokio::task::spawn_blocking(move || c.pool.delete(&core_ref(&c.pool, l.id))).await;
         return;
     }
-    match peers(ctx).await {
+    if delete_remote_copy(ctx, l).await {
+        return;
+    }
+    // The copy's worker did not answer (busy, restarting, cut off): the
+    // copy is not left behind, the delete is retried in the background,
+    // less and less often, for COPY_DELETE_RETRY.
+    let ctx = Arc::clone(ctx);
+    tokio::spawn(async move {
+        let end = tokio::time::Instant::now() + COPY_DELETE_RETRY;
+        let mut wait = Duration::from_millis(250);
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep(wait).await;
+            if delete_remote_copy(&ctx, l).await {
+                return;
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+        tracing::error!(
+            "gave up deleting the migrated copy {} on {} after {COPY_DELETE_RETRY:?}: \
+             delete it there by hand",
+            l.id,
+            l.worker
+        );
+    });
+}
+
+/// How long a home keeps trying to delete a migrated copy whose worker
+/// does not answer.
+const COPY_DELETE_RETRY: Duration = Duration::from_secs(600);
+
+/// Deletes the copy at `l` on another worker; whether it is gone (deleted
+/// now, or not there).
+async fn delete_remote_copy(ctx: &Ctx, l: Location) -> bool {
+    let result = match peers(ctx).await {
         Ok(p) => {
             p.add_worker(l.worker, l.addr);
-            if let Err(e) = p.delete(&DRef::new(l.worker, l.id, 0)).await {
-                tracing::warn!("deleting the migrated copy {} on {}: {e}", l.id, l.worker);
-            }
+            p.delete(&DRef::new(l.worker, l.id, 0)).await
         }
-        Err(e) => tracing::warn!("deleting the migrated copy {} on {}: {e}", l.id, l.worker),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) | Err(NetError::NotFound { .. }) => true,
+        Err(e) => {
+            tracing::warn!("deleting the migrated copy {} on {}: {e}", l.id, l.worker);
+            false
+        }
     }
 }
 

@@ -109,6 +109,32 @@ fn a_migrated_value_moves_and_old_refs_follow_it() {
     assert_eq!(stats(&watch, &w1).refs_freed, 1);
 }
 
+/// Stops (SIGSTOP) or continues (SIGCONT) a worker process.
+fn signal(w: &WorkerProc, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(w.pid()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+#[test]
+fn a_copy_whose_worker_does_not_answer_its_delete_is_deleted_later() {
+    let cluster = Cluster::new();
+    let (w1, w2) = (cluster.worker(1, &[]), cluster.worker(2, &[]));
+    let ws = [&w1, &w2];
+    let a = client(&cluster, &ws, ClientConfig::default());
+    let watch = client(&cluster, &ws, ClientConfig::default().counted(false));
+    let r = a.set_on(w1.id, &value(5.0)).unwrap();
+    a.migrate(&r, w2.id).unwrap();
+    assert_eq!(held(&watch, &ws), [0, 1]);
+    // The copy's worker hangs while the home frees the value: the home's
+    // delete times out (the home's peer client waits 4 s).
+    signal(&w2, rustix::process::Signal::STOP);
+    drop(r);
+    std::thread::sleep(Duration::from_secs(6));
+    signal(&w2, rustix::process::Signal::CONT);
+    // Back, it is asked again: the copy goes.
+    wait_held(&watch, &ws, &[0, 0]);
+}
+
 #[test]
 fn a_delete_through_an_old_ref_deletes_the_moved_value() {
     let cluster = Cluster::new();
