@@ -387,7 +387,8 @@ impl PooledArray<StringArray> {
     /// Keys of `UInt8/16/32` and `Int8/16/32` are shared, read as unsigned
     /// (a valid key is never negative); `Int64`/`UInt64` keys are narrowed
     /// (copied). Null keys become codes of a null pool entry, which copies
-    /// the keys and the pool's offsets (never the strings).
+    /// the keys and the pool's offsets (never the strings); without null
+    /// keys the pool is the dictionary's values, entry for entry.
     ///
     /// # Errors
     /// [`ArrayError::UnsupportedArrowType`] for other types;
@@ -444,19 +445,25 @@ impl PooledArray<StringArray> {
                 Codes::U32(PrimitiveArray::try_new(Buffer::from_arrow(&keys))?),
             )),
             (nulls, width) => {
-                // Copy: widen every key to u64, then send null keys to a null
-                // pool entry (appended unless the pool has one).
+                // Copy: widen every key to u64; if some keys are null, send
+                // them to a null pool entry (appended unless the pool has
+                // one). Without null keys (64-bit keys) the pool stays as it
+                // is: a null entry added there would change it, and a round
+                // trip would not give back the dictionary's values.
                 let wide = widen_keys(&keys, width);
-                let (pool, null_code) = with_null_entry(pool)?;
+                let (pool, nulls) = match nulls {
+                    Some(n) => {
+                        let (pool, null_code) = with_null_entry(pool)?;
+                        (pool, Some((n, null_code as u32)))
+                    }
+                    None => (pool, None),
+                };
                 let codes: Vec<u32> = wide
                     .iter()
                     .enumerate()
-                    .map(|(i, &k)| {
-                        if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                            null_code as u32
-                        } else {
-                            u32::try_from(k).unwrap_or(u32::MAX)
-                        }
+                    .map(|(i, &k)| match &nulls {
+                        Some((n, null_code)) if n.is_null(i) => *null_code,
+                        _ => u32::try_from(k).unwrap_or(u32::MAX),
                     })
                     .collect();
                 let codes = Codes::try_from_u32s(&codes, pool.len())?;

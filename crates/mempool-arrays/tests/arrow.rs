@@ -6,7 +6,10 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use mempool_arrays::arrow::arrow_array::types::{Int32Type, Int64Type, UInt16Type, UInt8Type};
+use mempool_arrays::arrow::arrow_array::cast::AsArray;
+use mempool_arrays::arrow::arrow_array::types::{
+    Int32Type, Int64Type, UInt16Type, UInt64Type, UInt8Type,
+};
 use mempool_arrays::arrow::arrow_array::{
     self as aa, Array, ArrayRef, DictionaryArray, LargeStringArray, RecordBatch,
 };
@@ -335,6 +338,47 @@ fn arrow_dictionaries_of_every_key_type_come_back() {
         PooledArray::try_from_arrow(&d).unwrap(),
         PooledArray::from(vec!["q", "p"])
     );
+}
+
+/// 64-bit keys without nulls (Arrow's `Int64`/`UInt64` dictionaries) come
+/// back with the pool exactly as the dictionary's values: no null entry is
+/// added when no key is null, and a round trip through such a dictionary
+/// gives the same pool and codes.
+#[test]
+fn sixty_four_bit_keys_without_nulls_keep_the_pool_exact() {
+    let ours = PooledArray::from(vec!["x", "y", "x", "z"]);
+    let values = ours
+        .to_arrow()
+        .unwrap()
+        .as_any_dictionary()
+        .values()
+        .clone();
+    let codes: Vec<u32> = ours.codes().iter().collect();
+    let signed = DictionaryArray::<Int64Type>::try_new(
+        aa::Int64Array::from(codes.iter().map(|&c| i64::from(c)).collect::<Vec<_>>()),
+        values.clone(),
+    )
+    .unwrap();
+    let unsigned = DictionaryArray::<UInt64Type>::try_new(
+        aa::UInt64Array::from(codes.iter().map(|&c| u64::from(c)).collect::<Vec<_>>()),
+        values.clone(),
+    )
+    .unwrap();
+    for d in [&signed as &dyn Array, &unsigned] {
+        let back = PooledArray::try_from_arrow(d).unwrap();
+        assert_eq!(back, ours);
+        assert_eq!(back.pool(), ours.pool(), "the pool gained an entry");
+        assert_eq!(back.pool().null_count(), 0);
+        assert_eq!(back.codes(), ours.codes());
+        // And on to Arrow again: the same dictionary values.
+        let again = back.to_arrow().unwrap();
+        assert_eq!(again.as_any_dictionary().values().as_ref(), values.as_ref());
+    }
+    // A null key still needs a null entry, appended once.
+    let d: DictionaryArray<UInt64Type> = vec![Some("x"), None, None].into_iter().collect();
+    let back = PooledArray::try_from_arrow(&d).unwrap();
+    assert_eq!(back.pool().len(), 2);
+    assert_eq!(back, PooledArray::from(vec![Some("x"), None, None]));
 }
 
 fn every_column_table() -> Table {
