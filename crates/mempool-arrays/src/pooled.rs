@@ -399,16 +399,36 @@ impl<P: PoolValues> PooledArray<P> {
         Ok(Self { pool, codes })
     }
 
-    /// Builds an array from a pool and codes without checking them.
+    /// Builds an array from a pool and codes without checking them: O(1)
+    /// (debug builds still check the codes, one pass).
     ///
     /// # Safety
-    /// The caller guarantees what [`PooledArray::try_new`] checks: every code
-    /// is below `pool.len()`, and the pool passes
-    /// [`PoolValues::validate_full`] (a string pool is valid UTF-8). Breaking
-    /// this is a contract violation: this version's accessors then panic, and
-    /// later versions may rely on it for memory safety.
+    /// The caller guarantees what [`PooledArray::try_new`] checks, and
+    /// nothing more is assumed:
+    /// - **every code is below `pool.len()`** (codes of any width; the pool
+    ///   may hold duplicate, unused and null entries). Breaking this is
+    ///   undefined behaviour: the feature `arrow`'s `to_arrow` hands the
+    ///   codes to Arrow as dictionary keys without checking them
+    ///   (`DictionaryArray::new_unchecked`), and Arrow indexes the values by
+    ///   them without bounds checks. This crate's own accessors
+    ///   ([`PooledArray::get`], iteration, equality) check the index and
+    ///   panic.
+    /// - **[`PoolValues::validate_full`] would succeed on the pool**: for a
+    ///   [`StringArray`] pool, every entry is valid UTF-8 (a primitive pool
+    ///   always passes). Breaking this is not undefined behaviour, but reads
+    ///   of an invalid entry panic (as [`StringArray::value`] does) and
+    ///   `to_arrow` returns an error.
     #[expect(unsafe_code, reason = "the unchecked constructor of the triple")]
     pub unsafe fn new_unchecked(pool: P, codes: Codes) -> Self {
+        debug_assert!(
+            codes.check_below(pool.len()).is_ok(),
+            "PooledArray::new_unchecked: {}",
+            codes
+                .check_below(pool.len())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
         Self { pool, codes }
     }
 
@@ -1093,6 +1113,20 @@ mod tests {
         // (codes below the pool size, the pool valid UTF-8).
         let b = unsafe { PooledArray::new_unchecked(pool, codes) };
         assert_eq!(a, b);
+    }
+
+    /// The contract of `new_unchecked` that Arrow relies on (codes below
+    /// the pool's length) is checked in debug builds.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "PooledArray::new_unchecked")]
+    fn new_unchecked_checks_the_codes_in_debug_builds() {
+        let pool = StringArray::from(vec!["a", "b"]);
+        let codes = Codes::U8(PrimitiveArray::from(vec![0u8, 2]));
+        // SAFETY: deliberately broken (a code equal to the pool's length) to
+        // show the debug check; the array is never read or converted: the
+        // constructor panics first.
+        let _ = unsafe { PooledArray::new_unchecked(pool, codes) };
     }
 
     #[test]
