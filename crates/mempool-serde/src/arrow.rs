@@ -19,7 +19,11 @@
 //! what arrow-ipc trusts and would panic on: every block and every buffer
 //! within the bytes present, every length bounded by them, the message kinds,
 //! no compression, 64-byte alignment, and the column types to those of
-//! [`SUPPORTED`]. Bytes that
+//! [`SUPPORTED`]. Footer blocks, and the buffers of each message, must be
+//! disjoint and in increasing order (as arrow-ipc's writer lays them out), so
+//! each byte is validated once and reading costs time linear in the bytes
+//! (overlaps would let a small file have many columns or dictionaries
+//! validate the same range again and again). Bytes that
 //! this process wrote and nothing changed since can skip arrow's validation
 //! with the `unsafe` [`record_batch_from_ipc_unchecked`].
 //!
@@ -59,13 +63,14 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_ipc::reader::{read_footer_length, FileDecoder};
+use arrow_data::UnsafeFlag;
+use arrow_ipc::reader::{read_footer_length, RecordBatchDecoder};
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
-use arrow_ipc::{Block, MessageHeader, MetadataVersion};
+use arrow_ipc::{Block, MetadataVersion};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use mempool_arrays::Buffer;
 
@@ -319,8 +324,15 @@ const FILE_MAGIC: &[u8; 6] = b"ARROW1";
 const CONTINUATION: [u8; 4] = [0xff; 4];
 
 /// A block (offset, metadata length, body length) of the footer, checked to
-/// lie within the first `limit` bytes, as `(start, total length)`.
-fn block_range(b: &Block, limit: usize) -> Result<(usize, usize), IpcError> {
+/// lie within the first `limit` bytes and to start at or after `next` (the
+/// end of the previous block, or of the magic), as `(start, metadata length,
+/// total length)`.
+///
+/// Blocks one after another, each message read once: overlapping blocks let
+/// a small file describe many messages over the same bytes (many
+/// dictionaries sharing one body, each decoded and validated again).
+/// arrow-ipc's writer lays them out in this order, dictionaries first.
+fn block_range(b: &Block, next: usize, limit: usize) -> Result<(usize, usize, usize), IpcError> {
     let off = usize::try_from(b.offset()).map_err(|_| bad("negative block offset"))?;
     let meta = usize::try_from(b.metaDataLength()).map_err(|_| bad("negative metadata length"))?;
     let body = usize::try_from(b.bodyLength()).map_err(|_| bad("negative body length"))?;
@@ -338,49 +350,50 @@ fn block_range(b: &Block, limit: usize) -> Result<(usize, usize), IpcError> {
     if meta < 8 {
         return Err(bad(format!("block metadata of {meta} bytes, fewer than 8")));
     }
-    Ok((off, total))
+    if off < next {
+        return Err(bad(format!(
+            "footer block at {off} overlaps the previous block or the magic (ending at \
+             {next}): blocks lie one after another, dictionaries first"
+        )));
+    }
+    Ok((off, meta, total))
 }
 
-/// Checks one encapsulated message the way arrow-ipc will read it (the
-/// flatbuffer from byte 8, or 4 without the continuation marker, to the
-/// block's end): the header is of the kind wanted and present; its data is
-/// uncompressed, its row count and node lengths are bounded by the body, and
-/// its buffers lie within the body.
-fn check_message(
+/// The flatbuffer of an encapsulated message (from byte 8, or 4 without the
+/// continuation marker, to the end of its metadata), of the footer's
+/// metadata version (as arrow-ipc's `FileDecoder` requires).
+fn parse_message(
     block: &[u8],
     meta: usize,
-    dictionary: bool,
-    widths: &[Option<usize>],
-) -> Result<(), IpcError> {
+    version: MetadataVersion,
+) -> Result<arrow_ipc::Message<'_>, IpcError> {
     let fb = if block[..4] == CONTINUATION {
-        &block[8..]
+        &block[8..meta]
     } else {
-        &block[4..]
+        &block[4..meta]
     };
     let message = arrow_ipc::root_as_message(fb)
         .map_err(|e| bad(format!("message is not a valid flatbuffer: {e}")))?;
-    let body_len = block.len() - meta;
-    let batch = if dictionary {
-        if message.header_type() != MessageHeader::DictionaryBatch {
-            return Err(bad("a dictionary block holds another message"));
-        }
-        let d = message
-            .header_as_dictionary_batch()
-            .ok_or_else(|| bad("dictionary batch header missing"))?;
-        // Never written here; replayed, a delta concatenates (quadratic).
-        if d.isDelta() {
-            return Err(bad("delta dictionary (never written here)"));
-        }
-        d.data()
-            .ok_or_else(|| bad("dictionary batch without data"))?
-    } else {
-        if message.header_type() != MessageHeader::RecordBatch {
-            return Err(bad("a record batch block holds another message"));
-        }
-        message
-            .header_as_record_batch()
-            .ok_or_else(|| bad("record batch header missing"))?
-    };
+    if version != MetadataVersion::V1 && message.version() != version {
+        return Err(bad(format!(
+            "message of metadata version {:?} in a file of {:?}",
+            message.version(),
+            version
+        )));
+    }
+    Ok(message)
+}
+
+/// Checks the record batch of a message (of a dictionary batch, its data)
+/// the way arrow-ipc will read it against `body`: uncompressed, its row
+/// count and node lengths bounded by the body, its buffers within the body,
+/// 64-byte aligned, one after another, and those of `widths` whole elements.
+fn check_batch(
+    batch: &arrow_ipc::RecordBatch<'_>,
+    body: &[u8],
+    widths: &[Option<usize>],
+) -> Result<(), IpcError> {
+    let body_len = body.len();
     if batch.compression().is_some() {
         return Err(bad("compressed IPC buffers (never written here)"));
     }
@@ -404,15 +417,15 @@ fn check_message(
     }
     // The body and every buffer 64-byte aligned, as written here: no buffer
     // is misaligned for its type (arrow's validation would panic on some).
-    let body_addr = block[meta..].as_ptr() as usize;
-    if !body_addr.is_multiple_of(usize::from(IPC_ALIGNMENT)) {
+    if !(body.as_ptr() as usize).is_multiple_of(usize::from(IPC_ALIGNMENT)) {
         return Err(bad("message body not 64-byte aligned"));
     }
-    let buffers = batch
-        .buffers()
-        .map(|v| v.iter().collect())
-        .unwrap_or(Vec::new());
-    for (i, b) in buffers.iter().enumerate() {
+    // Buffers one after another, as arrow-ipc's writer lays them out: each
+    // byte of the body belongs to one buffer at most, so arrow's validation
+    // reads it once (aliased buffers would have every column validate the
+    // same range again).
+    let mut next = 0u64;
+    for (i, b) in batch.buffers().iter().flatten().enumerate() {
         let (off, len) = (b.offset(), b.length());
         // A typed buffer (offsets, values, keys) holds whole elements: arrow
         // views it as a slice of them, and panics when it does not.
@@ -432,6 +445,13 @@ fn check_message(
         if off % i64::from(IPC_ALIGNMENT) != 0 {
             return Err(bad(format!("buffer at {off} not 64-byte aligned")));
         }
+        if (off as u64) < next {
+            return Err(bad(format!(
+                "buffer {i} at {off} overlaps the previous buffer (ending at {next}): \
+                 buffers lie one after another in the body"
+            )));
+        }
+        next = (off + len) as u64;
     }
     if batch.variadicBufferCounts().is_some_and(|v| !v.is_empty()) {
         return Err(bad("variadic buffers (view types are not supported)"));
@@ -439,29 +459,33 @@ fn check_message(
     Ok(())
 }
 
-/// For each buffer that arrow-ipc reads for a column of `dt`, in order, the
-/// element width it must be a multiple of (`None`: bytes or bits).
-/// The id of a dictionary block's dictionary (`None` if the block is not
-/// one), and the type of the field it belongs to, as arrow-ipc finds it (the
-/// first field of that id).
-fn dictionary_field(block: &[u8], schema: &Schema) -> (Option<i64>, Option<DataType>) {
-    let fb = if block[..4] == CONTINUATION {
-        &block[8..]
-    } else {
-        &block[4..]
-    };
-    let Some(id) = arrow_ipc::root_as_message(fb)
-        .ok()
-        .and_then(|m| m.header_as_dictionary_batch())
-        .map(|d| d.id())
-    else {
-        return (None, None);
-    };
-    #[expect(deprecated, reason = "arrow-ipc's reader finds the field this way")]
-    let fields = schema.fields_with_dict_id(id);
-    (Some(id), fields.first().map(|f| f.data_type().clone()))
+/// The value type of each dictionary id's field, as arrow-ipc finds it (the
+/// first field of that id, fields in pre-order), found once per file: a
+/// search of the schema per dictionary (arrow-ipc's `FileDecoder`) is
+/// quadratic in a schema of many dictionary columns.
+fn dictionary_value_types(schema: &Schema) -> HashMap<i64, DataType> {
+    let mut out = HashMap::new();
+    let mut stack: Vec<&Field> = schema.fields().iter().rev().map(|f| f.as_ref()).collect();
+    while let Some(f) = stack.pop() {
+        let mut dt = f.data_type();
+        if let DataType::Dictionary(_, v) = dt {
+            #[expect(deprecated, reason = "arrow-ipc's reader keys dictionaries by it")]
+            let id = f.dict_id();
+            if let Some(id) = id {
+                out.entry(id).or_insert_with(|| (**v).clone());
+            }
+            dt = v;
+        }
+        // A supported type nests fields only through lists (one child).
+        if let DataType::List(c) | DataType::LargeList(c) = dt {
+            stack.push(c);
+        }
+    }
+    out
 }
 
+/// For each buffer that arrow-ipc reads for a column of `dt`, in order, the
+/// element width it must be a multiple of (`None`: bytes or bits).
 fn buffer_widths(dt: &DataType, out: &mut Vec<Option<usize>>) {
     match dt {
         DataType::Boolean => out.extend([None, None]),
@@ -481,6 +505,12 @@ fn buffer_widths(dt: &DataType, out: &mut Vec<Option<usize>>) {
 }
 
 /// The record batch of an IPC file, every check of the module docs first.
+///
+/// arrow-ipc's `RecordBatchDecoder` reads each message once the checks
+/// passed (not its `FileDecoder`, which searches the schema for every
+/// dictionary). The work is linear in the file's bytes: blocks and buffers
+/// are disjoint, so every byte is validated once, and each dictionary and
+/// column is looked up in O(1).
 #[expect(unsafe_code, reason = "skip_validation is the unchecked reader's")]
 pub(crate) fn decode_ipc(bytes: &Buffer, skip_validation: bool) -> Result<RecordBatch, IpcError> {
     let b = bytes.as_slice();
@@ -520,49 +550,73 @@ pub(crate) fn decode_ipc(bytes: &Buffer, skip_validation: bool) -> Result<Record
             blocks.len()
         )));
     };
+    let version = footer.version();
     let arrow = bytes.to_arrow();
     let schema = Arc::new(schema);
-    let mut decoder =
-        FileDecoder::new(Arc::clone(&schema), footer.version()).with_require_alignment(true);
+    let mut skip = UnsafeFlag::new();
     if skip_validation {
-        // SAFETY: `with_skip_validation` needs input that is a valid IPC file
-        // of valid arrays:
+        // SAFETY: `UnsafeFlag::set(true)` (arrow's `with_skip_validation`)
+        // needs input that is a valid IPC file of valid arrays:
         // - only `record_batch_from_ipc_unchecked` passes `true`, whose
         //   caller guarantees the bytes are an IPC file this module wrote
         //   from a valid batch, unchanged since.
-        decoder = unsafe { decoder.with_skip_validation(true) };
+        unsafe { skip.set(true) };
     }
-    // Each dictionary once: blocks may overlap, so a footer of n blocks over
-    // one message would otherwise decode it n times.
-    let mut ids = HashSet::new();
+    // The end of the previous block: the first starts after the magic.
+    let mut next = 8;
+    let value_types = dictionary_value_types(&schema);
+    let mut dictionaries: HashMap<i64, ArrayRef> = HashMap::new();
     for d in footer.dictionaries().iter().flatten() {
-        let (off, len) = block_range(d, footer_start)?;
+        let (off, meta, len) = block_range(d, next, footer_start)?;
+        next = off + len;
         let block = &b[off..off + len];
+        let message = parse_message(block, meta, version)?;
+        let dict = message
+            .header_as_dictionary_batch()
+            .ok_or_else(|| bad("a dictionary block holds another message"))?;
+        // Never written here; replayed, a delta concatenates (quadratic).
+        if dict.isDelta() {
+            return Err(bad("delta dictionary (never written here)"));
+        }
+        let id = dict.id();
+        let value_type = value_types
+            .get(&id)
+            .ok_or_else(|| bad(format!("dictionary {id} of no column")))?;
+        if dictionaries.contains_key(&id) {
+            return Err(bad(format!("dictionary {id} given twice")));
+        }
+        let data = dict
+            .data()
+            .ok_or_else(|| bad("dictionary batch without data"))?;
         let mut widths = Vec::new();
-        let (id, field) = dictionary_field(block, &schema);
-        if !id.is_some_and(|id| ids.insert(id)) {
-            return Err(bad("a dictionary block repeats an id, or has none"));
-        }
-        if let Some(DataType::Dictionary(_, v)) = field {
-            buffer_widths(&v, &mut widths);
-        }
-        check_message(block, d.metaDataLength() as usize, true, &widths)?;
-        decoder.read_dictionary(d, &arrow.slice_with_length(off, len))?;
+        buffer_widths(value_type, &mut widths);
+        check_batch(&data, &block[meta..], &widths)?;
+        // The values as arrow-ipc reads them: a batch of one nullable column.
+        let one = Arc::new(Schema::new(vec![Field::new("", value_type.clone(), true)]));
+        let body = arrow.slice_with_length(off + meta, len - meta);
+        let mv = message.version();
+        let values = RecordBatchDecoder::try_new(&body, data, one, &dictionaries, &mv)?
+            .with_require_alignment(true)
+            .with_skip_validation(skip.clone())
+            .read_record_batch()?;
+        dictionaries.insert(id, Arc::clone(values.column(0)));
     }
-    let (off, len) = block_range(&block, footer_start)?;
+    let (off, meta, len) = block_range(&block, next, footer_start)?;
+    let message = parse_message(&b[off..off + len], meta, version)?;
+    let data = message
+        .header_as_record_batch()
+        .ok_or_else(|| bad("a record batch block holds another message"))?;
     let mut widths = Vec::new();
     for f in schema.fields() {
         buffer_widths(f.data_type(), &mut widths);
     }
-    check_message(
-        &b[off..off + len],
-        block.metaDataLength() as usize,
-        false,
-        &widths,
-    )?;
-    let batch = decoder
-        .read_record_batch(&block, &arrow.slice_with_length(off, len))?
-        .ok_or_else(|| bad("record batch block without a batch"))?;
+    check_batch(&data, &b[off + meta..off + len], &widths)?;
+    let body = arrow.slice_with_length(off + meta, len - meta);
+    let mv = message.version();
+    let batch = RecordBatchDecoder::try_new(&body, data, Arc::clone(&schema), &dictionaries, &mv)?
+        .with_require_alignment(true)
+        .with_skip_validation(skip)
+        .read_record_batch()?;
     if batch.schema() != schema {
         return Err(bad("record batch schema differs from the footer's"));
     }

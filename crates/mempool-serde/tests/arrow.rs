@@ -529,3 +529,249 @@ fn seeded_mutations_never_panic() {
         "{ok} ok, {refused} refused"
     );
 }
+
+/// Where a block's message and body lie in an IPC file, and the message.
+struct Located<'a> {
+    /// The block's offset, metadata length and body length.
+    block: (usize, usize, usize),
+    /// The message's record batch (of a dictionary batch, its data).
+    batch: arrow_ipc::RecordBatch<'a>,
+    /// The dictionary id, for a dictionary batch.
+    id: Option<i64>,
+}
+
+/// The footer's blocks (dictionaries, then record batches) of the IPC file
+/// `ipc`, with their messages, in footer order.
+fn blocks_of(ipc: &[u8]) -> Vec<Located<'_>> {
+    let n = ipc.len();
+    let footer_len = i32::from_le_bytes(ipc[n - 10..n - 6].try_into().unwrap()) as usize;
+    let footer = arrow_ipc::root_as_footer(&ipc[n - 10 - footer_len..n - 10]).unwrap();
+    let blocks = footer
+        .dictionaries()
+        .into_iter()
+        .flatten()
+        .chain(footer.recordBatches().into_iter().flatten());
+    blocks
+        .map(|b| {
+            let (off, meta) = (b.offset() as usize, b.metaDataLength() as usize);
+            let m = arrow_ipc::root_as_message(&ipc[off + 8..off + meta]).unwrap();
+            let (batch, id) = match m.header_as_dictionary_batch() {
+                Some(d) => (d.data().unwrap(), Some(d.id())),
+                None => (m.header_as_record_batch().unwrap(), None),
+            };
+            Located {
+                block: (off, meta, b.bodyLength() as usize),
+                batch,
+                id,
+            }
+        })
+        .collect()
+}
+
+/// The position of `r`, a reference into `within`, in it.
+fn pos_in<T>(within: &[u8], r: &T) -> usize {
+    r as *const T as usize - within.as_ptr() as usize
+}
+
+/// The range of a frame's one section (its IPC file).
+fn section_range(frame: &[u8]) -> Range<usize> {
+    let name_len = u32::from_le_bytes(frame[12..16].try_into().unwrap()) as usize;
+    let table = 64 + name_len.next_multiple_of(8);
+    let off = u64::from_le_bytes(frame[table..table + 8].try_into().unwrap()) as usize;
+    let len = u64::from_le_bytes(frame[table + 8..table + 16].try_into().unwrap()) as usize;
+    off..off + len
+}
+
+/// Asserts what the reader requires of the layout of an IPC file: footer
+/// blocks one after another (after the magic), dictionaries first, and in
+/// each message the buffers one after another within the body.
+fn assert_laid_out_in_order(ipc: &[u8]) {
+    let mut next_block = 8;
+    for (i, l) in blocks_of(ipc).iter().enumerate() {
+        let (off, meta, body) = l.block;
+        assert!(off >= next_block, "block {i} at {off} before {next_block}");
+        next_block = off + meta + body;
+        let mut next = 0;
+        for (j, b) in l.batch.buffers().unwrap().iter().enumerate() {
+            let (o, n) = (b.offset() as usize, b.length() as usize);
+            assert!(o >= next, "block {i} buffer {j} at {o} before {next}");
+            next = o + n;
+            assert!(next <= body, "block {i} buffer {j} past the body");
+        }
+    }
+}
+
+/// Batches of every supported type, several dictionaries among them.
+fn layout_batches() -> Vec<RecordBatch> {
+    let d16: ArrayRef = Arc::new(DictionaryArray::<UInt16Type>::from_iter([
+        "x", "y", "x", "z",
+    ]));
+    let d8: ArrayRef = Arc::new(DictionaryArray::<Int8Type>::from_iter(["p", "q", "p", "p"]));
+    let e = every_type(4);
+    let schema = e.schema();
+    let mut cols: Vec<(&str, ArrayRef, bool)> = schema
+        .fields()
+        .iter()
+        .zip(e.columns())
+        .map(|(f, c)| (f.name().as_str(), c.clone(), true))
+        .collect();
+    cols.push(("d16", d16, false));
+    cols.push(("d8", d8, false));
+    vec![
+        every_type(100),
+        every_type(100).slice(7, 50),
+        every_type(0),
+        every_type(1),
+        batch_of(cols),
+    ]
+}
+
+/// arrow-ipc's FileWriter lays out what it writes as the reader requires
+/// (blocks and buffers one after another), with the alignment of our
+/// writer and with its default one; and our reader accepts our writer's.
+#[test]
+fn arrow_writer_lays_out_blocks_and_buffers_in_order() {
+    use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+    use arrow_ipc::MetadataVersion;
+    for batch in layout_batches() {
+        for opts in [
+            IpcWriteOptions::try_new(64, false, MetadataVersion::V5).unwrap(),
+            IpcWriteOptions::default(),
+        ] {
+            let mut w =
+                FileWriter::try_new_with_options(Vec::new(), &batch.schema(), opts).unwrap();
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+            assert_laid_out_in_order(&w.into_inner().unwrap());
+        }
+        let frame = encode(&batch).unwrap();
+        let ipc = ipc_section(&frame);
+        assert_laid_out_in_order(&ipc);
+        assert_eq!(record_batch_from_ipc(&ipc).unwrap(), batch);
+    }
+}
+
+/// `frame` is refused with a typed error saying that something overlaps
+/// (not decoded: the batch of a hostile frame is large to print).
+fn assert_refused_as_overlapping(frame: &[u8]) {
+    match decode::<RecordBatch>(&Buffer::copy_aligned(frame)) {
+        Err(FrameError::BadSection { reason, .. }) if reason.contains("overlaps") => {}
+        Err(e) => panic!("another error: {e}"),
+        Ok(b) => panic!(
+            "decoded: {} columns of {} rows",
+            b.num_columns(),
+            b.num_rows()
+        ),
+    }
+}
+
+/// Columns of the hostile frames below (each a few hundred bytes of the
+/// frame, each made to validate the same large range).
+const ALIASES: usize = 2000;
+
+/// A frame whose 2,000 string columns all point their offsets and values at
+/// one 64 KiB range of the body: read, each column would validate the whole
+/// range again (128 MB of UTF-8 from a frame of about 0.5 MB). Buffers must
+/// lie one after another: a typed error, before arrow sees the bytes.
+#[test]
+fn aliased_buffers_are_refused() {
+    let big = "é".repeat(8 * 1024);
+    let mut cols: Vec<(String, ArrayRef)> = vec![(
+        "c0".into(),
+        Arc::new(aa::StringArray::from(vec![big.as_str(); 4])),
+    )];
+    for i in 1..ALIASES {
+        cols.push((
+            format!("c{i}"),
+            Arc::new(aa::StringArray::from(vec![""; 4])),
+        ));
+    }
+    let batch = batch_of(
+        cols.iter()
+            .map(|(n, a)| (n.as_str(), a.clone(), false))
+            .collect(),
+    );
+    let mut frame = encode(&batch).unwrap().to_vec();
+    let sec = section_range(&frame);
+    let patches: Vec<(usize, [u8; 16])> = {
+        let ipc = &frame[sec.clone()];
+        let blocks = blocks_of(ipc);
+        let buffers = blocks[0].batch.buffers().unwrap();
+        assert_eq!(buffers.len(), 3 * ALIASES);
+        // Column c's offsets and values (buffers 3c+1, 3c+2) become c0's.
+        (1..ALIASES)
+            .flat_map(|c| [1, 2].map(|k| (3 * c + k, buffers.get(k).0)))
+            .map(|(i, bytes)| (sec.start + pos_in(ipc, buffers.get(i)), bytes))
+            .collect()
+    };
+    for (at, bytes) in patches {
+        frame[at..at + 16].copy_from_slice(&bytes);
+    }
+    assert!(reseal(&mut frame));
+    assert_refused_as_overlapping(&frame);
+}
+
+/// A frame of 500 dictionaries whose footer blocks all end at the last
+/// one's body (their metadata stretched over the messages between) and whose
+/// messages all describe that body: read, each dictionary would decode and
+/// validate the same 64 KiB again. Footer blocks must lie one after another:
+/// a typed error.
+#[test]
+fn dictionaries_sharing_one_body_are_refused() {
+    const DICTS: usize = 500;
+    let big = "é".repeat(32 * 1024);
+    let mut cols: Vec<(String, ArrayRef)> = Vec::new();
+    for i in 0..DICTS {
+        let v = if i == DICTS - 1 { big.as_str() } else { "a" };
+        let keys = aa::Int32Array::from(vec![0]);
+        let d =
+            DictionaryArray::<Int32Type>::try_new(keys, Arc::new(aa::StringArray::from(vec![v])))
+                .unwrap();
+        cols.push((format!("d{i}"), Arc::new(d)));
+    }
+    let batch = batch_of(
+        cols.iter()
+            .map(|(n, a)| (n.as_str(), a.clone(), false))
+            .collect(),
+    );
+    let mut frame = encode(&batch).unwrap().to_vec();
+    let sec = section_range(&frame);
+    let mut patches: Vec<(usize, Vec<u8>)> = Vec::new();
+    {
+        let ipc = &frame[sec.clone()];
+        let n = ipc.len();
+        let footer_len = i32::from_le_bytes(ipc[n - 10..n - 6].try_into().unwrap()) as usize;
+        let footer = arrow_ipc::root_as_footer(&ipc[n - 10 - footer_len..n - 10]).unwrap();
+        let dicts = footer.dictionaries().unwrap();
+        let blocks = blocks_of(ipc);
+        assert_eq!(dicts.len(), DICTS);
+        let last = &blocks[DICTS - 1];
+        let (lo, lm, lb) = last.block;
+        let ids: std::collections::HashSet<_> = blocks.iter().filter_map(|l| l.id).collect();
+        assert_eq!(ids.len(), DICTS, "distinct ids");
+        for (i, l) in blocks[..DICTS - 1].iter().enumerate() {
+            // The message describes the last body: its node and buffers.
+            let (nodes, lnodes) = (l.batch.nodes().unwrap(), last.batch.nodes().unwrap());
+            patches.push((
+                sec.start + pos_in(ipc, nodes.get(0)),
+                lnodes.get(0).0.to_vec(),
+            ));
+            let (bufs, lbufs) = (l.batch.buffers().unwrap(), last.batch.buffers().unwrap());
+            for k in 0..bufs.len() {
+                patches.push((
+                    sec.start + pos_in(ipc, bufs.get(k)),
+                    lbufs.get(k).0.to_vec(),
+                ));
+            }
+            // The block's body is the last body.
+            let (off, _, _) = l.block;
+            let stretched = arrow_ipc::Block::new(off as i64, (lo + lm - off) as i32, lb as i64);
+            patches.push((sec.start + pos_in(ipc, dicts.get(i)), stretched.0.to_vec()));
+        }
+    }
+    for (at, bytes) in patches {
+        frame[at..at + bytes.len()].copy_from_slice(&bytes);
+    }
+    assert!(reseal(&mut frame));
+    assert_refused_as_overlapping(&frame);
+}
