@@ -359,6 +359,23 @@ fn block_range(b: &Block, next: usize, limit: usize) -> Result<(usize, usize, us
     Ok((off, meta, total))
 }
 
+/// The flatbuffer verifier's limits for a flatbuffer of `len` bytes (the
+/// footer, a message). A flatbuffer may point at one table or string from
+/// many places, and the verifier (then the schema conversion) follows every
+/// pointer: under the default limits (a million tables, 2 GiB expanded) a
+/// few kilobytes of pointers to one 64 KiB string make it check gigabytes of
+/// UTF-8. Flatbuffers as arrow-ipc writes them are trees: expanded, about
+/// twice their length at most (a table's vtable, shared, is counted at each
+/// table: 1.8 × for a footer of 1,000 columns), and a table takes at least 4
+/// bytes. So the work stays linear in the bytes.
+fn verifier_options(len: usize) -> flatbuffers::VerifierOptions {
+    flatbuffers::VerifierOptions {
+        max_tables: len / 4 + 64,
+        max_apparent_size: len.saturating_mul(8).saturating_add(4096),
+        ..flatbuffers::VerifierOptions::default()
+    }
+}
+
 /// The flatbuffer of an encapsulated message (from byte 8, or 4 without the
 /// continuation marker, to the end of its metadata), of the footer's
 /// metadata version (as arrow-ipc's `FileDecoder` requires).
@@ -372,7 +389,7 @@ fn parse_message(
     } else {
         &block[4..meta]
     };
-    let message = arrow_ipc::root_as_message(fb)
+    let message = arrow_ipc::root_as_message_with_opts(&verifier_options(fb.len()), fb)
         .map_err(|e| bad(format!("message is not a valid flatbuffer: {e}")))?;
     if version != MetadataVersion::V1 && message.version() != version {
         return Err(bad(format!(
@@ -526,7 +543,8 @@ pub(crate) fn decode_ipc(bytes: &Buffer, skip_validation: bool) -> Result<Record
         .checked_sub(footer_len)
         .filter(|&s| s >= 8)
         .ok_or_else(|| bad(format!("footer of {footer_len} bytes longer than the file")))?;
-    let footer = arrow_ipc::root_as_footer(&b[footer_start..trailer_start])
+    let footer_fb = &b[footer_start..trailer_start];
+    let footer = arrow_ipc::root_as_footer_with_opts(&verifier_options(footer_fb.len()), footer_fb)
         .map_err(|e| bad(format!("footer is not a valid flatbuffer: {e}")))?;
     let fb_schema = footer
         .schema()

@@ -775,3 +775,65 @@ fn dictionaries_sharing_one_body_are_refused() {
     assert!(reseal(&mut frame));
     assert_refused_as_overlapping(&frame);
 }
+
+/// An IPC file whose footer points 10,000 times at one metadata entry of
+/// 64 KiB (a flatbuffer may point at one table from many places): 40 KB of
+/// pointers that the flatbuffer verifier would expand to 655 MB of strings
+/// to check. The footer is refused as a flatbuffer expanding far past its
+/// length: a typed error.
+#[test]
+fn footer_repeating_one_table_by_reference_is_refused() {
+    use arrow_ipc::{Footer, FooterArgs, KeyValue, KeyValueArgs};
+    let batch = batch_of(vec![(
+        "x",
+        Arc::new(aa::Int32Array::from(vec![1, 2])),
+        false,
+    )]);
+    let ipc = ipc_section(&encode(&batch).unwrap()).to_vec();
+    let n = ipc.len();
+    let footer_len = i32::from_le_bytes(ipc[n - 10..n - 6].try_into().unwrap()) as usize;
+    let footer_start = n - 10 - footer_len;
+    let block = *arrow_ipc::root_as_footer(&ipc[footer_start..n - 10])
+        .unwrap()
+        .recordBatches()
+        .unwrap()
+        .get(0);
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let key = fbb.create_string("k");
+    let value = fbb.create_string(&"m".repeat(64 * 1024));
+    let kv = KeyValue::create(
+        &mut fbb,
+        &KeyValueArgs {
+            key: Some(key),
+            value: Some(value),
+        },
+    );
+    let custom_metadata = Some(fbb.create_vector(&vec![kv; 10_000]));
+    let schema = Some(arrow_ipc::convert::schema_to_fb_offset(
+        &mut fbb,
+        &batch.schema(),
+    ));
+    let record_batches = Some(fbb.create_vector(&[block]));
+    let footer = Footer::create(
+        &mut fbb,
+        &FooterArgs {
+            version: arrow_ipc::MetadataVersion::V5,
+            schema,
+            dictionaries: None,
+            recordBatches: record_batches,
+            custom_metadata,
+        },
+    );
+    fbb.finish(footer, None);
+    let footer = fbb.finished_data();
+    assert!(footer.len() < 120_000, "{} bytes", footer.len());
+    let mut hostile = ipc[..footer_start].to_vec();
+    hostile.extend_from_slice(footer);
+    hostile.extend_from_slice(&(footer.len() as i32).to_le_bytes());
+    hostile.extend_from_slice(b"ARROW1");
+    match record_batch_from_ipc(&Buffer::copy_aligned(&hostile)) {
+        Err(FrameError::BadSection { reason, .. }) if reason.contains("footer") => {}
+        Err(e) => panic!("another error: {e}"),
+        Ok(b) => panic!("decoded: {} rows", b.num_rows()),
+    }
+}
