@@ -776,28 +776,19 @@ fn dictionaries_sharing_one_body_are_refused() {
     assert_refused_as_overlapping(&frame);
 }
 
-/// An IPC file whose footer points 10,000 times at one metadata entry of
-/// 64 KiB (a flatbuffer may point at one table from many places): 40 KB of
-/// pointers that the flatbuffer verifier would expand to 655 MB of strings
-/// to check. The footer is refused as a flatbuffer expanding far past its
-/// length: a typed error.
-#[test]
-fn footer_repeating_one_table_by_reference_is_refused() {
+/// `ipc` (an IPC file of `schema`) with its footer replaced by one naming
+/// `dictionaries` and `batches`, whose custom metadata is `repeats` pointers
+/// to one entry of 64 KiB.
+fn with_footer(
+    ipc: &[u8],
+    schema: &Schema,
+    dictionaries: &[arrow_ipc::Block],
+    batches: &[arrow_ipc::Block],
+    repeats: usize,
+) -> Vec<u8> {
     use arrow_ipc::{Footer, FooterArgs, KeyValue, KeyValueArgs};
-    let batch = batch_of(vec![(
-        "x",
-        Arc::new(aa::Int32Array::from(vec![1, 2])),
-        false,
-    )]);
-    let ipc = ipc_section(&encode(&batch).unwrap()).to_vec();
     let n = ipc.len();
     let footer_len = i32::from_le_bytes(ipc[n - 10..n - 6].try_into().unwrap()) as usize;
-    let footer_start = n - 10 - footer_len;
-    let block = *arrow_ipc::root_as_footer(&ipc[footer_start..n - 10])
-        .unwrap()
-        .recordBatches()
-        .unwrap()
-        .get(0);
     let mut fbb = flatbuffers::FlatBufferBuilder::new();
     let key = fbb.create_string("k");
     let value = fbb.create_string(&"m".repeat(64 * 1024));
@@ -808,32 +799,91 @@ fn footer_repeating_one_table_by_reference_is_refused() {
             value: Some(value),
         },
     );
-    let custom_metadata = Some(fbb.create_vector(&vec![kv; 10_000]));
-    let schema = Some(arrow_ipc::convert::schema_to_fb_offset(
-        &mut fbb,
-        &batch.schema(),
-    ));
-    let record_batches = Some(fbb.create_vector(&[block]));
+    let custom_metadata = Some(fbb.create_vector(&vec![kv; repeats]));
+    // Dictionary ids numbered from 0 in schema order, as arrow-ipc's writer
+    // numbers them.
+    let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
+    let schema = Some(
+        arrow_ipc::convert::IpcSchemaEncoder::new()
+            .with_dictionary_tracker(&mut tracker)
+            .schema_to_fb_offset(&mut fbb, schema),
+    );
+    let dictionaries = Some(fbb.create_vector(dictionaries));
+    let record_batches = Some(fbb.create_vector(batches));
     let footer = Footer::create(
         &mut fbb,
         &FooterArgs {
             version: arrow_ipc::MetadataVersion::V5,
             schema,
-            dictionaries: None,
+            dictionaries,
             recordBatches: record_batches,
             custom_metadata,
         },
     );
     fbb.finish(footer, None);
     let footer = fbb.finished_data();
-    assert!(footer.len() < 120_000, "{} bytes", footer.len());
-    let mut hostile = ipc[..footer_start].to_vec();
-    hostile.extend_from_slice(footer);
-    hostile.extend_from_slice(&(footer.len() as i32).to_le_bytes());
-    hostile.extend_from_slice(b"ARROW1");
-    match record_batch_from_ipc(&Buffer::copy_aligned(&hostile)) {
-        Err(FrameError::BadSection { reason, .. }) if reason.contains("footer") => {}
+    let mut out = ipc[..n - 10 - footer_len].to_vec();
+    out.extend_from_slice(footer);
+    out.extend_from_slice(&(footer.len() as i32).to_le_bytes());
+    out.extend_from_slice(b"ARROW1");
+    out
+}
+
+/// `ipc` is refused (read as a standalone IPC file) with a typed error
+/// whose reason contains `needle`.
+fn assert_ipc_refused(ipc: &[u8], needle: &str) {
+    match record_batch_from_ipc(&Buffer::copy_aligned(ipc)) {
+        Err(FrameError::BadSection { reason, .. }) if reason.contains(needle) => {}
         Err(e) => panic!("another error: {e}"),
         Ok(b) => panic!("decoded: {} rows", b.num_rows()),
     }
+}
+
+/// An IPC file whose footer points 10,000 times at one metadata entry of
+/// 64 KiB (a flatbuffer may point at one table from many places): 40 KB of
+/// pointers that the flatbuffer verifier would expand to 655 MB of strings
+/// to check. The footer is refused as a flatbuffer expanding far past its
+/// length: a typed error.
+#[test]
+fn footer_repeating_one_table_by_reference_is_refused() {
+    let batch = batch_of(vec![(
+        "x",
+        Arc::new(aa::Int32Array::from(vec![1, 2])),
+        false,
+    )]);
+    let ipc = ipc_section(&encode(&batch).unwrap()).to_vec();
+    let (off, meta, body) = blocks_of(&ipc)[0].block;
+    let block = arrow_ipc::Block::new(off as i64, meta as i32, body as i64);
+    // The same footer without the repeats reads.
+    let honest = with_footer(&ipc, &batch.schema(), &[], &[block], 1);
+    assert_eq!(
+        record_batch_from_ipc(&Buffer::copy_aligned(&honest)).unwrap(),
+        batch
+    );
+    let hostile = with_footer(&ipc, &batch.schema(), &[], &[block], 10_000);
+    assert!(hostile.len() < 120_000, "{} bytes", hostile.len());
+    assert_ipc_refused(&hostile, "footer is not a valid flatbuffer");
+}
+
+/// A footer naming one dictionary message 1,000 times (blocks over the same
+/// bytes): refused as overlapping blocks, before the second is read.
+#[test]
+fn dictionary_blocks_over_one_message_are_refused() {
+    let d: ArrayRef = Arc::new(DictionaryArray::<UInt16Type>::from_iter(["a", "b", "a"]));
+    let batch = batch_of(vec![("d", d, false)]);
+    let ipc = ipc_section(&encode(&batch).unwrap()).to_vec();
+    let blocks: Vec<arrow_ipc::Block> = blocks_of(&ipc)
+        .iter()
+        .map(|l| arrow_ipc::Block::new(l.block.0 as i64, l.block.1 as i32, l.block.2 as i64))
+        .collect();
+    let [dict, batch_block] = blocks[..] else {
+        panic!("{} blocks", blocks.len());
+    };
+    let honest = with_footer(&ipc, &batch.schema(), &[dict], &[batch_block], 1);
+    assert_eq!(
+        record_batch_from_ipc(&Buffer::copy_aligned(&honest)).unwrap(),
+        batch
+    );
+    let hostile = with_footer(&ipc, &batch.schema(), &[dict; 1000], &[batch_block], 1);
+    assert_ipc_refused(&hostile, "overlaps");
 }
