@@ -24,6 +24,23 @@ use crate::{DRef, ValueId, WorkerId};
 /// the timeout).
 const WRITE_PIECE: usize = 1 << 20;
 
+/// Redirects a client remembers at most: past this, one it remembers is
+/// forgotten (a get through its ref then asks the home again, one hop more).
+const MAX_REDIRECTS: usize = 1 << 16;
+
+type Place = (WorkerId, ValueId);
+
+/// Remembers that `from` moved to `to`, forgetting another redirect if
+/// [`MAX_REDIRECTS`] are remembered.
+fn remember_redirect(moved: &mut HashMap<Place, Place>, from: Place, to: Place) {
+    if moved.len() >= MAX_REDIRECTS && !moved.contains_key(&from) {
+        if let Some(any) = moved.keys().next().copied() {
+            moved.remove(&any);
+        }
+    }
+    moved.insert(from, to);
+}
+
 /// Redirects a request follows at most (a value moved again while it is
 /// read).
 const MAX_HOPS: usize = 16;
@@ -180,7 +197,7 @@ struct Inner {
     /// Its reference counts.
     holder: Arc<Holder>,
     /// Where migrated values went: (home, id) -> (worker, id there).
-    moved: Mutex<HashMap<(WorkerId, ValueId), (WorkerId, ValueId)>>,
+    moved: Mutex<HashMap<Place, Place>>,
 }
 
 impl Drop for Inner {
@@ -700,7 +717,7 @@ impl Client {
         if (worker, id) == (r.worker(), r.id()) {
             moved.remove(&(r.worker(), r.id()));
         } else {
-            moved.insert((r.worker(), r.id()), (worker, id));
+            remember_redirect(&mut moved, (r.worker(), r.id()), (worker, id));
         }
     }
 
@@ -1160,5 +1177,27 @@ impl Carrier for Inner {
         if let Err(e) = client.connection(worker).await {
             tracing::debug!("keeping a connection to {worker} for its refs: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_redirects_are_bounded() {
+        let place = |id| (WorkerId(1), ValueId { pool: 1, id });
+        let to = |id| (WorkerId(2), ValueId { pool: 2, id });
+        let mut moved = HashMap::new();
+        let n = u64::try_from(MAX_REDIRECTS).unwrap() + 100;
+        for id in 0..n {
+            remember_redirect(&mut moved, place(id), to(id));
+        }
+        assert_eq!(moved.len(), MAX_REDIRECTS);
+        // The newest is remembered; updating one remembered forgets none.
+        assert_eq!(moved.get(&place(n - 1)), Some(&to(n - 1)));
+        remember_redirect(&mut moved, place(n - 1), to(0));
+        assert_eq!(moved.len(), MAX_REDIRECTS);
+        assert_eq!(moved.get(&place(n - 1)), Some(&to(0)));
     }
 }
