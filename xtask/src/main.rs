@@ -1,6 +1,6 @@
 //! Development tasks of the mempool workspace, run as `cargo xtask <task>`.
 //!
-//! `cargo xtask bench [--quick] [--filter REGEX] [--no-workloads]` runs the
+//! `cargo xtask bench [--quick] [--filter REGEX] [--no-workloads] [--update-readme]` runs the
 //! criterion micro-benchmarks of `mempool-benches`, then the DESIGN.md
 //! workloads (the `workloads` binary of `mempool-benches`, when it exists), and
 //! writes `<target>/bench-report.md`.
@@ -47,6 +47,11 @@ struct BenchArgs {
     /// Skip the DESIGN.md workloads (the `workloads` binary).
     #[arg(long)]
     no_workloads: bool,
+    /// Also write this run's figures, with the machine and the date, into
+    /// README.md's benchmark section (between its `bench:start` and
+    /// `bench:end` markers).
+    #[arg(long)]
+    update_readme: bool,
 }
 
 /// An error to print before exiting with status 1.
@@ -228,6 +233,16 @@ fn bench(args: &BenchArgs) -> Result<()> {
     targets.extend(report::workload_targets(&workloads));
     println!("Targets:\n\n{}", report::render_targets(&targets));
     println!("Report: {}", report_path.display());
+    if args.update_readme {
+        let path = ws.root.join("README.md");
+        let readme = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let section = report::render_readme_section(&header, &workloads, &targets);
+        let updated = report::replace_readme_section(&readme, &section)?;
+        std::fs::write(&path, updated)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("README.md's benchmark section updated.");
+    }
 
     match workloads_error {
         Some(e) => Err(e),

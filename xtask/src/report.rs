@@ -24,6 +24,11 @@ pub(crate) struct Header {
     pub(crate) cpu_model: String,
     /// `rustc --version`.
     pub(crate) rustc: String,
+    /// `MemTotal` of /proc/meminfo, in GiB.
+    pub(crate) mem_gib: Option<f64>,
+    /// The one-minute load average when the run started (the machines are
+    /// shared: a loaded one gives lower figures).
+    pub(crate) load: Option<f64>,
 }
 
 impl Header {
@@ -47,6 +52,19 @@ impl Header {
             })
             .unwrap_or_else(|| "unknown".into());
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let mem_gib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            let kib: f64 = m
+                .lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some(kib / (1024.0 * 1024.0))
+        });
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next()?.parse().ok());
         Self {
             date: format_utc(SystemTime::now()),
             commit,
@@ -54,8 +72,102 @@ impl Header {
             cpu_model,
             rustc: command_output(Command::new(rustc).arg("--version"))
                 .unwrap_or_else(|| "unknown".into()),
+            mem_gib,
+            load,
         }
     }
+
+    /// `2 × CPU model, 24 GiB`.
+    pub(crate) fn machine(&self) -> String {
+        let mut m = format!("{} × {}", self.cpus, self.cpu_model);
+        if let Some(g) = self.mem_gib {
+            let _ = write!(m, ", {g:.0} GiB");
+        }
+        m
+    }
+}
+
+/// The line before the README's benchmark section.
+pub(crate) const README_START: &str = "<!-- bench:start (cargo xtask bench --update-readme) -->";
+/// The line after it.
+pub(crate) const README_END: &str = "<!-- bench:end -->";
+
+/// The README's benchmark section: where and when, then every workload
+/// figure that has a target and the issues' other targets.
+pub(crate) fn render_readme_section(
+    header: &Header,
+    workloads: &Workloads,
+    targets: &[TargetRow],
+) -> String {
+    let mut out = String::new();
+    let load = header
+        .load
+        .map(|l| format!(", load average {l:.1} at the start"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "Measured by `cargo xtask bench` on {} at commit {}: {}{load}; {}. \
+         Medians of the workloads' runs (the DESIGN.md timing) and of criterion's \
+         samples; the whole report, with every figure and the machine's limits, is \
+         `target/bench-report.md`.\n",
+        header.date,
+        header.commit,
+        header.machine(),
+        header.rustc
+    );
+    if let Workloads::Ran(ws) = workloads {
+        out.push_str("| workload | figure | median | target |\n|---|---|---:|---|\n");
+        for w in ws {
+            for f in &w.figures {
+                let Some(target) = f.target.as_deref().filter(|t| !t.trim().is_empty()) else {
+                    continue;
+                };
+                let verdict = match target_verdict(f.value, target) {
+                    Some(true) => " (met)",
+                    Some(false) => " (**missed**)",
+                    None => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} {} | {target}{verdict} |",
+                    w.workload,
+                    f.name,
+                    significant(f.value),
+                    f.unit
+                );
+            }
+        }
+        out.push('\n');
+    }
+    let measured: Vec<TargetRow> = targets
+        .iter()
+        .filter(|r| r.met.is_some() && !r.from.starts_with("workload"))
+        .cloned()
+        .collect();
+    if !measured.is_empty() {
+        out.push_str("Targets computed from criterion's medians:\n\n");
+        out.push_str(&render_targets(&measured));
+    }
+    out
+}
+
+/// `readme` with the text between [`README_START`] and [`README_END`]
+/// replaced by `section`.
+pub(crate) fn replace_readme_section(readme: &str, section: &str) -> Result<String> {
+    let start = readme
+        .find(README_START)
+        .ok_or_else(|| format!("README.md has no line `{README_START}`: add it where the table goes, and `{README_END}` after it"))?;
+    let body = start + README_START.len();
+    let end = readme[body..]
+        .find(README_END)
+        .map(|i| body + i)
+        .ok_or_else(|| format!("README.md has `{README_START}` but no `{README_END}` after it"))?;
+    Ok(format!(
+        "{}\n\n{}\n{}",
+        &readme[..body],
+        section.trim_end(),
+        &readme[end..]
+    ))
 }
 
 /// Trimmed stdout of `cmd`, if it ran and succeeded.
@@ -651,7 +763,10 @@ pub(crate) fn render_report(
     let mut out = String::from("# mempool benchmark report\n\n");
     let _ = writeln!(out, "- date: {}", header.date);
     let _ = writeln!(out, "- commit: {}", header.commit);
-    let _ = writeln!(out, "- machine: {} × {}", header.cpus, header.cpu_model);
+    let _ = writeln!(out, "- machine: {}", header.machine());
+    if let Some(load) = header.load {
+        let _ = writeln!(out, "- load average at the start: {load:.1}");
+    }
     let _ = writeln!(out, "- rustc: {}", header.rustc);
     out.push_str("\n## Targets\n\nThe issues' targets, computed from this run's criterion medians, frame sizes and workload figures.\n\n");
     let results = collect_criterion(criterion_dir, since)?;
@@ -734,7 +849,76 @@ mod tests {
             cpus: 2,
             cpu_model: "Test CPU".into(),
             rustc: "rustc 1.85.0".into(),
+            mem_gib: Some(24.0),
+            load: Some(0.5),
         }
+    }
+
+    #[test]
+    fn the_readme_section_is_replaced_between_its_markers_only() {
+        let readme = format!("# x\n\nbefore\n{README_START}\nold table\n{README_END}\nafter\n");
+        let new = replace_readme_section(&readme, "new table\n").unwrap();
+        assert_eq!(
+            new,
+            format!("# x\n\nbefore\n{README_START}\n\nnew table\n{README_END}\nafter\n")
+        );
+        // Again: the same result (the markers stay).
+        assert_eq!(replace_readme_section(&new, "new table\n").unwrap(), new);
+        assert!(replace_readme_section("# x\n", "t")
+            .unwrap_err()
+            .contains("no line"));
+        let no_end = format!("{README_START}\n");
+        assert!(replace_readme_section(&no_end, "t")
+            .unwrap_err()
+            .contains("no `"));
+    }
+
+    #[test]
+    fn the_readme_section_lists_figures_with_targets_and_the_machine() {
+        let w = Workloads::Ran(vec![Workload {
+            workload: "W1".into(),
+            figures: vec![
+                Figure {
+                    name: "put".into(),
+                    value: 4000.0,
+                    unit: "MB/s".into(),
+                    target: Some(">= 3800".into()),
+                    limit: None,
+                },
+                Figure {
+                    name: "get".into(),
+                    value: 3000.0,
+                    unit: "MB/s".into(),
+                    target: Some(">= 4000".into()),
+                    limit: None,
+                },
+                Figure {
+                    name: "spills".into(),
+                    value: 64.0,
+                    unit: String::new(),
+                    target: None,
+                    limit: None,
+                },
+            ],
+        }]);
+        let text = render_readme_section(&header(), &w, &[]);
+        assert!(
+            text.contains("2 × Test CPU, 24 GiB, load average 0.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2024-01-02 03:04:05 UTC at commit abc1234"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| W1 | put | 4000 MB/s | >= 3800 (met) |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| W1 | get | 3000 MB/s | >= 4000 (**missed**) |"),
+            "{text}"
+        );
+        assert!(!text.contains("spills"), "{text}");
     }
 
     #[test]
