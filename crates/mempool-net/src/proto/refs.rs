@@ -17,7 +17,7 @@
 //!   [`RefConfig::initial_weight`], which the creator holds.
 //! - **Clones** in one process only count handles: no message.
 //! - **Sending** a ref to another process splits the sender's weight: a
-//!   [`Token`] carries half of it. The owner still counts that half in the
+//!   [`Token`] carries half of it, at most [`RefConfig::max_token_weight`]. The owner still counts that half in the
 //!   sender's account. The receiver sends [`RefMsg::Claim`]; the owner moves
 //!   the token's weight from the sender's account to the receiver's — once
 //!   per token — and answers [`RefMsg::ClaimAck`]. So the value stays alive
@@ -178,14 +178,19 @@ pub enum RefMsg {
 /// agree on nothing here but `lease` versus `token_ttl` being sensible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefConfig {
-    /// The weight a new value's creator holds. Default 2^40: about 40 sends
-    /// in a chain, or from one process, before a grant is needed.
+    /// The weight a new value's creator holds. Default 2^40.
     pub initial_weight: u64,
     /// The weight one [`RefMsg::Grant`] adds. Default 2^40.
     pub grant_weight: u64,
     /// A holder asks for a grant when a send leaves it less than this.
-    /// Default 2^20 (20 more sends before it runs out).
+    /// Default 2^20.
     pub low_water: u64,
+    /// A token carries half the sender's weight, at most this much. Default
+    /// 2^20: a holder of 2^40 sends about a million refs before it asks for
+    /// a grant (halving alone would allow about 40 in a burst), and one that
+    /// received a ref (2^20) asks on its first send, with 20 more sends of
+    /// its own in hand while the grant travels.
+    pub max_token_weight: u64,
     /// How long after learning of a process's death the owner writes off
     /// its accounts. Default 10 s: claims of tokens the dead process sent
     /// that arrive within it still move weight.
@@ -202,6 +207,7 @@ impl Default for RefConfig {
             initial_weight: 1 << 40,
             grant_weight: 1 << 40,
             low_water: 1 << 20,
+            max_token_weight: 1 << 20,
             lease: Duration::from_secs(10),
             token_ttl: Some(Duration::from_secs(60)),
         }
@@ -400,8 +406,9 @@ impl RefTable {
         else {
             return Err(RefError::Revoked);
         };
+        let cap = self.config.max_token_weight.max(1);
         let (weight, parent) = if *held >= 2 {
-            let w = *held / 2;
+            let w = (*held / 2).min(cap);
             *held -= w;
             (w, None)
         } else if let Some(c) = claims
@@ -409,7 +416,7 @@ impl RefTable {
             .filter(|c| c.weight >= 2)
             .max_by_key(|c| c.weight)
         {
-            let w = c.weight / 2;
+            let w = (c.weight / 2).min(cap);
             c.weight -= w;
             (w, Some(c.id))
         } else {

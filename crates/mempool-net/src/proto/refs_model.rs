@@ -528,10 +528,17 @@ fn small_config(rng: &mut Rng) -> RefConfig {
         1 => (8, 8, 4),
         _ => (2, 3, 2),
     };
+    // Tokens capped in some runs (halving alone in the others).
+    let cap = match rng.below(3) {
+        0 => u64::MAX,
+        1 => 1 << 20,
+        _ => 1 + rng.below(3),
+    };
     RefConfig {
         initial_weight: initial,
         grant_weight: grant,
         low_water: low,
+        max_token_weight: cap,
         lease: Duration::from_millis(100 + rng.below(400)),
         token_ttl: (rng.below(4) != 0).then(|| Duration::from_millis(200 + rng.below(800))),
     }
@@ -966,6 +973,32 @@ fn many_sends_from_one_process_go_through_grants_and_free_once() {
     assert!(waits > 0, "weight ran out at least once");
     assert_eq!(sim.t(C).handles(k), 10_000);
     assert!(!sim.freed.contains(&k));
+    sim.finish();
+    sim.check_end();
+    assert!(sim.freed.contains(&k));
+    assert_eq!(owner(&sim, B).protocol_errors(), 0);
+}
+
+#[test]
+fn a_burst_of_sends_needs_no_grant_with_the_default_weights() {
+    // Nothing delivered meanwhile: no grant can arrive. Halving alone ran
+    // out after 40 sends; tokens capped at 2^20 last a million.
+    let mut sim = default_sim(3);
+    let k = sim.create(A, B);
+    for i in 0..100_000 {
+        assert!(sim.send(A, k, C).is_some(), "send {i} found no weight");
+    }
+    // The receiver forwards in a burst too: 20 sends from 2^20, then it
+    // waits for the grant it asked for on its first.
+    sim.settle();
+    let mut forwarded = 0;
+    while sim.send(C, k, A).is_some() {
+        forwarded += 1;
+        assert!(forwarded <= 2_000_000, "unbounded weight");
+    }
+    assert!(forwarded >= 20, "only {forwarded} forwards");
+    sim.settle();
+    sim.check();
     sim.finish();
     sim.check_end();
     assert!(sim.freed.contains(&k));
