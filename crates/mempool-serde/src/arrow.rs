@@ -402,9 +402,11 @@ fn parse_message(
 }
 
 /// Checks the record batch of a message (of a dictionary batch, its data)
-/// the way arrow-ipc will read it against `body`: uncompressed, its row
-/// count and node lengths bounded by the body, its buffers within the body,
-/// 64-byte aligned, one after another, and those of `widths` whole elements.
+/// the way arrow-ipc will read it against `body`: uncompressed, its node
+/// lengths bounded by the body (and so its row count, which arrow requires
+/// to equal its columns' lengths; a batch without columns keeps any
+/// non-negative count), its buffers within the body, 64-byte aligned, one
+/// after another, and those of `widths` whole elements.
 fn check_batch(
     batch: &arrow_ipc::RecordBatch<'_>,
     body: &[u8],
@@ -549,6 +551,18 @@ pub(crate) fn decode_ipc(bytes: &Buffer, skip_validation: bool) -> Result<Record
     let fb_schema = footer
         .schema()
         .ok_or_else(|| bad("footer without a schema"))?;
+    // arrow-ipc's decoders would read the values as little-endian.
+    if !fb_schema.endianness().equals_to_target_endianness() {
+        let order = if fb_schema.endianness() == arrow_ipc::Endianness::Big {
+            "big"
+        } else {
+            "little"
+        };
+        return Err(bad(format!(
+            "a {order}-endian IPC file on a machine of the other byte order \
+             (arrow-ipc does not convert it; write it on a machine of this one)"
+        )));
+    }
     let schema = arrow_ipc::convert::try_fb_to_schema(fb_schema)?;
     for f in schema.fields() {
         if !supported(f.data_type()) {

@@ -636,7 +636,7 @@ fn arrow_writer_lays_out_blocks_and_buffers_in_order() {
     for batch in layout_batches() {
         for opts in [
             IpcWriteOptions::try_new(64, false, MetadataVersion::V5).unwrap(),
-            IpcWriteOptions::default(),
+            IpcWriteOptions::try_new(8, false, MetadataVersion::V5).unwrap(),
         ] {
             let mut w =
                 FileWriter::try_new_with_options(Vec::new(), &batch.schema(), opts).unwrap();
@@ -837,6 +837,72 @@ fn assert_ipc_refused(ipc: &[u8], needle: &str) {
         Err(e) => panic!("another error: {e}"),
         Ok(b) => panic!("decoded: {} rows", b.num_rows()),
     }
+}
+
+/// A file whose schema says big-endian (arrow-ipc's decoders would read its
+/// values as little-endian, wrongly; its FileReader refuses it): refused.
+#[test]
+fn a_big_endian_file_is_refused() {
+    use arrow_ipc::{
+        Endianness, FieldBuilder, Footer, FooterArgs, IntBuilder, SchemaBuilder, Type,
+    };
+    let batch = batch_of(vec![(
+        "x",
+        Arc::new(aa::Int32Array::from(vec![1, 2])),
+        false,
+    )]);
+    let ipc = ipc_section(&encode(&batch).unwrap()).to_vec();
+    let (off, meta, body) = blocks_of(&ipc)[0].block;
+    let block = arrow_ipc::Block::new(off as i64, meta as i32, body as i64);
+    let file_with = |endianness: Endianness| {
+        let mut fbb = flatbuffers::FlatBufferBuilder::new();
+        let name = fbb.create_string("x");
+        let mut ib = IntBuilder::new(&mut fbb);
+        ib.add_bitWidth(32);
+        ib.add_is_signed(true);
+        let int = ib.finish();
+        let children = fbb.create_vector::<flatbuffers::WIPOffset<arrow_ipc::Field<'_>>>(&[]);
+        let mut fb = FieldBuilder::new(&mut fbb);
+        fb.add_name(name);
+        fb.add_nullable(false);
+        fb.add_type_type(Type::Int);
+        fb.add_type_(int.as_union_value());
+        fb.add_children(children);
+        let field = fb.finish();
+        let fields = fbb.create_vector(&[field]);
+        let mut sb = SchemaBuilder::new(&mut fbb);
+        sb.add_endianness(endianness);
+        sb.add_fields(fields);
+        let schema = sb.finish();
+        let dictionaries = fbb.create_vector::<arrow_ipc::Block>(&[]);
+        let batches = fbb.create_vector(&[block]);
+        let footer = Footer::create(
+            &mut fbb,
+            &FooterArgs {
+                version: arrow_ipc::MetadataVersion::V5,
+                schema: Some(schema),
+                dictionaries: Some(dictionaries),
+                recordBatches: Some(batches),
+                custom_metadata: None,
+            },
+        );
+        fbb.finish(footer, None);
+        let n = ipc.len();
+        let old_len = i32::from_le_bytes(ipc[n - 10..n - 6].try_into().unwrap()) as usize;
+        let footer = fbb.finished_data();
+        let mut out = ipc[..n - 10 - old_len].to_vec();
+        out.extend_from_slice(footer);
+        out.extend_from_slice(&(footer.len() as i32).to_le_bytes());
+        out.extend_from_slice(b"ARROW1");
+        out
+    };
+    // The same footer, little-endian, reads.
+    let little = file_with(Endianness::Little);
+    assert_eq!(
+        record_batch_from_ipc(&Buffer::copy_aligned(&little)).unwrap(),
+        batch
+    );
+    assert_ipc_refused(&file_with(Endianness::Big), "big-endian");
 }
 
 /// An IPC file whose footer points 10,000 times at one metadata entry of
