@@ -94,9 +94,14 @@ pub struct ClientConfig {
     /// kept mapping: no new mapping, no second checksum pass. A kept
     /// mapping holds its lease, so the owner keeps those bytes (and counts
     /// them against its `max_shared`) until it goes: a value this client
-    /// deletes is unmapped at once, one deleted or freed elsewhere up to
-    /// this long later. Kept only for values of 1 MiB or more, and the
-    /// timer runs only while the client's runtime does. Default 1 s.
+    /// deletes is unmapped at once; one freed (its refs dropped) or deleted
+    /// elsewhere, up to about 1.25 times this long later. Kept only for values of
+    /// 1 MiB or more whose bytes the owner may serve again (its spill range,
+    /// its cached copy of a resident value; not the copy of a compressed
+    /// spill, made per get); a get the owner has no room for (its
+    /// `max_shared`, or its leases per reader) drops what this client keeps
+    /// of that owner and asks once more. The timer runs only while the
+    /// client's runtime does. Default 1 s.
     pub keep_mapped: Duration,
     /// At most this many bytes of values stay mapped after their gets (the
     /// least recently got go first). Default 512 MiB.
@@ -756,8 +761,9 @@ impl Client {
         if let Some(link) = self.local_link(worker, deadline).await? {
             match link.get(id, deadline).await {
                 LocalGet::Bytes(b) => return Ok(At::Got(b, true)),
-                // Perhaps migrated: QUIC says where to.
-                LocalGet::Failed(ErrorKind::NotFound, _) => {}
+                // Perhaps migrated: QUIC says where to. Nothing of it stays
+                // mapped here.
+                LocalGet::Failed(ErrorKind::NotFound, _) => link.forget(id),
                 LocalGet::Failed(kind, message) => {
                     return Err(NetError::Remote {
                         worker,
@@ -984,8 +990,12 @@ impl Client {
 
     /// Unmaps the kept same-host mapping of value `id` of `worker`, if any.
     pub(crate) fn forget_mapping(&self, worker: WorkerId, id: ValueId) {
-        let links = self.inner.links.lock().expect("links lock");
-        if let Some(link) = links.local.get(&worker).and_then(|st| st.link.as_ref()) {
+        let link = {
+            let links = self.inner.links.lock().expect("links lock");
+            links.local.get(&worker).and_then(|st| st.link.clone())
+        };
+        // Unmapped outside the client's lock.
+        if let Some(link) = link {
             link.forget(id);
         }
     }

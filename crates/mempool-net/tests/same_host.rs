@@ -152,7 +152,7 @@ fn keeping_client(
 fn a_kept_mapping_serves_later_gets_of_the_same_bytes_and_goes_when_idle() {
     let cluster = Cluster::new();
     let w = cluster.worker(1, &[]);
-    let client = keeping_client(&cluster, &w, Duration::from_millis(300), 1 << 30);
+    let client = keeping_client(&cluster, &w, Duration::from_secs(30), 1 << 30);
     let value = big_value(2.0);
     let r = client.set_on(w.id, &value).unwrap();
 
@@ -194,11 +194,71 @@ fn a_kept_mapping_serves_later_gets_of_the_same_bytes_and_goes_when_idle() {
     );
     drop(again);
     drop(again_spilled);
-    // Idle: nothing stays mapped, no pin stays on the owner.
+    drop(client);
+    let watch = same_host_client(&cluster, &w);
+    assert!(eventually(TIMEOUT, || stats(&watch, w.id).local_leases == 0));
+
+    // Idle for its keep time: nothing stays mapped, no pin on the owner.
+    let client = keeping_client(&cluster, &w, Duration::from_millis(200), 1 << 30);
+    let got: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(got.values(), value.values());
+    drop(got);
+    assert_eq!(stats(&client, w.id).local_leases, 1, "not kept");
     assert!(
         eventually(TIMEOUT, || stats(&client, w.id).local_leases == 0),
         "kept past their idle time: {:?}",
         stats(&client, w.id)
+    );
+}
+
+#[test]
+fn kept_mappings_give_way_to_gets_the_worker_has_no_room_for() {
+    // Room for two 16 MiB copies: with A and B kept, C's copy does not fit
+    // until the reader lets them go.
+    let dir = tempfile::tempdir().unwrap();
+    let (w, client) = shared_worker_with(dir.path(), 40 << 20, None, ClientConfig::default());
+    let values: Vec<_> = (0..3).map(|i| mib(16, f64::from(i))).collect();
+    let refs: Vec<DRef> = values
+        .iter()
+        .map(|v| client.set_on(w.id(), v).unwrap())
+        .collect();
+    for round in 0..3 {
+        for (r, v) in refs.iter().zip(&values) {
+            let got: PrimitiveArray<f64> = client.get(r).unwrap();
+            assert_eq!(got.values()[7], v.values()[7], "round {round}");
+        }
+    }
+    let s = stats(&client, w.id());
+    assert_eq!(s.bytes_sent, 0, "gets went over QUIC: {s:?}");
+    assert!(s.local_gets >= 9, "{s:?}");
+}
+
+#[test]
+fn a_copy_made_for_one_get_is_not_kept() {
+    // A compressed spilled value: each get gets its own decompressed copy,
+    // which no later get can reuse.
+    let dir = tempfile::tempdir().unwrap();
+    let (w, client) = shared_worker_with(
+        dir.path(),
+        1 << 30,
+        Some(mempool_serde::Codec::Lz4),
+        ClientConfig::default()
+            .timeout(TIMEOUT)
+            .keep_mapped(Duration::from_secs(60), 1 << 30),
+    );
+    let v = mib(6, 2.5);
+    let r = client.set_on(w.id(), &v).unwrap();
+    client.move_to_disk(&r).unwrap();
+    let got: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(got.values(), v.values());
+    drop(got);
+    assert!(
+        eventually(TIMEOUT, || {
+            let s = stats(&client, w.id());
+            (s.local_leases, s.shared_bytes) == (0, 0)
+        }),
+        "a one-get copy stays: {:?}",
+        stats(&client, w.id())
     );
 }
 
@@ -454,6 +514,16 @@ fn shared_worker(
     max_shared: u64,
     compression: Option<mempool_serde::Codec>,
 ) -> (Worker, BlockingClient) {
+    shared_worker_with(dir, max_shared, compression, per_get())
+}
+
+/// [`shared_worker`] with a client of `client_config` (its timeout set).
+fn shared_worker_with(
+    dir: &std::path::Path,
+    max_shared: u64,
+    compression: Option<mempool_serde::Codec>,
+    client_config: ClientConfig,
+) -> (Worker, BlockingClient) {
     let secret = ClusterSecret::generate().unwrap();
     let pool = mempool_core::Pool::new(
         mempool_core::PoolConfig::default()
@@ -464,7 +534,9 @@ fn shared_worker(
     let mut config = WorkerConfig::new(WorkerId(1), secret.clone());
     config.max_shared = max_shared;
     let w = Worker::spawn(pool, config).unwrap();
-    let client = BlockingClient::with_config(secret, [(w.id(), w.addr())], per_get()).unwrap();
+    let client =
+        BlockingClient::with_config(secret, [(w.id(), w.addr())], client_config.timeout(TIMEOUT))
+            .unwrap();
     assert!(client.uses_same_host(w.id()));
     (w, client)
 }

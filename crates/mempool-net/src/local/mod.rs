@@ -821,7 +821,11 @@ async fn answer_get(
     let msg = match (msg, pin) {
         (
             LocalResponse::Mapped {
-                kind, offset, len, ..
+                kind,
+                offset,
+                len,
+                reusable,
+                ..
             },
             Some(pin),
         ) => {
@@ -841,6 +845,7 @@ async fn answer_get(
                 kind,
                 offset,
                 len,
+                reusable,
             }
         }
         (LocalResponse::Inline { bytes, .. }, _) => LocalResponse::Inline { tag, bytes },
@@ -885,19 +890,20 @@ fn prepare(
     frame: StoredFrame,
 ) -> io::Result<(LocalResponse, Option<SendFd>, Option<Pin>)> {
     let local = &ctx.local;
-    let mapped = |lease_kind, offset, len| LocalResponse::Mapped {
+    let mapped = |lease_kind, offset, len, reusable| LocalResponse::Mapped {
         tag: 0,
         lease: 0,
         kind: lease_kind,
         offset,
         len,
+        reusable,
     };
     let fallback = |reason: String| LocalResponse::Fallback { tag: 0, reason };
     if let Some(range) = frame.spill_range() {
         if range.size > INLINE_MAX {
             // Read-only: the reader can map it, not write it.
             let file = std::fs::File::open(&range.path)?;
-            let msg = mapped(MapKind::Pinned, range.offset, range.size);
+            let msg = mapped(MapKind::Pinned, range.offset, range.size, true);
             return Ok((
                 msg,
                 Some(SendFd::File(OwnedFd::from(file))),
@@ -909,7 +915,7 @@ fn prepare(
     // A cached copy first (no encoding), or the right to make it.
     let _making = match residence.as_ref().map(|r| local.claim(id, r)) {
         Some(Claim::Hit(copy)) => {
-            let msg = mapped(MapKind::Sealed, 0, copy.len);
+            let msg = mapped(MapKind::Sealed, 0, copy.len, true);
             return Ok((
                 msg,
                 Some(SendFd::Copy(Arc::clone(&copy))),
@@ -944,9 +950,10 @@ fn prepare(
     }
     // A decompressed spill file (no residence) gets a copy for this lease
     // only; it is counted all the same.
+    let cached = residence.is_some();
     match local.make_copy(id, residence, &encoded)? {
         Some(copy) => {
-            let msg = mapped(MapKind::Sealed, 0, copy.len);
+            let msg = mapped(MapKind::Sealed, 0, copy.len, cached);
             Ok((
                 msg,
                 Some(SendFd::Copy(Arc::clone(&copy))),
@@ -986,7 +993,15 @@ struct LinkInner {
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     next_tag: AtomicU64,
     dead: Arc<AtomicBool>,
-    releases: tokio::sync::mpsc::UnboundedSender<u64>,
+    releases: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+}
+
+/// What the release task sends, in order.
+enum Outgoing {
+    /// A lease to release.
+    Release(u64),
+    /// Signalled once every release queued before it was sent.
+    Flushed(oneshot::Sender<()>),
 }
 
 impl Drop for LinkInner {
@@ -1007,7 +1022,7 @@ struct LeaseGuard {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        let _ = self.link.releases.send(self.lease);
+        let _ = self.link.releases.send(Outgoing::Release(self.lease));
     }
 }
 
@@ -1205,7 +1220,7 @@ impl LocalLink {
         tokio::time::timeout(timeout, handshake)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "same-host handshake"))??;
-        let (releases, mut to_release) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let (releases, mut to_release) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
         let dead = Arc::new(AtomicBool::new(false));
         let inner = Arc::new(LinkInner {
             sock: Arc::clone(&sock),
@@ -1217,7 +1232,14 @@ impl LocalLink {
         // Releases go out from a task: a buffer may be dropped anywhere.
         let release_sock = Arc::clone(&sock);
         tokio::spawn(async move {
-            while let Some(lease) = to_release.recv().await {
+            while let Some(out) = to_release.recv().await {
+                let lease = match out {
+                    Outgoing::Release(lease) => lease,
+                    Outgoing::Flushed(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
                 let msg = packet(&LocalRequest::Release { lease });
                 if send_packet(&release_sock, &msg, None).await.is_err() {
                     return;
@@ -1246,12 +1268,12 @@ impl LocalLink {
                     Some(w) => {
                         if let Err((LocalResponse::Mapped { lease, .. }, _)) = w.send((msg, fd)) {
                             // The caller gave up: nobody maps it.
-                            let _ = link.releases.send(lease);
+                            let _ = link.releases.send(Outgoing::Release(lease));
                         }
                     }
                     None => {
                         if let LocalResponse::Mapped { lease, .. } = msg {
-                            let _ = link.releases.send(lease);
+                            let _ = link.releases.send(Outgoing::Release(lease));
                         }
                     }
                 }
@@ -1266,7 +1288,7 @@ impl LocalLink {
             // Kept mappings go once idle: their leases pin the owner's
             // bytes. The task ends with the link's last handle.
             let weak = Arc::downgrade(&kept);
-            let period = (policy.idle / 2).max(Duration::from_millis(10));
+            let period = (policy.idle / 4).max(Duration::from_millis(10));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1299,14 +1321,45 @@ impl LocalLink {
         drop(gone);
     }
 
+    /// Drops every kept mapping and waits until their releases (of those no
+    /// buffer handed out still maps) are on the socket, ahead of anything
+    /// sent after. Whether any was kept.
+    async fn drop_kept(&self) -> bool {
+        let gone: Vec<KeptMap> = {
+            let mut kept = self.kept.lock().expect("kept lock");
+            kept.bytes = 0;
+            kept.maps.drain().map(|(_, m)| m).collect()
+        };
+        if gone.is_empty() {
+            return false;
+        }
+        drop(gone);
+        let (tx, rx) = oneshot::channel();
+        if self.inner.releases.send(Outgoing::Flushed(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        true
+    }
+
     /// Whether the connection is still up.
     pub(crate) fn is_alive(&self) -> bool {
         !self.inner.dead.load(Ordering::Relaxed)
     }
 
     /// Gets value `id`: mapped (or inline), checked; the whole exchange by
-    /// `deadline`.
+    /// `deadline`. A get the worker has no room for while this link keeps
+    /// mappings (which hold leases and copies the worker counts) drops them
+    /// and asks once more.
     pub(crate) async fn get(&self, id: ValueId, deadline: tokio::time::Instant) -> LocalGet {
+        match self.get_once(id, deadline).await {
+            LocalGet::Fallback if self.is_alive() && self.drop_kept().await => {
+                self.get_once(id, deadline).await
+            }
+            other => other,
+        }
+    }
+
+    async fn get_once(&self, id: ValueId, deadline: tokio::time::Instant) -> LocalGet {
         let inner = &self.inner;
         let tag = inner.next_tag.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = oneshot::channel();
@@ -1343,7 +1396,7 @@ impl LocalLink {
                 // holds a lease nobody will map.
                 rx.close();
                 if let Ok((LocalResponse::Mapped { lease, .. }, _)) = rx.try_recv() {
-                    let _ = inner.releases.send(lease);
+                    let _ = inner.releases.send(Outgoing::Release(lease));
                 }
                 return LocalGet::TimedOut;
             }
@@ -1358,6 +1411,7 @@ impl LocalLink {
                     kind,
                     offset,
                     len,
+                    reusable,
                     ..
                 },
                 Some(fd),
@@ -1368,7 +1422,8 @@ impl LocalLink {
                 });
                 // The same range as a mapping we keep (whose lease keeps
                 // it unchanged): hand that out, checked when it was mapped.
-                range = RangeKey::of(&fd, offset, len);
+                let keep = reusable && !self.policy.idle.is_zero() && len >= KEEP_MIN;
+                range = keep.then(|| RangeKey::of(&fd, offset, len)).flatten();
                 if let Some(range) = range {
                     let hit = self.kept.lock().expect("kept lock").hit(
                         id,
@@ -1409,7 +1464,7 @@ impl LocalLink {
             },
         ) {
             Ok(_) => {
-                if let Some(range) = range.filter(|r| r.len >= KEEP_MIN) {
+                if let Some(range) = range {
                     let gone = self.kept.lock().expect("kept lock").keep(
                         id,
                         range,

@@ -113,6 +113,10 @@ pub enum LocalResponse {
         offset: u64,
         /// The frame's length.
         len: u64,
+        /// Whether later gets of the value may be answered with these same
+        /// bytes (its spill range, or its cached copy), so that a reader
+        /// may keep the mapping; `false` for a copy made for this lease only.
+        reusable: bool,
     },
     /// The worker cannot serve this get here (no room for a shared copy):
     /// ask over QUIC.

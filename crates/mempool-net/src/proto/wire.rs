@@ -15,7 +15,7 @@ use crate::{ValueId, WorkerId};
 
 /// The protocol version, exchanged in [`Request::Hello`]. Peers of other
 /// versions are refused.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Bounds on what a peer may send, checked before anything is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
