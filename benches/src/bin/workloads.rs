@@ -376,12 +376,14 @@ fn w1_pass(dir: &Path, gen: &F64Pool, mode: Mode) -> Pass {
     // DESIGN.md: the put timer runs over the whole loop, making each value
     // (the copy out of the generator pool) included.
     let mut refs = Vec::with_capacity(W1_VALUES);
+    trace_phase("W1-put-start");
     let t = Instant::now();
     for i in 0..W1_VALUES as u64 {
         let a = PrimitiveArray::from(w1_value(gen, i).to_vec());
         refs.push(pool.set(a).unwrap());
     }
     let put = t.elapsed();
+    trace_phase("W1-put-end");
     let order = perm(W1_VALUES as u64, W1_GET_STREAM);
     trace_phase("W1-get-start");
     // The get timer runs over the whole loop, the checksum pass included.
