@@ -1,6 +1,6 @@
 //! Development tasks of the mempool workspace, run as `cargo xtask <task>`.
 //!
-//! `cargo xtask bench [--quick] [--filter REGEX] [--no-workloads] [--update-readme]` runs the
+//! `cargo xtask bench [--quick] [--filter REGEX] [--no-workloads] [--update-readme] [--arrow]` runs the
 //! criterion micro-benchmarks of `mempool-benches`, then the DESIGN.md
 //! workloads (the `workloads` binary of `mempool-benches`, when it exists), and
 //! writes `<target>/bench-report.md`.
@@ -52,6 +52,10 @@ struct BenchArgs {
     /// `bench:end` markers).
     #[arg(long)]
     update_readme: bool,
+    /// Also run the benchmarks of the optional feature `arrow` (builds
+    /// arrow-rs in release mode: minutes more).
+    #[arg(long)]
+    arrow: bool,
 }
 
 /// An error to print before exiting with status 1.
@@ -77,6 +81,45 @@ struct Workspace {
     target_dir: PathBuf,
     cargo: OsString,
     has_workloads_bin: bool,
+    /// The bench targets of [`BENCH_PACKAGE`] and the features each needs.
+    benches: Vec<(String, Vec<String>)>,
+}
+
+/// The bench targets of package `package` in `cargo metadata` output, with
+/// their required features.
+fn bench_targets(metadata: &serde_json::Value, package: &str) -> Vec<(String, Vec<String>)> {
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == package)
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bench"))
+        })
+        .filter_map(|t| {
+            let name = t["name"].as_str()?.to_string();
+            let features = t["required-features"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect();
+            Some((name, features))
+        })
+        .collect()
+}
+
+/// The `--bench NAME` arguments for the targets whose required features
+/// are all in `enabled`.
+fn bench_selection(benches: &[(String, Vec<String>)], enabled: &[&str]) -> Vec<String> {
+    benches
+        .iter()
+        .filter(|(_, needs)| needs.iter().all(|f| enabled.contains(&f.as_str())))
+        .flat_map(|(name, _)| ["--bench".to_string(), name.clone()])
+        .collect()
 }
 
 impl Workspace {
@@ -122,11 +165,13 @@ impl Workspace {
                         .as_array()
                         .is_some_and(|k| k.iter().any(|k| k == "bin"))
             });
+        let benches = bench_targets(&metadata, BENCH_PACKAGE);
         Ok(Self {
             root,
             target_dir,
             cargo,
             has_workloads_bin,
+            benches,
         })
     }
 
@@ -205,13 +250,21 @@ fn bench(args: &BenchArgs) -> Result<()> {
         }
     };
 
-    // 2. Criterion. `--bench '*'` selects the bench targets only, so that the
-    //    criterion flags never reach a libtest harness (lib, bins).
+    // 2. Criterion. The bench targets by name (those whose features are on),
+    //    so that the criterion flags never reach a libtest harness (lib,
+    //    bins) and a target needing an optional feature is not refused.
+    let features: &[&str] = if args.arrow { &["arrow"] } else { &[] };
+    let selection = bench_selection(&ws.benches, features);
     let mut cmd = ws.cargo();
-    cmd.args(["bench", "-p", BENCH_PACKAGE, "--bench", "*", "--"])
-        .args(criterion_args(args));
+    cmd.args(["bench", "-p", BENCH_PACKAGE]);
+    if args.arrow {
+        cmd.args(["--features", "arrow"]);
+    }
+    cmd.args(&selection).arg("--").args(criterion_args(args));
     eprintln!(
-        "xtask: cargo bench -p {BENCH_PACKAGE} -- {}",
+        "xtask: cargo bench -p {BENCH_PACKAGE}{} {} -- {}",
+        if args.arrow { " --features arrow" } else { "" },
+        selection.join(" "),
         criterion_args(args).join(" ")
     );
     run(cmd, "`cargo bench`")?;
@@ -293,4 +346,35 @@ fn run_workloads(ws: &Workspace, json: &Path) -> Result<Vec<report::Workload>> {
     let text = std::fs::read_to_string(json)
         .map_err(|e| format!("the workloads binary wrote no {}: {e}", json.display()))?;
     report::parse_workloads(&text).map_err(|e| format!("{}: {e}", json.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn benches_needing_features_that_are_off_are_left_out() {
+        let metadata = serde_json::json!({"packages": [
+            {"name": "other", "targets": [{"name": "x", "kind": ["bench"]}]},
+            {"name": BENCH_PACKAGE, "targets": [
+                {"name": "lib", "kind": ["lib"]},
+                {"name": "pool", "kind": ["bench"], "required-features": []},
+                {"name": "arrow", "kind": ["bench"], "required-features": ["arrow"]},
+                {"name": "workloads", "kind": ["bin"]},
+            ]},
+        ]});
+        let benches = bench_targets(&metadata, BENCH_PACKAGE);
+        assert_eq!(
+            benches,
+            [
+                ("pool".to_string(), vec![]),
+                ("arrow".to_string(), vec!["arrow".to_string()])
+            ]
+        );
+        assert_eq!(bench_selection(&benches, &[]), ["--bench", "pool"]);
+        assert_eq!(
+            bench_selection(&benches, &["arrow"]),
+            ["--bench", "pool", "--bench", "arrow"]
+        );
+    }
 }
