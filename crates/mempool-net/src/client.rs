@@ -94,8 +94,8 @@ pub struct ClientConfig {
     /// kept mapping: no new mapping, no second checksum pass. A kept
     /// mapping holds its lease, so the owner keeps those bytes (and counts
     /// them against its `max_shared`) until it goes: a value this client
-    /// deletes is unmapped at once; one freed (its refs dropped) or deleted
-    /// elsewhere, up to about 1.25 times this long later. Kept only for values of
+    /// deletes, or whose last ref here drops, is unmapped at once; one
+    /// deleted or freed elsewhere, up to about 1.25 times this long later. Kept only for values of
     /// 1 MiB or more whose bytes the owner may serve again (its spill range,
     /// its cached copy of a resident value; not the copy of a compressed
     /// spill, made per get); a get the owner has no room for (its
@@ -1165,6 +1165,18 @@ impl Carrier for Inner {
         msgs: Vec<crate::proto::RefMsg>,
     ) -> Exchanged {
         let client = Client { inner: self };
+        // Values this process no longer holds: nothing of them stays mapped
+        // here (their owner may free them now).
+        for m in &msgs {
+            if let crate::proto::RefMsg::Release { value, .. } = m {
+                let at = {
+                    let moved = client.inner.moved.lock().expect("moved lock");
+                    moved.get(&(worker, *value)).copied()
+                };
+                let (w, id) = at.unwrap_or((worker, *value));
+                client.forget_mapping(w, id);
+            }
+        }
         match client
             .request(worker, &Request::Refs { seq, msgs }, None)
             .await

@@ -212,6 +212,34 @@ fn a_kept_mapping_serves_later_gets_of_the_same_bytes_and_goes_when_idle() {
 }
 
 #[test]
+fn a_value_whose_last_ref_drops_is_unmapped_at_once() {
+    let cluster = Cluster::new();
+    let w = cluster.worker(1, &[]);
+    let client = keeping_client(&cluster, &w, Duration::from_secs(60), 1 << 30);
+    let r = client.set_on(w.id, &big_value(6.0)).unwrap();
+    let got: PrimitiveArray<f64> = client.get(&r).unwrap();
+    assert_eq!(got.values()[1], 6.5);
+    drop(got);
+    assert_eq!(stats(&client, w.id).local_leases, 1, "not kept");
+    // The last ref goes: the owner frees the value, and no kept mapping
+    // pins its bytes for the next minute.
+    drop(r);
+    assert!(
+        eventually(TIMEOUT, || {
+            let s = stats(&client, w.id);
+            (
+                s.local_leases,
+                s.counted_values,
+                s.mem_values,
+                s.shared_bytes,
+            ) == (0, 0, 0, 0)
+        }),
+        "{:?}",
+        stats(&client, w.id)
+    );
+}
+
+#[test]
 fn kept_mappings_give_way_to_gets_the_worker_has_no_room_for() {
     // Room for two 16 MiB copies: with A and B kept, C's copy does not fit
     // until the reader lets them go.
