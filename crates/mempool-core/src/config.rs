@@ -49,10 +49,17 @@ pub struct PoolConfig {
     /// background thread writes disk copies of the resident values that have
     /// none, oldest stored first. Evicting a value with a disk copy is just
     /// dropping it, so `set` and `get` rarely wait for a write. Costs: one
-    /// thread per pool (started on first need), 8 bytes per stored value for
-    /// its queue, and disk writes of values that are deleted before they
+    /// thread per pool (started on first need), 16 bytes per stored value
+    /// for its queue, and disk writes of values that are deleted before they
     /// would have left memory. Default: `true`.
     pub write_behind: bool,
+    /// Shards of the index, each with its own lock. A `get` of a value in
+    /// memory and a `set` that fits take only their shard's lock, so threads
+    /// scale until two meet on one shard; what moves values between memory
+    /// and disk (evictions, restores, deletes, `stats`) takes every shard's.
+    /// The eviction order is global and exact (see [`Policy`]). A power of
+    /// two up to 1024; `0` (the default) picks two per core, from 4 to 64.
+    pub shards: usize,
     /// Compress spilled frames (MemPool.jl's serialization filters): `None`
     /// (the default) writes frames as they are, so that they map back
     /// without a copy; `Some(codec)` writes them compressed where that
@@ -74,6 +81,7 @@ impl Default for PoolConfig {
             verify_checksums: true,
             sync_saves: true,
             write_behind: true,
+            shards: 0,
             compression: None,
         }
     }
@@ -124,6 +132,12 @@ impl PoolConfig {
     /// that are deleted before they would have been evicted.
     pub fn write_behind(mut self, on: bool) -> Self {
         self.write_behind = on;
+        self
+    }
+
+    /// Sets [`PoolConfig::shards`].
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
         self
     }
 

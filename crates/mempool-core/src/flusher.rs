@@ -94,7 +94,7 @@ impl Pool {
     /// full, and values queued for a copy (not when every resident value has
     /// one, as after restores: a wake-up then costs a futex call and a
     /// context switch for nothing).
-    pub(crate) fn wants_flush(&self, st: &State) -> bool {
+    pub(crate) fn wants_flush(&self, st: &mut State) -> bool {
         let c = self.config();
         c.write_behind
             && st.policy() == crate::Policy::Lru
@@ -117,7 +117,7 @@ impl Pool {
             let Some(idx) = st.pop_dirty() else {
                 break;
             };
-            let gen = st.slots[idx as usize].gen();
+            let gen = st.gen(idx);
             let Some(value) = st.start_flush(idx) else {
                 continue;
             };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use mempool_serde::{EncodedFrame, Frame, FrameError};
 
-use crate::stats::Counters;
+use crate::stats::{CounterHandle, Counters};
 use crate::storable::Storable;
 
 /// A value as the pool holds it: the value, its counted size, and the flag
@@ -20,41 +20,56 @@ use crate::storable::Storable;
 /// a caller still holds it.
 pub(crate) struct Held<T> {
     value: T,
+    meta: Meta,
+}
+
+/// What the pool knows of a held value; its drop (after the value's) does
+/// the accounting of the value leaving memory.
+struct Meta {
     size: u64,
     /// Its bytes are a mapping of a spilled range (read back from disk),
     /// not heap.
     mapped: bool,
     detached: AtomicBool,
-    counters: Arc<Counters>,
+    counters: Arc<CounterHandle>,
 }
 
 impl<T> Held<T> {
-    pub(crate) fn new(value: T, size: u64, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(value: T, size: u64, counters: Arc<CounterHandle>) -> Self {
         Self {
             value,
-            size,
-            mapped: false,
-            detached: AtomicBool::new(false),
-            counters,
+            meta: Meta {
+                size,
+                mapped: false,
+                detached: AtomicBool::new(false),
+                counters,
+            },
         }
     }
-}
 
-impl<T> Held<T> {
     /// Marks the value as read back by mapping its spilled range.
     pub(crate) fn mapped(mut self, mapped: bool) -> Self {
-        self.mapped = mapped;
+        self.meta.mapped = mapped;
         self
+    }
+
+    /// The value back, for a caller whose `set` failed: it never was the
+    /// pool's, so nothing is accounted.
+    pub(crate) fn into_value(self) -> T {
+        let Self { value, mut meta } = self;
+        meta.size = 0;
+        value
     }
 }
 
-impl<T> Drop for Held<T> {
+impl Drop for Meta {
     fn drop(&mut self) {
         if !self.mapped {
             crate::trim::freed(self.size);
         }
         if *self.detached.get_mut() {
             self.counters
+                .0
                 .detached_bytes
                 .fetch_sub(self.size, Ordering::Relaxed);
         }
@@ -85,16 +100,16 @@ pub(crate) trait Stored: Send + Sync + 'static {
 
 impl<T: Storable> Stored for Held<T> {
     fn size(&self) -> u64 {
-        self.size
+        self.meta.size
     }
     fn is_mapped(&self) -> bool {
-        self.mapped
+        self.meta.mapped
     }
     fn layout(&self) -> Result<mempool_serde::UnsealedFrame<'_>, FrameError> {
         EncodedFrame::layout(&self.value)
     }
     fn detach(&self) {
-        detach(&self.detached, &self.counters, self.size);
+        detach(&self.meta.detached, &self.meta.counters.0, self.meta.size);
     }
     fn as_frame(&self) -> Option<&Frame> {
         None
@@ -109,16 +124,16 @@ impl<T: Storable> Stored for Held<T> {
 
 impl Stored for Held<FrameValue> {
     fn size(&self) -> u64 {
-        self.size
+        self.meta.size
     }
     fn is_mapped(&self) -> bool {
-        self.mapped
+        self.meta.mapped
     }
     fn layout(&self) -> Result<mempool_serde::UnsealedFrame<'_>, FrameError> {
         Ok(EncodedFrame::from_frame(&self.value.0).into())
     }
     fn detach(&self) {
-        detach(&self.detached, &self.counters, self.size);
+        detach(&self.meta.detached, &self.meta.counters.0, self.meta.size);
     }
     fn as_frame(&self) -> Option<&Frame> {
         Some(&self.value.0)

@@ -1,19 +1,22 @@
-//! The pool's index: one slot per value (its recency links, generation and
-//! entry on one cache line), the recency list, and the byte counts.
+//! The pool's index: the shards of slots (shard.rs) and the global byte
+//! counts, under the index lock, which holds every shard's lock.
 //!
-//! Everything here runs under the pool's lock and is O(1); nothing here does
-//! I/O, encodes, or drops a value.
+//! Everything here runs under the index lock and is O(1) but for the O(shards)
+//! picks across shards (the next victim, the next value to copy); nothing
+//! here does I/O, encodes, or drops a value.
 
 use std::any::TypeId;
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use parking_lot::{ArcMutexGuard, RawMutex};
+
 use crate::dref::DRef;
 use crate::error::{PoolError, Result};
-use crate::eviction::{Link, Links, Policy, Recency};
+use crate::eviction::Policy;
 use crate::held::Stored;
+use crate::shard::{next_shard, stored, Shard, Shards, Slot, STAMP_BASE};
 use crate::storable::Storable;
 
 /// A value's spill file.
@@ -45,9 +48,9 @@ pub(crate) trait TypeTag: Sync {
     fn type_name(&self) -> Cow<'static, str>;
 }
 
-struct Tag<T>(std::marker::PhantomData<fn() -> T>);
+struct TagOf<T>(std::marker::PhantomData<fn() -> T>);
 
-impl<T: Storable> TypeTag for Tag<T> {
+impl<T: Storable> TypeTag for TagOf<T> {
     fn type_id(&self) -> TypeId {
         TypeId::of::<T>()
     }
@@ -56,11 +59,22 @@ impl<T: Storable> TypeTag for Tag<T> {
     }
 }
 
+/// A type tag behind a thin pointer, so that an entry (and with it a slot,
+/// stamp included) fits a cache line.
+pub(crate) struct Tag(&'static dyn TypeTag);
+
+impl std::ops::Deref for Tag {
+    type Target = dyn TypeTag;
+    fn deref(&self) -> &(dyn TypeTag + 'static) {
+        self.0
+    }
+}
+
 /// The tag of `T`.
-pub(crate) fn tag_of<T: Storable>() -> &'static dyn TypeTag {
+pub(crate) fn tag_of<T: Storable>() -> &'static Tag {
     struct Get<T>(std::marker::PhantomData<T>);
     impl<T: Storable> Get<T> {
-        const TAG: &'static Tag<T> = &Tag(std::marker::PhantomData);
+        const TAG: &'static Tag = &Tag(&TagOf::<T>(std::marker::PhantomData));
     }
     Get::<T>::TAG
 }
@@ -78,7 +92,7 @@ impl TypeTag for FrameTag {
 }
 
 /// The tag of values stored as frames.
-pub(crate) const FRAME_TAG: &dyn TypeTag = &FrameTag;
+pub(crate) const FRAME_TAG: &Tag = &Tag(&FrameTag);
 
 /// Where a stored value is: one state, its transitions in [`State`]'s
 /// `move_*`/`start_*`/`finish_*` methods.
@@ -117,7 +131,7 @@ pub(crate) enum Place {
 /// One stored value.
 pub(crate) struct Entry {
     pub(crate) place: Place,
-    pub(crate) tag: &'static dyn TypeTag,
+    pub(crate) tag: &'static Tag,
 }
 
 impl Entry {
@@ -194,66 +208,6 @@ impl Entry {
     }
 }
 
-/// Recency-list membership (the list's own bit; a value is in the list
-/// exactly when its place is `Resident` or `Flushing`).
-const LINKED: u8 = 1;
-
-/// One value's slot: the recency links and the entry share one cache line.
-#[repr(C, align(64))]
-pub(crate) struct Slot {
-    prev: u32,
-    next: u32,
-    gen: u32,
-    flags: u8,
-    pub(crate) entry: Option<Entry>,
-}
-
-impl Slot {
-    /// Whether the value is resident (in the recency list).
-    pub(crate) fn linked(&self) -> bool {
-        self.flags & LINKED != 0
-    }
-
-    /// The slot's generation (the high half of its value's id).
-    pub(crate) fn gen(&self) -> u32 {
-        self.gen
-    }
-
-    pub(crate) fn entry(&self) -> &Entry {
-        self.entry.as_ref().expect("a live slot has an entry")
-    }
-}
-
-impl Links for Vec<Slot> {
-    fn link(&self, idx: u32) -> Link {
-        let s = &self[idx as usize];
-        Link {
-            prev: s.prev,
-            next: s.next,
-            linked: s.flags & LINKED != 0,
-        }
-    }
-    fn set_link(&mut self, idx: u32, link: Link) {
-        let s = &mut self[idx as usize];
-        s.prev = link.prev;
-        s.next = link.next;
-        if link.linked {
-            s.flags |= LINKED;
-        } else {
-            s.flags &= !LINKED;
-        }
-    }
-    fn set_prev(&mut self, idx: u32, prev: u32) {
-        self[idx as usize].prev = prev;
-    }
-    fn set_next(&mut self, idx: u32, next: u32) {
-        self[idx as usize].next = next;
-    }
-}
-
-/// Reads buffered before they are applied to the recency list.
-const TOUCH_BATCH: usize = 128;
-
 /// A value's id: its slot in the low 32 bits, the slot's generation in the high.
 pub(crate) fn make_id(idx: u32, gen: u32) -> u64 {
     (u64::from(gen) << 32) | u64::from(idx)
@@ -273,14 +227,37 @@ pub(crate) enum Leaving {
     Write(Arc<dyn Stored>),
 }
 
-/// The index and its accounting. Invariants, whenever the lock is free:
+/// The index and its accounting. A slot index (`idx` below) names a shard
+/// in its low bits and a slot of that shard in the rest (see shard.rs).
+/// Invariants, whenever the lock is free:
 /// - `mem_bytes` is the sum of the sizes of the linked slots (`Resident` and
-///   `Flushing`), `mem_values` their number;
+///   `Flushing`) plus the shards' credit; each shard counts its own resident
+///   values and bytes;
+/// - credit exists only while `mem_bytes + spilling_bytes + promised` is at
+///   most half of `max_memsize`: any admission that would pass that takes
+///   it all back first ([`State::reclaim_credit`]), so every eviction
+///   decision and the write-behind mark see exact figures;
 /// - `spilling_bytes` is the sum of the sizes of the `Spilling` slots (and of
 ///   deleted values whose write is still in flight);
 /// - `mem_bytes + spilling_bytes <= max_memsize`;
 /// - `disk_bytes` counts every spill file, including writes in flight;
 ///   `disk_values` the entries with a file.
+///
+/// # The index lock and the shard locks
+/// The index lock is this struct's mutex. Under it, the first access to a
+/// shard takes that shard's lock, and the guard stays in `held` until
+/// [`State::unlock_shards`] (when the pool's lock guard is released or
+/// waits): a value's shard when the value is found (or stored), every shard
+/// for what looks across them (the next victim, the next value to copy,
+/// the sums of `stats`). So what a critical section has seen of a shard
+/// stays as it saw it until the section ends, as with one lock; and an
+/// operation on one value takes two locks, not one per shard. The fast
+/// paths (pool.rs) take one shard's lock and never the index lock: a read
+/// of a value in memory, and the link of a new value into the shard's
+/// credit — neither of which any waiter waits for (credit is taken back
+/// before a caller can wait for room, and none is handed out while anyone
+/// waits). No deadlock: one critical section at a time holds the index
+/// lock, and a fast path holds one shard lock and waits for no other.
 ///
 /// # Wake-ups
 /// Callers wait on one condition variable for room, for a value's write to
@@ -291,35 +268,33 @@ pub(crate) enum Leaving {
 /// notifies the waiters when it is released with `wake` set and someone
 /// waiting. So no transition can forget its wake-up.
 pub(crate) struct State {
-    pub(crate) slots: Vec<Slot>,
-    free: Vec<u32>,
-    recency: Recency,
-    /// Reads of resident values not yet applied to the recency list, oldest
-    /// first (slot, generation). Applying them in order before anything that
-    /// depends on the order (picking a victim, linking a value) gives exactly
-    /// the list that eager moves would; a read meanwhile costs no write to
-    /// its neighbours' slots.
-    touched: Vec<(u32, u32)>,
-    /// Values stored without a disk copy, in the order stored (slot,
-    /// generation), for write-behind; stale entries (values since deleted,
-    /// written, or out of memory) are skipped when popped.
-    dirty: Option<VecDeque<(u32, u32)>>,
-    pub(crate) mem_values: u64,
+    shards: Arc<Shards>,
+    /// The guards of the shards this critical section holds (see above).
+    held: Vec<Option<ArcMutexGuard<RawMutex, Shard>>>,
+    policy: Policy,
     pub(crate) mem_bytes: u64,
-    /// The part of `mem_bytes` that maps spilled ranges (the rest is heap).
-    pub(crate) mem_mapped_bytes: u64,
+    /// Credit handed to shards and not taken back since (what they still
+    /// hold is at most this).
+    credit: u64,
     pub(crate) spilling_bytes: u64,
     /// Bytes that callers whose victims are being written will link then:
     /// room already claimed, which others must not count on.
     promised: u64,
     pub(crate) disk_values: u64,
     pub(crate) disk_bytes: u64,
+    /// `get`s answered from memory under the index lock (the shards count
+    /// their own).
     pub(crate) hits: u64,
     pub(crate) misses: u64,
     pub(crate) evictions: u64,
     pub(crate) spills: u64,
     pub(crate) spill_failures: u64,
     pub(crate) restores: u64,
+    /// Entries in the shards' write-behind queues (see [`State::has_dirty`]).
+    queued: u64,
+    /// Values put back first in line to leave after a failed write (LRU):
+    /// their stamps count down from [`STAMP_BASE`].
+    relinks: u64,
     /// Disk copies being written (`Flushing` values, and flushes of values
     /// deleted meanwhile): their disk bytes are reserved, and they become
     /// droppable copies once they settle.
@@ -331,17 +306,16 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// An empty index; `write_behind` keeps the queue of values to copy.
-    pub(crate) fn new(policy: Policy, write_behind: bool) -> Self {
-        Self {
-            slots: Vec::new(),
-            free: Vec::new(),
-            recency: Recency::new(policy),
-            touched: Vec::with_capacity(TOUCH_BATCH),
-            dirty: write_behind.then(VecDeque::new),
-            mem_values: 0,
+    /// An empty index of `shards` shards (a power of two), its shards locked;
+    /// `write_behind` keeps the queues of values to copy.
+    pub(crate) fn new(policy: Policy, write_behind: bool, shards: usize) -> Self {
+        let shards = Arc::new(Shards::new(shards, policy, write_behind));
+        let mut st = Self {
+            held: (0..shards.len()).map(|_| None).collect(),
+            shards,
+            policy,
             mem_bytes: 0,
-            mem_mapped_bytes: 0,
+            credit: 0,
             spilling_bytes: 0,
             promised: 0,
             disk_values: 0,
@@ -352,37 +326,109 @@ impl State {
             spills: 0,
             spill_failures: 0,
             restores: 0,
+            queued: 0,
+            relinks: 0,
             flushes: 0,
             waiters: 0,
             wake: false,
+        };
+        st.lock_shards();
+        st
+    }
+
+    /// The shards, for the fast paths.
+    pub(crate) fn shards(&self) -> &Arc<Shards> {
+        &self.shards
+    }
+
+    /// Takes every shard's lock (the index lock is held).
+    pub(crate) fn lock_shards(&mut self) {
+        for s in 0..self.held.len() {
+            self.hold(s);
         }
     }
 
+    /// Lets go of the shard locks held (before the index lock is released
+    /// or waited on).
+    pub(crate) fn unlock_shards(&mut self) {
+        for h in &mut self.held {
+            *h = None;
+        }
+    }
+
+    /// Shard `s`, its lock taken if this critical section does not hold it.
+    fn hold(&mut self, s: usize) -> &mut Shard {
+        let Self { shards, held, .. } = self;
+        held[s].get_or_insert_with(|| shards.list[s].lock_arc())
+    }
+
+    /// The shard of slot `idx` (which this critical section holds: it
+    /// found or stored the value, or picked it) and the slot in it.
+    fn at(&self, idx: u32) -> (&Shard, u32) {
+        let (s, local) = self.shards.split(idx);
+        let sh = self.held[s]
+            .as_deref()
+            .expect("a value's shard is held once the value was found");
+        (sh, local)
+    }
+
+    /// The shard of slot `idx`, its lock taken if needed, and the slot in it.
+    fn at_mut(&mut self, idx: u32) -> (&mut Shard, u32) {
+        let (s, local) = self.shards.split(idx);
+        (self.hold(s), local)
+    }
+
+    /// Every shard, their locks taken.
+    fn all(&mut self) -> impl Iterator<Item = &mut Shard> {
+        self.lock_shards();
+        self.held.iter_mut().flatten().map(|g| &mut **g)
+    }
+
+    fn slot(&self, idx: u32) -> &Slot {
+        let (sh, local) = self.at(idx);
+        &sh.slots[local as usize]
+    }
+
+    fn slot_mut(&mut self, idx: u32) -> &mut Slot {
+        let (sh, local) = self.at_mut(idx);
+        &mut sh.slots[local as usize]
+    }
+
+    /// The generation of slot `idx`.
+    pub(crate) fn gen(&self, idx: u32) -> u32 {
+        self.slot(idx).gen()
+    }
+
+    /// Whether the value in slot `idx` is resident (in a recency list).
+    pub(crate) fn linked(&self, idx: u32) -> bool {
+        self.slot(idx).linked()
+    }
+
     /// The slot of a live value of pool `owner`.
-    pub(crate) fn find(&self, owner: u64, r: &DRef) -> Result<u32> {
+    pub(crate) fn find(&mut self, owner: u64, r: &DRef) -> Result<u32> {
         let (idx, gen) = split_id(r.id);
-        match self.slots.get(idx as usize) {
-            Some(s) if r.owner == owner && s.gen == gen && s.entry.is_some() => Ok(idx),
+        let (sh, local) = self.at_mut(idx);
+        match sh.live(local, gen) {
+            Some(_) if r.owner == owner => Ok(idx),
             _ => Err(PoolError::NotFound { dref: *r }),
         }
     }
 
     /// Whether slot `idx` still holds generation `gen`.
-    pub(crate) fn is_live(&self, idx: u32, gen: u32) -> bool {
-        self.slots
-            .get(idx as usize)
-            .is_some_and(|s| s.gen == gen && s.entry.is_some())
+    pub(crate) fn is_live(&mut self, idx: u32, gen: u32) -> bool {
+        let (sh, local) = self.at_mut(idx);
+        sh.live(local, gen).is_some()
     }
 
     pub(crate) fn entry(&self, idx: u32) -> &Entry {
-        self.slots[idx as usize].entry()
+        self.slot(idx).entry()
     }
 
     /// Moves slot `idx` from one place to the next: `f` gets the place by
     /// value and returns the new one (it must not panic: its arms only move
     /// fields, and an impossible place is a bug).
     fn transition<R>(&mut self, idx: u32, f: impl FnOnce(Place) -> (Place, R)) -> R {
-        let slot = &mut self.slots[idx as usize];
+        let slot = self.slot_mut(idx);
         let Entry { place, tag } = slot.entry.take().expect("a live slot has an entry");
         let (place, r) = f(place);
         slot.entry = Some(Entry { place, tag });
@@ -405,26 +451,25 @@ impl State {
         self.wake = true;
     }
 
+    /// Puts an entry in a slot of the next shard of this thread's turn that
+    /// has one.
+    ///
+    /// # Panics
+    /// With 2^32 - 1 values in one pool.
     fn insert(&mut self, entry: Entry) -> (u32, u32) {
-        if let Some(idx) = self.free.pop() {
-            let slot = &mut self.slots[idx as usize];
-            slot.entry = Some(entry);
-            slot.flags = 0;
-            (idx, slot.gen)
-        } else {
-            let idx = u32::try_from(self.slots.len())
-                .ok()
-                .filter(|&i| i != u32::MAX)
-                .expect("more than 2^32 - 1 values in one pool");
-            self.slots.push(Slot {
-                prev: u32::MAX,
-                next: u32::MAX,
-                gen: 1,
-                flags: 0,
-                entry: Some(entry),
-            });
-            (idx, 1)
-        }
+        let n = self.held.len();
+        let limit = self.shards.slot_limit();
+        let first = next_shard(n);
+        let s = (0..n)
+            .map(|k| (first + k) & (n - 1))
+            .find(|&s| self.hold(s).has_room(limit))
+            .expect("more than 2^32 - 1 values in one pool");
+        let (local, gen) = self
+            .hold(s)
+            .insert(entry, limit)
+            .expect("the shard has room");
+        stored();
+        (self.shards.join(s, local), gen)
     }
 
     /// Stores a value in memory, resident and most recent, queued for
@@ -435,14 +480,18 @@ impl State {
     pub(crate) fn insert_resident(
         &mut self,
         value: Arc<dyn Stored>,
-        tag: &'static dyn TypeTag,
+        tag: &'static Tag,
     ) -> (u32, u32) {
         let (idx, gen) = self.insert(Entry {
             place: Place::Resident { value, copy: None },
             tag,
         });
         self.link_resident(idx);
-        self.push_dirty(idx);
+        let (sh, local) = self.at_mut(idx);
+        let before = sh.dirty_len();
+        sh.push_dirty_linked(local);
+        let after = sh.dirty_len();
+        self.requeued(before, after);
         (idx, gen)
     }
 
@@ -450,11 +499,7 @@ impl State {
     ///
     /// # Panics
     /// With 2^32 - 1 values in one pool.
-    pub(crate) fn insert_on_disk(
-        &mut self,
-        file: SpillFile,
-        tag: &'static dyn TypeTag,
-    ) -> (u32, u32) {
+    pub(crate) fn insert_on_disk(&mut self, file: SpillFile, tag: &'static Tag) -> (u32, u32) {
         self.disk_values += 1;
         self.spills += 1;
         self.insert(Entry {
@@ -471,13 +516,8 @@ impl State {
     /// settles later and finds the slot gone.
     pub(crate) fn remove(&mut self, idx: u32) -> Entry {
         self.unlink_resident(idx);
-        let slot = &mut self.slots[idx as usize];
-        let e = slot.entry.take().expect("a live slot has an entry");
-        slot.flags = 0;
-        if slot.gen != u32::MAX {
-            slot.gen += 1;
-            self.free.push(idx);
-        }
+        let (sh, local) = self.at_mut(idx);
+        let e = sh.vacate(local);
         if let Some(f) = e.file() {
             self.disk_bytes -= f.len;
             self.disk_values -= 1;
@@ -669,138 +709,202 @@ impl State {
         });
     }
 
-    /// Applies the buffered reads to the recency list, in order; reads of
-    /// values that left memory (or whose slot now holds another value) are
-    /// dropped.
+    /// Applies every shard's buffered reads to its recency list.
+    #[cfg(test)]
     pub(crate) fn apply_touches(&mut self) {
-        let State {
-            slots,
-            recency,
-            touched,
-            ..
-        } = self;
-        for (idx, gen) in touched.drain(..) {
-            let s = &slots[idx as usize];
-            if s.gen == gen && s.linked() {
-                recency.touch(slots, idx);
-            }
+        for sh in self.all() {
+            sh.apply_touches();
         }
     }
 
-    /// Queues a value without a disk copy for write-behind. When the queue
-    /// has grown to twice the resident values (entries of values since
-    /// deleted or written pile up while memory is below the mark), it is
-    /// compacted: amortized O(1), and its length stays O(resident values).
+    /// Queues a value without a disk copy for write-behind (in its shard's
+    /// queue, stamped: [`State::pop_dirty`] takes the oldest of all).
     pub(crate) fn push_dirty(&mut self, idx: u32) {
-        let gen = self.slots[idx as usize].gen;
-        let Some(q) = &mut self.dirty else {
-            return;
-        };
-        q.push_back((idx, gen));
-        if q.len() as u64 > 2 * self.mem_values + 64 {
-            let slots = &self.slots;
-            q.retain(|&(i, g)| Self::is_dirty(slots, i, g));
-        }
+        let (sh, local) = self.at_mut(idx);
+        let before = sh.dirty_len();
+        sh.push_dirty(local);
+        let after = sh.dirty_len();
+        self.requeued(before, after);
     }
 
-    fn is_dirty(slots: &[Slot], idx: u32, gen: u32) -> bool {
-        let s = &slots[idx as usize];
-        s.gen == gen
-            && s.entry
-                .as_ref()
-                .is_some_and(|e| matches!(e.place, Place::Resident { copy: None, .. }))
+    /// A shard's write-behind queue went from `before` to `after` entries.
+    /// (Wrapping: while shards hold credit the count is not kept, and
+    /// taking the credit back counts again.)
+    fn requeued(&mut self, before: usize, after: usize) {
+        self.queued = self
+            .queued
+            .wrapping_add(after as u64)
+            .wrapping_sub(before as u64);
     }
 
     /// Whether values are queued for write-behind (some entries may be
-    /// stale: the flusher skips them).
-    pub(crate) fn has_dirty(&self) -> bool {
-        self.dirty.as_ref().is_some_and(|q| !q.is_empty())
+    /// stale: the flusher skips them). Exact when no shard holds credit
+    /// (the write-behind mark is above half the bound, where none does);
+    /// otherwise it looks at every shard.
+    pub(crate) fn has_dirty(&mut self) -> bool {
+        if self.credit == 0 {
+            return self.queued > 0;
+        }
+        self.all().any(|sh| sh.has_dirty())
     }
 
-    /// The oldest queued value that is still resident, without a disk copy,
-    /// and not being written.
+    /// The oldest queued value (least stamp of the shards' queue heads) that
+    /// is still resident, without a disk copy, and not being written.
     pub(crate) fn pop_dirty(&mut self) -> Option<u32> {
-        let q = self.dirty.as_mut()?;
-        while let Some((idx, gen)) = q.pop_front() {
-            if Self::is_dirty(&self.slots, idx, gen) {
-                return Some(idx);
+        let mut best: Option<(usize, u32, u64)> = None;
+        let mut dropped = 0;
+        for (s, sh) in self.all().enumerate() {
+            let before = sh.dirty_len();
+            let head = sh.dirty_head();
+            dropped += before - sh.dirty_len();
+            if let Some((local, stamp)) = head {
+                if best.is_none_or(|(_, _, b)| stamp < b) {
+                    best = Some((s, local, stamp));
+                }
             }
         }
-        None
+        self.requeued(dropped, 0);
+        let (s, local, _) = best?;
+        self.hold(s).pop_dirty_head();
+        self.requeued(1, 0);
+        Some(self.shards.join(s, local))
     }
 
-    /// The next value to leave memory, per the policy.
+    /// The next value to leave memory, per the policy: of the shards'
+    /// candidates, for LRU the one read or stored longest ago, for MRU the
+    /// one most recently (see shard.rs).
     pub(crate) fn victim(&mut self) -> Option<u32> {
-        self.apply_touches();
-        self.recency.victim()
+        let policy = self.policy;
+        let mut best: Option<(usize, u32, u64)> = None;
+        for (s, sh) in self.all().enumerate() {
+            if let Some((local, stamp)) = sh.candidate() {
+                let better = match (best, policy) {
+                    (None, _) => true,
+                    (Some((_, _, b)), Policy::Lru) => stamp < b,
+                    (Some((_, _, b)), Policy::Mru) => stamp > b,
+                };
+                if better {
+                    best = Some((s, local, stamp));
+                }
+            }
+        }
+        best.map(|(s, local, _)| self.shards.join(s, local))
     }
 
     /// The eviction policy.
     pub(crate) fn policy(&self) -> Policy {
-        self.recency.policy()
+        self.policy
     }
 
-    /// Takes a resident value out of the recency list and the memory count;
-    /// false if it was not resident. (Buffered reads of it are dropped when
-    /// applied.)
+    /// Takes a resident value out of its recency list and the memory count;
+    /// false if it was not resident.
     fn unlink_resident(&mut self, idx: u32) -> bool {
-        if self.recency.remove(&mut self.slots, idx) {
-            let size = self.entry(idx).mem_size();
-            self.mem_bytes -= size;
-            self.mem_mapped_bytes -= self.mapped_size(idx);
-            self.mem_values -= 1;
-            self.wake = true;
-            true
-        } else {
-            false
-        }
+        let (sh, local) = self.at_mut(idx);
+        let Some(size) = sh.unlink(local) else {
+            return false;
+        };
+        self.mem_bytes -= size;
+        self.wake = true;
+        true
     }
 
     /// Makes a value resident and most recent.
     fn link_resident(&mut self, idx: u32) {
-        self.apply_touches();
-        let size = self.entry(idx).mem_size();
-        self.recency.insert(&mut self.slots, idx);
-        self.mem_bytes += size;
-        self.mem_mapped_bytes += self.mapped_size(idx);
-        self.mem_values += 1;
+        let (sh, local) = self.at_mut(idx);
+        self.mem_bytes += sh.link(local);
         self.wake = true;
     }
 
     /// Makes a value resident again after a failed write, first in line to
-    /// leave.
+    /// leave: for LRU at the least recent end with a stamp below every
+    /// other, for MRU at the most recent end with one above every other.
     fn relink_as_victim(&mut self, idx: u32) {
-        self.apply_touches();
-        let size = self.entry(idx).mem_size();
-        let State { slots, recency, .. } = self;
-        recency.reinsert_as_victim(slots, idx);
-        self.mem_bytes += size;
-        self.mem_mapped_bytes += self.mapped_size(idx);
-        self.mem_values += 1;
+        let stamp = match self.policy {
+            Policy::Lru => {
+                self.relinks += 1;
+                STAMP_BASE - self.relinks
+            }
+            Policy::Mru => {
+                let floor = self.all().map(|sh| sh.last_stamp()).max();
+                let (sh, _) = self.at_mut(idx);
+                sh.stamp_above(floor.unwrap_or(0))
+            }
+        };
+        let (sh, local) = self.at_mut(idx);
+        self.mem_bytes += sh.relink_as_victim(local, stamp);
         self.wake = true;
     }
 
-    /// The value's size if its bytes map a spilled range, else 0.
-    fn mapped_size(&self, idx: u32) -> u64 {
-        self.entry(idx)
-            .value()
-            .filter(|v| v.is_mapped())
-            .map_or(0, |v| v.size())
-    }
-
-    /// Records a read of a resident value (applied to the recency list in
-    /// batches, in order).
+    /// Records a read of a resident value (applied to its shard's recency
+    /// list in batches, in order).
     pub(crate) fn touch(&mut self, idx: u32) {
-        let gen = self.slots[idx as usize].gen;
-        self.touched.push((idx, gen));
-        if self.touched.len() == TOUCH_BATCH {
-            self.apply_touches();
-        }
+        let (sh, local) = self.at_mut(idx);
+        sh.touch(local);
     }
 
-    /// Bytes in memory that count against the bound.
+    /// Bytes in memory that count against the bound (the shards' credit
+    /// included).
     pub(crate) fn used(&self) -> u64 {
         self.mem_bytes + self.spilling_bytes
+    }
+
+    /// Credit handed to shards and not taken back.
+    pub(crate) fn credit(&self) -> u64 {
+        self.credit
+    }
+
+    /// Hands the shard of slot `idx` (where a value of `size` bytes was just
+    /// linked under the index lock) credit for the values it links next
+    /// without the index lock: an eighth of what is left below half of
+    /// `max` per shard, if that is at least `size`; none while anyone waits.
+    pub(crate) fn grant_credit(&mut self, idx: u32, max: u64, size: u64) {
+        let load = self.used() + self.promised;
+        if self.waiters > 0 || load >= max / 2 {
+            return;
+        }
+        let grant = (max / 2 - load) / (8 * self.held.len() as u64);
+        if grant < size.max(1) {
+            return;
+        }
+        let (sh, _) = self.at_mut(idx);
+        sh.credit += grant;
+        self.mem_bytes += grant;
+        self.credit += grant;
+        self.shards.set_credit_out(true);
+    }
+
+    /// Takes back every shard's credit (what it did not use).
+    pub(crate) fn reclaim_credit(&mut self) {
+        if self.credit == 0 {
+            return;
+        }
+        let taken: u64 = self.all().map(|sh| std::mem::take(&mut sh.credit)).sum();
+        self.mem_bytes -= taken;
+        self.credit = 0;
+        // Values linked on credit were queued without the index lock.
+        self.queued = self.all().map(|sh| sh.dirty_len() as u64).sum();
+        self.shards.set_credit_out(false);
+        self.wake = true;
+    }
+
+    /// Resident values.
+    pub(crate) fn mem_values(&mut self) -> u64 {
+        self.all().map(|sh| sh.mem_values).sum()
+    }
+
+    /// Bytes of resident values (without the shards' credit).
+    pub(crate) fn resident_bytes(&mut self) -> u64 {
+        self.all().map(|sh| sh.mem_bytes).sum()
+    }
+
+    /// The part of the resident bytes that maps spilled ranges.
+    pub(crate) fn mem_mapped_bytes(&mut self) -> u64 {
+        self.all().map(|sh| sh.mem_mapped_bytes).sum()
+    }
+
+    /// `get`s answered from memory.
+    pub(crate) fn all_hits(&mut self) -> u64 {
+        self.hits + self.all().map(|sh| sh.hits).sum::<u64>()
     }
 
     /// Drops the disk copies of resident values (they are in memory; the
@@ -816,29 +920,38 @@ impl State {
     /// this is removed). What issue 8 removed is dropping ranges in use.
     pub(crate) fn drop_resident_copies(&mut self) -> Vec<SpillFile> {
         let mut files = Vec::new();
-        for idx in 0..self.slots.len() as u32 {
-            let Some(Entry {
-                place: Place::Resident { copy, .. },
-                ..
-            }) = &mut self.slots[idx as usize].entry
-            else {
-                continue;
-            };
-            // A copy handed out as a FileRef stays; one whose range is read
-            // by someone (the value itself, restored from it) would free
-            // nothing.
-            if copy.as_ref().is_some_and(|f| {
-                f.handed_out || f.extent.as_ref().is_some_and(|e| Arc::strong_count(e) > 1)
-            }) {
-                continue;
-            }
-            if let Some(f) = copy.take() {
-                self.disk_bytes -= f.len;
-                self.disk_values -= 1;
-                files.push(*f);
-                self.push_dirty(idx);
+        let mut queued = self.queued;
+        self.lock_shards();
+        for sh in self.held.iter_mut().flatten() {
+            for local in 0..sh.slots.len() as u32 {
+                let Some(Entry {
+                    place: Place::Resident { copy, .. },
+                    ..
+                }) = &mut sh.slots[local as usize].entry
+                else {
+                    continue;
+                };
+                // A copy handed out as a FileRef stays; one whose range is
+                // read by someone (the value itself, restored from it) would
+                // free nothing.
+                if copy.as_ref().is_some_and(|f| {
+                    f.handed_out || f.extent.as_ref().is_some_and(|e| Arc::strong_count(e) > 1)
+                }) {
+                    continue;
+                }
+                if let Some(f) = copy.take() {
+                    self.disk_bytes -= f.len;
+                    self.disk_values -= 1;
+                    files.push(*f);
+                    let before = sh.dirty_len();
+                    sh.push_dirty(local);
+                    queued = queued
+                        .wrapping_add(sh.dirty_len() as u64)
+                        .wrapping_sub(before as u64);
+                }
             }
         }
+        self.queued = queued;
         self.wake = true;
         files
     }
@@ -846,7 +959,7 @@ impl State {
     /// A `FileRef` to slot `idx`'s file, which is kept from then on until
     /// the value is deleted; `None` if it has no file.
     pub(crate) fn hand_out(&mut self, idx: u32) -> Option<crate::FileRef> {
-        let Entry { place, .. } = self.slots[idx as usize].entry.as_mut()?;
+        let Entry { place, .. } = self.slot_mut(idx).entry.as_mut()?;
         let file = match place {
             Place::Resident { copy, .. } => copy.as_deref_mut(),
             Place::OnDisk { file } | Place::Restoring { file } => Some(&mut **file),
@@ -863,43 +976,131 @@ impl State {
     /// Sets a slot's generation (to test wrapping).
     #[cfg(test)]
     pub(crate) fn set_gen(&mut self, idx: u32, gen: u32) {
-        self.slots[idx as usize].gen = gen;
+        self.slot_mut(idx).gen = gen;
+    }
+
+    /// The slot indices of every live value (tests; O(n)).
+    #[cfg(test)]
+    pub(crate) fn live_slots(&mut self) -> Vec<u32> {
+        let mut v = Vec::new();
+        self.lock_shards();
+        for (s, sh) in self.held.iter().flatten().enumerate() {
+            for (local, slot) in sh.slots.iter().enumerate() {
+                if slot.entry.is_some() {
+                    v.push(self.shards.join(s, local as u32));
+                }
+            }
+        }
+        v
+    }
+
+    /// The resident values from most to least recent, by stamp (tests;
+    /// `check_invariants` checks that each shard's list is in stamp order).
+    #[cfg(test)]
+    pub(crate) fn order(&mut self) -> Vec<u32> {
+        self.apply_touches();
+        let mut v: Vec<(u64, u32)> = self
+            .live_slots()
+            .into_iter()
+            .filter(|&i| self.linked(i))
+            .map(|i| (self.slot(i).stamp, i))
+            .collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// A set's fast path (pool.rs) on the first shard whose credit covers
+    /// the value (tests, which hold every shard).
+    #[cfg(test)]
+    pub(crate) fn link_in_credit(
+        &mut self,
+        value: Arc<dyn Stored>,
+        tag: &'static Tag,
+    ) -> Option<(u32, u32)> {
+        let limit = self.shards.slot_limit();
+        let (s, (local, gen)) = self
+            .all()
+            .enumerate()
+            .find_map(|(s, sh)| Some((s, sh.link_in_credit(&value, tag, limit)?)))?;
+        Some((self.shards.join(s, local), gen))
+    }
+
+    /// Values queued for write-behind, stale ones included (tests).
+    #[cfg(test)]
+    pub(crate) fn dirty_len(&mut self) -> usize {
+        let n = self.all().map(|sh| sh.dirty_len()).sum();
+        if self.credit == 0 {
+            assert_eq!(n as u64, self.queued, "queued");
+        }
+        n
     }
 
     /// Checks every invariant in O(n) (tests).
     #[cfg(test)]
-    pub(crate) fn check_invariants(&self, max_memsize: u64) {
+    pub(crate) fn check_invariants(&mut self, max_memsize: u64) {
         let (mut mem_values, mut mem_bytes, mut disk_values, mut spilling) = (0, 0, 0, 0);
         let mut mem_mapped = 0;
-        for s in &self.slots {
-            let Some(e) = &s.entry else {
-                assert!(!s.linked(), "an empty slot is unlinked");
-                continue;
-            };
-            let resident = matches!(e.place, Place::Resident { .. } | Place::Flushing { .. });
-            assert_eq!(
-                s.linked(),
-                resident,
-                "a value is in the recency list exactly when it is resident"
-            );
-            if resident {
-                mem_values += 1;
-                mem_bytes += e.mem_size();
-                if e.value().is_some_and(|v| v.is_mapped()) {
-                    mem_mapped += e.mem_size();
+        let mut credit = 0;
+        self.lock_shards();
+        for sh in self.held.iter().flatten() {
+            let (mut values, mut bytes) = (0, 0);
+            for s in &sh.slots {
+                let Some(e) = &s.entry else {
+                    assert!(!s.linked(), "an empty slot is unlinked");
+                    continue;
+                };
+                let resident = matches!(e.place, Place::Resident { .. } | Place::Flushing { .. });
+                assert_eq!(
+                    s.linked(),
+                    resident,
+                    "a value is in the recency list exactly when it is resident"
+                );
+                if resident {
+                    values += 1;
+                    bytes += e.mem_size();
+                    if e.value().is_some_and(|v| v.is_mapped()) {
+                        mem_mapped += e.mem_size();
+                    }
+                }
+                if let Place::Spilling { value } = &e.place {
+                    spilling += value.size();
+                }
+                if e.file().is_some() {
+                    disk_values += 1;
                 }
             }
-            if let Place::Spilling { value } = &e.place {
-                spilling += value.size();
-            }
-            if e.file().is_some() {
-                disk_values += 1;
-            }
+            assert_eq!(values, sh.mem_values, "a shard's mem_values");
+            assert_eq!(bytes, sh.mem_bytes, "a shard's mem_bytes");
+            mem_values += values;
+            mem_bytes += bytes;
+            credit += sh.credit;
+            let stamps: Vec<u64> = sh
+                .recency
+                .order(&sh.slots)
+                .iter()
+                .map(|&l| sh.slots[l as usize].stamp)
+                .collect();
+            assert!(
+                stamps.windows(2).all(|w| w[0] >= w[1]),
+                "a shard's recency list is in stamp order"
+            );
         }
+        assert!(credit <= self.credit, "credit");
+        let queued: u64 = self
+            .held
+            .iter()
+            .flatten()
+            .map(|sh| sh.dirty_len() as u64)
+            .sum();
+        assert!(self.credit > 0 || queued == self.queued, "queued");
+        assert!(
+            self.credit == 0 || self.used() + self.promised <= max_memsize / 2,
+            "credit above half the bound"
+        );
         assert!(spilling <= self.spilling_bytes, "spilling_bytes");
-        assert_eq!(mem_values, self.mem_values, "mem_values");
-        assert_eq!(mem_bytes, self.mem_bytes, "mem_bytes");
-        assert_eq!(mem_mapped, self.mem_mapped_bytes, "mem_mapped_bytes");
+        assert_eq!(mem_values, self.mem_values(), "mem_values");
+        assert_eq!(mem_bytes + credit, self.mem_bytes, "mem_bytes");
+        assert_eq!(mem_mapped, self.mem_mapped_bytes(), "mem_mapped_bytes");
         assert_eq!(disk_values, self.disk_values, "disk_values");
         assert!(
             self.used() <= max_memsize,
@@ -915,7 +1116,8 @@ mod tests {
 
     fn value() -> Arc<dyn Stored> {
         let counters = Arc::new(crate::stats::Counters::default());
-        Arc::new(crate::held::Held::new(vec![0u8], 1, counters))
+        let handle = Arc::new(crate::stats::CounterHandle(counters));
+        Arc::new(crate::held::Held::new(vec![0u8], 1, handle))
     }
 
     fn file(len: u64) -> SpillFile {
@@ -937,7 +1139,7 @@ mod tests {
     /// transition by transition, without threads.
     #[test]
     fn every_transition_a_waiter_may_wait_for_raises_wake() {
-        let mut st = State::new(Policy::Lru, true);
+        let mut st = State::new(Policy::Lru, true, 4);
         let tag = tag_of::<Vec<u8>>();
         let check = |st: &mut State, what: &str, f: &mut dyn FnMut(&mut State)| {
             st.wake = false;
@@ -957,7 +1159,7 @@ mod tests {
         check(&mut st, "a failed spill settling", &mut |st| {
             st.finish_spill(a.0, a.1, 1, None);
         });
-        assert!(st.slots[a.0 as usize].linked());
+        assert!(st.linked(a.0));
         st.start_spill(a.0);
         st.disk_bytes += 5;
         check(&mut st, "a spill settling", &mut |st| {
@@ -1007,7 +1209,7 @@ mod tests {
     /// victim picks, give exactly the order of eager moves.
     #[test]
     fn buffered_touches_match_eager_lru() {
-        let mut st = State::new(Policy::Lru, true);
+        let mut st = State::new(Policy::Lru, true, 4);
         let mut model: Vec<u32> = Vec::new(); // most recent first
         let mut x = 42u64;
         let mut next = || {
@@ -1032,7 +1234,7 @@ mod tests {
                     // delete a random resident value
                     let i = (next() as usize) % model.len();
                     let idx = model.remove(i);
-                    assert!(st.slots[idx as usize].linked());
+                    assert!(st.linked(idx));
                     st.remove(idx);
                 }
                 _ if !model.is_empty() => {
@@ -1045,13 +1247,14 @@ mod tests {
             }
         }
         st.apply_touches();
-        assert_eq!(st.recency.order(&st.slots), model);
-        // The write-behind queue stayed O(resident values) through the churn.
-        let q = st.dirty.as_ref().expect("write-behind on").len() as u64;
+        assert_eq!(st.order(), model);
+        st.check_invariants(u64::MAX);
+        // The write-behind queues stayed O(resident values) through the churn.
+        let q = st.dirty_len() as u64;
         assert!(
-            q <= 2 * st.mem_values + 64,
+            q <= 2 * st.mem_values() + 64 * 4,
             "{q} queued for {} resident",
-            st.mem_values
+            st.mem_values()
         );
     }
 }

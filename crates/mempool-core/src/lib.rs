@@ -72,6 +72,7 @@ mod room;
 #[cfg(unix)]
 mod segments;
 mod session;
+mod shard;
 mod signals;
 mod spill;
 mod stats;

@@ -6,10 +6,13 @@
 //! in `flusher.rs`. This file holds the operations users call.
 //!
 //! # Locking
-//! One mutex guards the index: slots, the recency list, the byte counts.
-//! Every operation holds it only for O(1) index changes and to pick victims;
-//! encoding, file writes, reads, and drops of values happen after it is
-//! released.
+//! The index is sharded (shard.rs): each shard's slots and recency list
+//! have their own lock. A `get` of a value in memory and a `set` that fits
+//! in its shard's credit take only that shard's lock; every other
+//! operation takes the index lock, which holds every shard's (index.rs).
+//! Every operation holds its locks only for O(1) index changes and to pick
+//! victims; encoding, file writes, reads, and drops of values happen after
+//! they are released.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +28,13 @@ use crate::error::{PoolError, Result, SetError};
 use crate::flusher::{Backoff, FlushCtl};
 use crate::frames::StoredFrame;
 use crate::held::{downcast, release, FrameValue, Held, Ref, Stored};
-use crate::index::{make_id, split_id, tag_of, Place, SpillFile, State, TypeTag, FRAME_TAG};
+use crate::index::{make_id, split_id, tag_of, Place, SpillFile, State, Tag, FRAME_TAG};
 use crate::room::{Admitted, Locked, Undo};
 use crate::segments::Extent;
 use crate::session::SessionDir;
+use crate::shard::{next_shard, Shards};
 use crate::spill::{Victim, Why};
-use crate::stats::{Counters, Stats};
+use crate::stats::{CounterHandle, Counters, Stats};
 use crate::storable::Storable;
 
 /// Where one value is, from [`Pool::info`].
@@ -58,9 +62,14 @@ pub(crate) struct Inner {
     owner: u64,
     session: SessionDir,
     state: Mutex<State>,
+    /// The index's shards, for the paths that take one shard's lock only.
+    shards: Arc<Shards>,
     /// Waiters for room, for a write to settle, for a restore (see room.rs).
     changed: Condvar,
     pub(crate) counters: Arc<Counters>,
+    /// Handles to `counters` for the values in memory (see
+    /// [`CounterHandle`]).
+    handles: Box<[Arc<CounterHandle>]>,
     /// Where spilled frames go.
     pub(crate) segments: crate::segments::Segments,
     pub(crate) backoff: Mutex<Backoff>,
@@ -156,13 +165,27 @@ impl Pool {
                 "max_memsize is 0; give the pool some memory (e.g. 1 GiB)".into(),
             ));
         }
+        let shards = match config.shards {
+            0 => Shards::default_count(),
+            n if n.is_power_of_two() && n <= 1024 => n,
+            n => {
+                return Err(PoolError::Config(format!(
+                    "shards is {n}; give a power of two up to 1024, or 0 for two per core"
+                )))
+            }
+        };
         let owner = random_u64();
+        let counters = Arc::new(Counters::default());
+        let handles = crate::stats::handles(&counters, shards);
         let (session, swept) = SessionDir::create(&config.spill_dir, owner)?;
         let segments = crate::segments::Segments::new(session.path());
-        let state = State::new(
+        let mut state = State::new(
             config.policy,
             config.write_behind && config.policy == crate::Policy::Lru,
+            shards,
         );
+        let shards = Arc::clone(state.shards());
+        state.unlock_shards();
         Ok(Self {
             handle: Arc::new(Handle {
                 flush: Some(Arc::new(FlushCtl::default())),
@@ -172,8 +195,10 @@ impl Pool {
                 owner,
                 session,
                 state: Mutex::new(state),
+                shards,
                 changed: Condvar::new(),
-                counters: Arc::new(Counters::default()),
+                counters,
+                handles,
                 segments,
                 backoff: Mutex::new(Backoff::default()),
                 swept,
@@ -208,6 +233,12 @@ impl Pool {
     /// Its guard wakes waiters when released (see room.rs).
     pub(crate) fn lock(&self) -> Locked<'_> {
         Locked::new(self.inner.state.lock(), &self.inner.changed)
+    }
+
+    /// This thread's handle to the pool's counters, for a new value in memory.
+    fn counter_handle(&self) -> Arc<CounterHandle> {
+        let handles = &self.inner.handles;
+        Arc::clone(&handles[crate::shard::home(handles.len())])
     }
 
     pub(crate) fn dref(&self, idx: u32, gen: u32, size: u64) -> DRef {
@@ -270,14 +301,41 @@ impl Pool {
                 Err(error) => Err(SetError { error, value }),
             };
         }
+        let held = Arc::new(Held::new(value, size, self.counter_handle()));
+        let stored: Arc<dyn Stored> = Arc::clone(&held) as _;
+        if let Some(r) = self.link_in_credit(&stored, tag_of::<T>()) {
+            return Ok(r);
+        }
         match self.admit(self.lock(), size, |_| false) {
             Ok(Admitted::Fits(st, released)) => {
-                let held = Held::new(value, size, Arc::clone(&self.inner.counters));
-                Ok(self.link_new(st, released, Arc::new(held), tag_of::<T>()))
+                Ok(self.link_new(st, released, stored, tag_of::<T>()))
             }
             Ok(Admitted::Gone) => unreachable!("a new value cannot be gone"),
-            Err(error) => Err(SetError { error, value }),
+            Err(error) => {
+                drop(stored);
+                let value = Arc::try_unwrap(held)
+                    .ok()
+                    .expect("a value not linked is not shared")
+                    .into_value();
+                Err(SetError { error, value })
+            }
         }
+    }
+
+    /// The fast path of a set: links a new value into the next shard of
+    /// this thread's turn under that shard's lock only, if the shard's
+    /// credit covers it (see index.rs); `None` otherwise.
+    fn link_in_credit(&self, value: &Arc<dyn Stored>, tag: &'static Tag) -> Option<DRef> {
+        let shards = &self.inner.shards;
+        if !shards.credit_out() {
+            return None;
+        }
+        let s = next_shard(shards.len());
+        let (local, gen) = shards.list[s]
+            .lock()
+            .link_in_credit(value, tag, shards.slot_limit())?;
+        crate::shard::stored();
+        Some(self.dref(shards.join(s, local), gen, value.size()))
     }
 
     /// Stores a frame (the bytes of a mempool-serde frame, heap or mapped)
@@ -316,11 +374,13 @@ impl Pool {
                     value: bytes,
                 });
         }
+        let held = Held::new(FrameValue(frame), size, self.counter_handle());
+        let stored: Arc<dyn Stored> = Arc::new(held);
+        if let Some(r) = self.link_in_credit(&stored, FRAME_TAG) {
+            return Ok(r);
+        }
         match self.admit(self.lock(), size, |_| false) {
-            Ok(Admitted::Fits(st, released)) => {
-                let held = Held::new(FrameValue(frame), size, Arc::clone(&self.inner.counters));
-                Ok(self.link_new(st, released, Arc::new(held), FRAME_TAG))
-            }
+            Ok(Admitted::Fits(st, released)) => Ok(self.link_new(st, released, stored, FRAME_TAG)),
             Ok(Admitted::Gone) => unreachable!("a new value cannot be gone"),
             Err(error) => Err(SetError {
                 error,
@@ -336,11 +396,12 @@ impl Pool {
         mut st: Locked<'_>,
         released: Vec<Arc<dyn Stored>>,
         value: Arc<dyn Stored>,
-        tag: &'static dyn TypeTag,
+        tag: &'static Tag,
     ) -> DRef {
         let size = value.size();
         let (idx, gen) = st.insert_resident(value, tag);
-        let flush = self.wants_flush(&st);
+        st.grant_credit(idx, self.inner.config.max_memsize, size);
+        let flush = self.wants_flush(&mut st);
         drop(st);
         let r = self.dref(idx, gen, size);
         // Dropping the released values runs user code, which may panic: the
@@ -364,7 +425,7 @@ impl Pool {
         layout: UnsealedFrame<'_>,
         size: u64,
         frame_name: Option<Arc<str>>,
-        tag: &'static dyn TypeTag,
+        tag: &'static Tag,
     ) -> Result<DRef> {
         let file = self.write_frame(layout, Why::Evict, size, frame_name)?;
         let (idx, gen) = self.lock().insert_on_disk(file, tag);
@@ -389,10 +450,13 @@ impl Pool {
     /// [`PoolError::Frame`] when the spill file is unreadable or corrupt
     /// (checksum mismatch), or a frame does not decode as `T` — never wrong data.
     pub fn get<T: Storable>(&self, r: &DRef) -> Result<Ref<T>> {
+        if let Some(got) = self.get_in_memory::<T>(r) {
+            return got;
+        }
         let mut st = self.lock();
         loop {
             let idx = st.find(self.inner.owner, r)?;
-            let linked = st.slots[idx as usize].linked();
+            let linked = st.linked(idx);
             let e = st.entry(idx);
             e.check_type::<T>(r)?;
             if let Some(v) = e.value() {
@@ -423,11 +487,40 @@ impl Pool {
         }
     }
 
+    /// The fast path of a get: under the value's shard's lock only, a value
+    /// in memory (or the error of a ref that names none, or of the wrong
+    /// type); `None` for a value not in memory, which takes the index lock.
+    fn get_in_memory<T: Storable>(&self, r: &DRef) -> Option<Result<Ref<T>>> {
+        let (idx, gen) = split_id(r.id);
+        let shards = &self.inner.shards;
+        let (s, local) = shards.split(idx);
+        let v = {
+            let mut sh = shards.list[s].lock();
+            let Some(slot) = sh.live(local, gen).filter(|_| r.owner == self.inner.owner) else {
+                return Some(Err(PoolError::NotFound { dref: *r }));
+            };
+            let e = slot.entry();
+            if let Err(mismatch) = e.check_type::<T>(r) {
+                return Some(Err(mismatch));
+            }
+            let v = Arc::clone(e.value()?);
+            if slot.linked() {
+                sh.touch(local);
+            }
+            sh.hits += 1;
+            v
+        };
+        Some(match v.as_frame() {
+            Some(frame) => self.decode_frame::<T>(frame).map(|out| out.keeping(v)),
+            None => Ok(downcast(v)),
+        })
+    }
+
     /// Decodes a `T` from a frame entry (its name was checked).
     fn decode_frame<T: Storable>(&self, frame: &Frame) -> Result<Ref<T>> {
         let value: T = frame.decode()?;
         let size = value.mem_size();
-        let held = Held::new(value, size, Arc::clone(&self.inner.counters));
+        let held = Held::new(value, size, self.counter_handle());
         Ok(Ref::from_held(Arc::new(held)))
     }
 
@@ -449,8 +542,8 @@ impl Pool {
                     let out = self.decode_frame::<T>(&frame)?;
                     let size = frame.len() as u64;
                     let is_mapped = mapped(frame.buffer());
-                    let held = Held::new(FrameValue(frame), size, Arc::clone(&self.inner.counters))
-                        .mapped(is_mapped);
+                    let held =
+                        Held::new(FrameValue(frame), size, self.counter_handle()).mapped(is_mapped);
                     let stored: Arc<dyn Stored> = Arc::new(held);
                     Ok((Arc::clone(&stored), out.keeping(stored)))
                 })
@@ -458,8 +551,7 @@ impl Pool {
             self.extent_bytes(extent).and_then(|bytes| {
                 let value = mempool_serde::decode_with::<T>(&bytes, &self.read_options())?;
                 let size = value.mem_size();
-                let held =
-                    Held::new(value, size, Arc::clone(&self.inner.counters)).mapped(mapped(&bytes));
+                let held = Held::new(value, size, self.counter_handle()).mapped(mapped(&bytes));
                 let held = Arc::new(held);
                 Ok((Arc::clone(&held) as Arc<dyn Stored>, Ref::from_held(held)))
             })
@@ -482,12 +574,12 @@ impl Pool {
             stored.detach();
             return Ok(out);
         }
-        let gone = |st: &State| !st.is_live(idx, gen);
+        let gone = |st: &mut State| !st.is_live(idx, gen);
         match self.admit(self.lock(), size, gone) {
             Ok(Admitted::Fits(mut st, released)) => {
                 st.finish_restore(idx, stored);
                 guard.keep();
-                let flush = self.wants_flush(&st);
+                let flush = self.wants_flush(&mut st);
                 drop(st);
                 release(released);
                 if flush {
@@ -573,7 +665,7 @@ impl Pool {
     /// [`PoolError::NotFound`]; [`PoolError::Frame`] when the spill file is
     /// unreadable or corrupt.
     pub fn frame(&self, r: &DRef) -> Result<StoredFrame> {
-        let st = self.lock();
+        let mut st = self.lock();
         let idx = st.find(self.inner.owner, r)?;
         let e = st.entry(idx);
         if let Some(v) = e.value() {
@@ -632,7 +724,7 @@ impl Pool {
     /// # Errors
     /// [`PoolError::NotFound`].
     pub fn info(&self, r: &DRef) -> Result<ValueInfo> {
-        let st = self.lock();
+        let mut st = self.lock();
         let idx = st.find(self.inner.owner, r)?;
         let e = st.entry(idx);
         Ok(ValueInfo {
@@ -818,18 +910,18 @@ impl Pool {
 
     /// A snapshot of the accounting and counters.
     pub fn stats(&self) -> Stats {
-        let st = self.lock();
+        let mut st = self.lock();
         let c = &self.inner.counters;
         let seg = self.inner.segments.stats();
         Stats {
-            mem_values: st.mem_values,
-            mem_bytes: st.mem_bytes,
-            mem_mapped_bytes: st.mem_mapped_bytes,
+            mem_values: st.mem_values(),
+            mem_bytes: st.resident_bytes(),
+            mem_mapped_bytes: st.mem_mapped_bytes(),
             spilling_bytes: st.spilling_bytes,
             disk_values: st.disk_values,
             disk_bytes: st.disk_bytes,
             detached_bytes: Counters::get(&c.detached_bytes),
-            hits: st.hits,
+            hits: st.all_hits(),
             misses: st.misses,
             evictions: st.evictions,
             spills: st.spills,

@@ -48,6 +48,8 @@ pub(crate) struct Locked<'p> {
 }
 
 impl<'p> Locked<'p> {
+    /// The guard of the index lock (shard locks are taken as the critical
+    /// section needs them, and released with it: see index.rs).
     pub(crate) fn new(guard: MutexGuard<'p, State>, cv: &'p Condvar) -> Self {
         Self { guard, cv }
     }
@@ -63,6 +65,7 @@ impl<'p> Locked<'p> {
     pub(crate) fn wait(mut self) -> Self {
         self.deliver();
         self.guard.waiters += 1;
+        self.guard.unlock_shards();
         self.cv.wait(&mut self.guard);
         self.guard.waiters -= 1;
         self
@@ -85,6 +88,7 @@ impl std::ops::DerefMut for Locked<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         self.deliver();
+        self.guard.unlock_shards();
     }
 }
 
@@ -128,6 +132,11 @@ pub(crate) fn fits_now(st: &State, max: u64, incoming: u64) -> bool {
 /// by the callers whose writes free it, and waiting callers that claimed
 /// room nobody is freeing could wait for each other forever.
 pub(crate) fn step(st: &mut State, max: u64, incoming: u64) -> Step {
+    // Past half the bound the shards' credit goes back (see index.rs): the
+    // figures below are then exact.
+    if st.credit() > 0 && st.used() + st.promised() + incoming > max / 2 {
+        st.reclaim_credit();
+    }
     if fits_now(st, max, incoming) {
         return Step::Fits(Vec::new());
     }
@@ -138,7 +147,7 @@ pub(crate) fn step(st: &mut State, max: u64, incoming: u64) -> Step {
         let Some(idx) = st.victim() else {
             break;
         };
-        let gen = st.slots[idx as usize].gen();
+        let gen = st.gen(idx);
         match st.start_spill(idx) {
             None => {
                 blocked = true;
@@ -230,11 +239,11 @@ impl Pool {
         &'p self,
         mut st: Locked<'p>,
         incoming: u64,
-        gone: impl Fn(&State) -> bool,
+        gone: impl Fn(&mut State) -> bool,
     ) -> Result<Admitted<'p>> {
         let max = self.config().max_memsize;
         loop {
-            if gone(&st) {
+            if gone(&mut st) {
                 return Ok(Admitted::Gone);
             }
             match step(&mut st, max, incoming) {
@@ -309,13 +318,15 @@ mod tests {
     use super::*;
     use crate::eviction::Policy;
     use crate::held::Held;
-    use crate::index::{tag_of, Place, SpillFile, TypeTag};
-    use crate::stats::Counters;
+    use crate::index::{tag_of, Place, SpillFile, Tag};
+    use crate::stats::{CounterHandle, Counters};
 
     const SEEDS: u64 = 20_000;
     const CALLERS: usize = 4;
     const OPS_PER_CALLER: usize = 6;
     const MAX: u64 = 1000;
+    /// Shards of the index: victims and copies are picked across them.
+    const SHARDS: usize = 4;
     /// Scheduling steps per seed, far more than a run needs.
     const STEP_LIMIT: usize = 100_000;
 
@@ -338,11 +349,11 @@ mod tests {
         Arc::new(Held::new(
             Vec::<u8>::new(),
             size,
-            Arc::new(Counters::default()),
+            Arc::new(CounterHandle(Arc::new(Counters::default()))),
         ))
     }
 
-    fn tag() -> &'static dyn TypeTag {
+    fn tag() -> &'static Tag {
         tag_of::<Vec<u8>>()
     }
 
@@ -395,7 +406,7 @@ mod tests {
     impl Model {
         fn new(seed: u64) -> Self {
             let mut rng = Rng(seed);
-            let mut st = State::new(Policy::Lru, true);
+            let mut st = State::new(Policy::Lru, true, SHARDS);
             // Start with memory mostly full, some values with disk copies.
             let mut used = 0;
             while used < MAX - 300 {
@@ -441,17 +452,15 @@ mod tests {
         /// on disk.
         fn new_op(&mut self, i: usize) -> Option<Op> {
             if self.rng.below(3) == 0 {
-                let on_disk: Vec<u32> = (0..self.st.slots.len() as u32)
-                    .filter(|&s| {
-                        self.st.slots[s as usize]
-                            .entry
-                            .as_ref()
-                            .is_some_and(|e| matches!(e.place, Place::OnDisk { .. }))
-                    })
+                let on_disk: Vec<u32> = self
+                    .st
+                    .live_slots()
+                    .into_iter()
+                    .filter(|&s| matches!(self.st.entry(s).place, Place::OnDisk { .. }))
                     .collect();
                 if !on_disk.is_empty() {
                     let idx = on_disk[self.rng.below(on_disk.len() as u64) as usize];
-                    let gen = self.st.slots[idx as usize].gen();
+                    let gen = self.st.gen(idx);
                     let mem_size = self.st.entry(idx).file().unwrap().mem_size;
                     self.st.start_restore(idx).unwrap();
                     self.log.push(format!("caller {i}: restore {idx}"));
@@ -488,7 +497,9 @@ mod tests {
                     match restore {
                         Some((idx, _)) => self.st.finish_restore(idx, value(incoming)),
                         None => {
-                            self.st.insert_resident(value(incoming), tag());
+                            let (idx, _) = self.st.insert_resident(value(incoming), tag());
+                            // As `link_new` does.
+                            self.st.grant_credit(idx, MAX, incoming);
                         }
                     }
                     self.log.push(format!("caller {i}: linked {incoming}"));
@@ -568,7 +579,7 @@ mod tests {
             let Some(idx) = self.st.pop_dirty() else {
                 return;
             };
-            let gen = self.st.slots[idx as usize].gen();
+            let gen = self.st.gen(idx);
             if let Some(v) = self.st.start_flush(idx) {
                 self.log.push(format!("{who}: flushes {idx}"));
                 self.flushes.push(Victim {
@@ -582,9 +593,16 @@ mod tests {
         }
 
         fn background(&mut self) {
-            match self.rng.below(3) {
+            match self.rng.below(4) {
                 // Write-behind starts a flush.
                 0 => self.start_flush("flusher"),
+                // A set links into a shard's credit (pool.rs's fast path).
+                3 => {
+                    let size = 1 + self.rng.below(20);
+                    if self.st.link_in_credit(value(size), tag()).is_some() {
+                        self.log.push(format!("a set links {size} in credit"));
+                    }
+                }
                 // A flush settles.
                 1 if !self.flushes.is_empty() => {
                     let k = self.rng.below(self.flushes.len() as u64) as usize;
@@ -595,9 +613,7 @@ mod tests {
                 }
                 // A delete of any value.
                 _ => {
-                    let live: Vec<u32> = (0..self.st.slots.len() as u32)
-                        .filter(|&s| self.st.slots[s as usize].entry.is_some())
-                        .collect();
+                    let live: Vec<u32> = self.st.live_slots();
                     if !live.is_empty() && self.rng.below(4) == 0 {
                         let idx = live[self.rng.below(live.len() as u64) as usize];
                         self.log.push(format!("delete {idx}"));
@@ -627,7 +643,7 @@ mod tests {
                          used {} promised {} of {MAX}, {} resident\n{}",
                         self.st.used(),
                         self.st.promised(),
-                        self.st.mem_values,
+                        self.st.mem_values(),
                         self.log[self.log.len().saturating_sub(30)..].join("\n")
                     ));
                 }

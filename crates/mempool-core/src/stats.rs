@@ -1,6 +1,7 @@
 //! [`Stats`]: what a pool holds and has done.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A snapshot of a pool's accounting and counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,6 +61,19 @@ pub struct Stats {
     /// compressed bytes, over every spill write), with
     /// [`PoolConfig::compression`](crate::PoolConfig::compression).
     pub compression_saved_bytes: u64,
+}
+
+/// One handle to a pool's [`Counters`], held by each of its values in
+/// memory: a pool has one per shard and a thread takes its own, so that
+/// threads storing values do not all count references on one cache line.
+#[repr(align(64))]
+pub(crate) struct CounterHandle(pub(crate) Arc<Counters>);
+
+/// The handles of one pool's counters (see [`CounterHandle`]).
+pub(crate) fn handles(counters: &Arc<Counters>, n: usize) -> Box<[Arc<CounterHandle>]> {
+    (0..n)
+        .map(|_| Arc::new(CounterHandle(Arc::clone(counters))))
+        .collect()
 }
 
 /// Counters updated without the pool lock.

@@ -71,11 +71,6 @@ impl Recency {
         self.list.order(links)
     }
 
-    /// The configured policy.
-    pub(crate) fn policy(&self) -> Policy {
-        self.policy
-    }
-
     pub(crate) fn victim(&self) -> Option<u32> {
         match self.policy {
             Policy::Lru => lru::Lru.victim(&self.list),

@@ -1,0 +1,532 @@
+//! One shard of the pool's index: its slots (recency links, generation,
+//! stamp and entry on one cache line), its recency list, its buffered reads,
+//! its write-behind queue, and the counts that reads and stores of resident
+//! values change.
+//!
+//! # Sharding
+//! A value's slot lives in one shard, named by the low bits of the slot
+//! index in its id. Each shard has its own lock. Two operations take only
+//! their shard's lock (the fast paths, in pool.rs): a `get` of a value in
+//! memory, and a `set` that fits in the shard's *credit* — room under
+//! `max_memsize` handed to the shard in advance (see index.rs, which keeps
+//! the global counts, and room.rs). Everything else takes the index lock,
+//! which holds every shard's lock ([`crate::index::State`]).
+//!
+//! # The order kept
+//! Each shard keeps its resident values in an exact recency list. Every link
+//! and every read takes a *stamp* under the shard lock: nanoseconds of the
+//! monotonic clock, raised to be above the shard's last stamp and the
+//! calling thread's last stamp. So within a shard the list is sorted by
+//! stamp, and on one thread stamps follow program order whatever the shards.
+//! The victim is picked under every shard lock: for LRU the least stamp among
+//! the shards' least recent values, for MRU the greatest among their most
+//! recent — exactly the global order of one list, with operations on
+//! different threads ordered by when they took their stamps.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+#[cfg(not(target_os = "linux"))]
+use std::sync::OnceLock;
+#[cfg(not(target_os = "linux"))]
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::eviction::{Link, Links, Policy, Recency};
+use crate::held::Stored;
+use crate::index::{Entry, Place, Tag};
+
+/// Recency-list membership (the list's own bit; a value is in the list
+/// exactly when its place is `Resident` or `Flushing`).
+const LINKED: u8 = 1;
+
+/// One value's slot: the recency links, the stamp and the entry share one
+/// cache line.
+#[repr(C, align(64))]
+pub(crate) struct Slot {
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+    pub(crate) gen: u32,
+    flags: u8,
+    /// When the value was last linked or read (see the module docs).
+    pub(crate) stamp: u64,
+    pub(crate) entry: Option<Entry>,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
+impl Slot {
+    /// Whether the value is resident (in the recency list).
+    pub(crate) fn linked(&self) -> bool {
+        self.flags & LINKED != 0
+    }
+
+    /// The slot's generation (the high half of its value's id).
+    pub(crate) fn gen(&self) -> u32 {
+        self.gen
+    }
+
+    pub(crate) fn entry(&self) -> &Entry {
+        self.entry.as_ref().expect("a live slot has an entry")
+    }
+}
+
+impl Links for Vec<Slot> {
+    fn link(&self, idx: u32) -> Link {
+        let s = &self[idx as usize];
+        Link {
+            prev: s.prev,
+            next: s.next,
+            linked: s.flags & LINKED != 0,
+        }
+    }
+    fn set_link(&mut self, idx: u32, link: Link) {
+        let s = &mut self[idx as usize];
+        s.prev = link.prev;
+        s.next = link.next;
+        if link.linked {
+            s.flags |= LINKED;
+        } else {
+            s.flags &= !LINKED;
+        }
+    }
+    fn set_prev(&mut self, idx: u32, prev: u32) {
+        self[idx as usize].prev = prev;
+    }
+    fn set_next(&mut self, idx: u32, next: u32) {
+        self[idx as usize].next = next;
+    }
+}
+
+/// Reads buffered before they are applied to the recency list.
+const TOUCH_BATCH: usize = 128;
+
+/// Stamps of links and reads start here; below are the stamps of values put
+/// back first in line to leave after a failed write (LRU), counting down.
+pub(crate) const STAMP_BASE: u64 = 1 << 62;
+
+thread_local! {
+    /// The last stamp this thread took (any pool, any shard).
+    static LAST_STAMP: Cell<u64> = const { Cell::new(0) };
+    /// This thread's number among those that used a pool.
+    static HOME: usize = first_shard();
+    /// Where this thread's next new value goes: shards in turn, each thread
+    /// starting elsewhere.
+    static NEXT_SHARD: Cell<usize> = Cell::new(HOME.with(|h| *h));
+}
+
+/// This thread's own one of `n` (a power of two) per-pool things, threads
+/// spread over them.
+pub(crate) fn home(n: usize) -> usize {
+    HOME.with(|h| *h) & (n - 1)
+}
+
+fn first_shard() -> usize {
+    static THREADS: AtomicUsize = AtomicUsize::new(0);
+    // Threads spread over the shards (an odd stride visits all of them).
+    THREADS.fetch_add(1, Ordering::Relaxed).wrapping_mul(5)
+}
+
+/// Nanoseconds of the coarse monotonic clock (one read of the kernel's
+/// last tick, no time-stamp counter: a precise clock read waits for every
+/// load before it, which in a get is the cache misses of the value's slot
+/// and reference count — it doubled a get's time).
+#[cfg(target_os = "linux")]
+fn clock_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    let ns = u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000
+        + u64::try_from(t.tv_nsec).unwrap_or(0);
+    ns.min(STAMP_BASE - 1)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clock_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).map_or(STAMP_BASE - 1, |ns| ns.min(STAMP_BASE - 1))
+}
+
+/// The shard this thread stores its next new value in (of `n`, a power of
+/// two): the same until [`stored`] — a set whose fast path found no credit
+/// there links there under the index lock, which hands that shard credit.
+pub(crate) fn next_shard(n: usize) -> usize {
+    NEXT_SHARD.with(Cell::get) & (n - 1)
+}
+
+/// This thread stored a value: its next one goes to the next shard.
+pub(crate) fn stored() {
+    NEXT_SHARD.with(|c| c.set(c.get().wrapping_add(1)));
+}
+
+/// One shard (see the module docs). Aligned so that two shards' locks never
+/// share a cache line.
+#[repr(align(128))]
+pub(crate) struct Shard {
+    pub(crate) slots: Vec<Slot>,
+    free: Vec<u32>,
+    pub(crate) recency: Recency,
+    /// Reads of resident values not yet applied to the recency list, oldest
+    /// first (slot, generation, stamp). Applying them in order before
+    /// anything that depends on the order (picking a victim, linking a
+    /// value) gives exactly the list that eager moves would; a read
+    /// meanwhile costs no write to its neighbours' slots.
+    touched: Vec<(u32, u32, u64)>,
+    /// Values stored without a disk copy, in the order stored (slot,
+    /// generation, stamp), for write-behind; stale entries (values since
+    /// deleted, written, or out of memory) are skipped when popped.
+    dirty: Option<VecDeque<(u32, u32, u64)>>,
+    /// The greatest stamp taken in this shard.
+    last_stamp: u64,
+    /// Resident values here, their bytes, and the part of those that maps
+    /// spilled ranges.
+    pub(crate) mem_values: u64,
+    pub(crate) mem_bytes: u64,
+    pub(crate) mem_mapped_bytes: u64,
+    /// `get`s answered here without the index lock.
+    pub(crate) hits: u64,
+    /// Room under `max_memsize` this shard may link new values into without
+    /// the index lock; counted in the index's `mem_bytes` (see index.rs).
+    pub(crate) credit: u64,
+}
+
+impl Shard {
+    pub(crate) fn new(policy: Policy, write_behind: bool) -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            recency: Recency::new(policy),
+            touched: Vec::with_capacity(TOUCH_BATCH),
+            dirty: write_behind.then(VecDeque::new),
+            last_stamp: 0,
+            mem_values: 0,
+            mem_bytes: 0,
+            mem_mapped_bytes: 0,
+            hits: 0,
+            credit: 0,
+        }
+    }
+
+    /// A new stamp: now, above every stamp of this shard and of this thread.
+    pub(crate) fn stamp(&mut self) -> u64 {
+        let s = LAST_STAMP.with(|last| {
+            let s = (STAMP_BASE + clock_ns())
+                .max(self.last_stamp + 1)
+                .max(last.get() + 1);
+            last.set(s);
+            s
+        });
+        self.last_stamp = s;
+        s
+    }
+
+    /// A new stamp above `floor` too (see [`crate::index::State`]'s
+    /// `relink_as_victim`).
+    pub(crate) fn stamp_above(&mut self, floor: u64) -> u64 {
+        let s = self.stamp().max(floor + 1);
+        self.last_stamp = s;
+        LAST_STAMP.with(|last| last.set(last.get().max(s)));
+        s
+    }
+
+    /// The greatest stamp taken here.
+    pub(crate) fn last_stamp(&self) -> u64 {
+        self.last_stamp
+    }
+
+    /// The live slot `local` holding generation `gen`.
+    pub(crate) fn live(&self, local: u32, gen: u32) -> Option<&Slot> {
+        self.slots
+            .get(local as usize)
+            .filter(|s| s.gen == gen && s.entry.is_some())
+    }
+
+    /// Whether [`Shard::insert`] would find a slot.
+    pub(crate) fn has_room(&self, limit: u32) -> bool {
+        !self.free.is_empty() || self.slots.len() < limit as usize
+    }
+
+    /// Puts an entry in a free slot (or a new one below `limit`); returns the
+    /// slot and its generation, or `None` when the shard is full.
+    pub(crate) fn insert(&mut self, entry: Entry, limit: u32) -> Option<(u32, u32)> {
+        if let Some(local) = self.free.pop() {
+            let slot = &mut self.slots[local as usize];
+            slot.entry = Some(entry);
+            slot.flags = 0;
+            return Some((local, slot.gen));
+        }
+        let local = u32::try_from(self.slots.len())
+            .ok()
+            .filter(|&i| i < limit)?;
+        self.slots.push(Slot {
+            prev: u32::MAX,
+            next: u32::MAX,
+            gen: 1,
+            flags: 0,
+            stamp: 0,
+            entry: Some(entry),
+        });
+        Some((local, 1))
+    }
+
+    /// Empties slot `local` (already out of the recency list); a slot whose
+    /// generation would wrap is retired, so that an old id never names a new
+    /// value.
+    pub(crate) fn vacate(&mut self, local: u32) -> Entry {
+        let slot = &mut self.slots[local as usize];
+        let e = slot.entry.take().expect("a live slot has an entry");
+        slot.flags = 0;
+        if slot.gen != u32::MAX {
+            slot.gen += 1;
+            self.free.push(local);
+        }
+        e
+    }
+
+    /// The size of the value in slot `local` and whether its bytes map a
+    /// spilled range.
+    fn sizes(&self, local: u32) -> (u64, u64) {
+        let e = self.slots[local as usize].entry();
+        let size = e.mem_size();
+        let mapped = e.value().filter(|v| v.is_mapped()).map_or(0, |_| size);
+        (size, mapped)
+    }
+
+    /// Makes slot `local` resident and most recent; returns its size.
+    pub(crate) fn link(&mut self, local: u32) -> u64 {
+        self.apply_touches();
+        let stamp = self.stamp();
+        self.slots[local as usize].stamp = stamp;
+        self.recency.insert(&mut self.slots, local);
+        self.count_in(local)
+    }
+
+    /// Makes slot `local` resident again after a failed write, first in
+    /// line to leave, with `stamp` (see index.rs); returns its size.
+    pub(crate) fn relink_as_victim(&mut self, local: u32, stamp: u64) -> u64 {
+        self.apply_touches();
+        self.slots[local as usize].stamp = stamp;
+        let Shard { slots, recency, .. } = self;
+        recency.reinsert_as_victim(slots, local);
+        self.count_in(local)
+    }
+
+    fn count_in(&mut self, local: u32) -> u64 {
+        let (size, mapped) = self.sizes(local);
+        self.mem_bytes += size;
+        self.mem_mapped_bytes += mapped;
+        self.mem_values += 1;
+        size
+    }
+
+    /// Takes slot `local` out of the recency list and the counts; its size,
+    /// or `None` if it was not resident. (Buffered reads of it are dropped
+    /// when applied.)
+    pub(crate) fn unlink(&mut self, local: u32) -> Option<u64> {
+        if !self.recency.remove(&mut self.slots, local) {
+            return None;
+        }
+        let (size, mapped) = self.sizes(local);
+        self.mem_bytes -= size;
+        self.mem_mapped_bytes -= mapped;
+        self.mem_values -= 1;
+        Some(size)
+    }
+
+    /// Links a new value (of `value.size()` bytes) if this shard's credit
+    /// covers it: the fast path of a `set` (pool.rs). Returns its slot and
+    /// generation.
+    pub(crate) fn link_in_credit(
+        &mut self,
+        value: &Arc<dyn Stored>,
+        tag: &'static Tag,
+        limit: u32,
+    ) -> Option<(u32, u32)> {
+        let size = value.size();
+        if self.credit < size || !self.has_room(limit) {
+            return None;
+        }
+        let entry = Entry {
+            place: Place::Resident {
+                value: Arc::clone(value),
+                copy: None,
+            },
+            tag,
+        };
+        let (local, gen) = self.insert(entry, limit)?;
+        self.credit -= size;
+        self.link(local);
+        self.push_dirty_linked(local);
+        Some((local, gen))
+    }
+
+    /// Records a read of resident slot `local` (applied to the recency list
+    /// in batches, in order).
+    pub(crate) fn touch(&mut self, local: u32) {
+        let gen = self.slots[local as usize].gen;
+        let stamp = self.stamp();
+        self.touched.push((local, gen, stamp));
+        if self.touched.len() == TOUCH_BATCH {
+            self.apply_touches();
+        }
+    }
+
+    /// Applies the buffered reads to the recency list, in order; reads of
+    /// values that left memory (or whose slot now holds another value) are
+    /// dropped.
+    pub(crate) fn apply_touches(&mut self) {
+        let Shard {
+            slots,
+            recency,
+            touched,
+            ..
+        } = self;
+        for (local, gen, stamp) in touched.drain(..) {
+            let s = &mut slots[local as usize];
+            if s.gen == gen && s.linked() {
+                s.stamp = stamp;
+                recency.touch(slots, local);
+            }
+        }
+    }
+
+    /// This shard's next victim per the policy and its stamp.
+    pub(crate) fn candidate(&mut self) -> Option<(u32, u64)> {
+        self.apply_touches();
+        let local = self.recency.victim()?;
+        Some((local, self.slots[local as usize].stamp))
+    }
+
+    /// Queues slot `local` (without a disk copy) for write-behind. When the
+    /// queue has grown to twice the shard's resident values (entries of
+    /// values since deleted or written pile up while memory is below the
+    /// mark), it is compacted: amortized O(1), and its length stays
+    /// O(resident values).
+    pub(crate) fn push_dirty(&mut self, local: u32) {
+        if self.dirty.is_some() {
+            let stamp = self.stamp();
+            self.push_dirty_at(local, stamp);
+        }
+    }
+
+    /// [`Shard::push_dirty`] of a value linked just now, with the stamp of
+    /// its link (no later stamp was taken here).
+    pub(crate) fn push_dirty_linked(&mut self, local: u32) {
+        let stamp = self.slots[local as usize].stamp;
+        debug_assert_eq!(stamp, self.last_stamp);
+        self.push_dirty_at(local, stamp);
+    }
+
+    fn push_dirty_at(&mut self, local: u32, stamp: u64) {
+        let gen = self.slots[local as usize].gen;
+        let Some(q) = &mut self.dirty else {
+            return;
+        };
+        q.push_back((local, gen, stamp));
+        if q.len() as u64 > 2 * self.mem_values + 64 {
+            let slots = &self.slots;
+            q.retain(|&(i, g, _)| is_dirty(slots, i, g));
+        }
+    }
+
+    /// The oldest queued value still resident without a disk copy (stale
+    /// entries before it are dropped): its slot and stamp.
+    pub(crate) fn dirty_head(&mut self) -> Option<(u32, u64)> {
+        let q = self.dirty.as_mut()?;
+        while let Some(&(local, gen, stamp)) = q.front() {
+            if is_dirty(&self.slots, local, gen) {
+                return Some((local, stamp));
+            }
+            q.pop_front();
+        }
+        None
+    }
+
+    /// Takes the head of the write-behind queue (after [`Shard::dirty_head`]).
+    pub(crate) fn pop_dirty_head(&mut self) {
+        if let Some(q) = &mut self.dirty {
+            q.pop_front();
+        }
+    }
+
+    /// Whether values are queued for write-behind (some may be stale).
+    pub(crate) fn has_dirty(&self) -> bool {
+        self.dirty.as_ref().is_some_and(|q| !q.is_empty())
+    }
+
+    /// Entries in the write-behind queue (stale ones included).
+    pub(crate) fn dirty_len(&self) -> usize {
+        self.dirty.as_ref().map_or(0, VecDeque::len)
+    }
+}
+
+fn is_dirty(slots: &[Slot], local: u32, gen: u32) -> bool {
+    let s = &slots[local as usize];
+    s.gen == gen
+        && s.entry
+            .as_ref()
+            .is_some_and(|e| matches!(e.place, Place::Resident { copy: None, .. }))
+}
+
+/// The shards of one pool: `1 << bits` of them.
+pub(crate) struct Shards {
+    pub(crate) list: Box<[Arc<Mutex<Shard>>]>,
+    pub(crate) bits: u32,
+    /// Whether some shard may hold credit: a hint, so that a `set` in a
+    /// full pool does not take a shard lock to find none.
+    credit_out: AtomicBool,
+}
+
+impl Shards {
+    pub(crate) fn new(n: usize, policy: Policy, write_behind: bool) -> Self {
+        assert!(n.is_power_of_two() && n <= 1 << 10, "shards: {n}");
+        Self {
+            list: (0..n)
+                .map(|_| Arc::new(Mutex::new(Shard::new(policy, write_behind))))
+                .collect(),
+            bits: n.trailing_zeros(),
+            credit_out: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether some shard may hold credit (stale either way at worst: a
+    /// `set` then takes the index lock, or one shard lock for nothing).
+    pub(crate) fn credit_out(&self) -> bool {
+        self.credit_out.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_credit_out(&self, out: bool) {
+        self.credit_out.store(out, Ordering::Relaxed);
+    }
+
+    /// How many shards a pool has on this machine: two per core, a power
+    /// of two from 4 to 64. Fewer make threads meet on one lock more often;
+    /// more make dearer what takes every shard's lock (a victim pick: one
+    /// pass over the shards per critical section, four atomic operations
+    /// each — with 8 shards on 2 cores W5's puts took 20% more CPU than
+    /// with one lock).
+    pub(crate) fn default_count() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores * 2).next_power_of_two().clamp(4, 64)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// The shard and slot in it of slot index `idx`.
+    pub(crate) fn split(&self, idx: u32) -> (usize, u32) {
+        ((idx & ((1 << self.bits) - 1)) as usize, idx >> self.bits)
+    }
+
+    /// The slot index of slot `local` of shard `s`.
+    pub(crate) fn join(&self, s: usize, local: u32) -> u32 {
+        (local << self.bits) | s as u32
+    }
+
+    /// Slots a shard may have: slot indices stay below `u32::MAX`.
+    pub(crate) fn slot_limit(&self) -> u32 {
+        u32::MAX >> self.bits
+    }
+}
