@@ -9,7 +9,8 @@
 //! The index is sharded (shard.rs): each shard's slots and recency list
 //! have their own lock. A `get` of a value in memory and a `set` that fits
 //! in its shard's credit take only that shard's lock; every other
-//! operation takes the index lock, which holds every shard's (index.rs).
+//! operation takes the index lock, and under it the shard locks it needs
+//! (index.rs).
 //! Every operation holds its locks only for O(1) index changes and to pick
 //! victims; encoding, file writes, reads, and drops of values happen after
 //! they are released.
