@@ -161,31 +161,33 @@ pub(crate) fn stored() {
 }
 
 /// One shard (see the module docs). Aligned so that two shards' locks never
-/// share a cache line.
-#[repr(align(128))]
+/// share a cache line; `repr(C)` with what every get writes first, on one
+/// cache line (when threads read at random, each get moves its shard's
+/// lines from the core that used them last).
+#[repr(C, align(128))]
 pub(crate) struct Shard {
     pub(crate) slots: Vec<Slot>,
-    free: Vec<u32>,
-    pub(crate) recency: Recency,
     /// Reads of resident values not yet applied to the recency list, oldest
     /// first (slot, generation, stamp). Applying them in order before
     /// anything that depends on the order (picking a victim, linking a
     /// value) gives exactly the list that eager moves would; a read
     /// meanwhile costs no write to its neighbours' slots.
     touched: Vec<(u32, u32, u64)>,
+    /// The greatest stamp taken in this shard.
+    last_stamp: u64,
+    /// `get`s answered here without the index lock.
+    pub(crate) hits: u64,
+    free: Vec<u32>,
+    pub(crate) recency: Recency,
     /// Values stored without a disk copy, in the order stored (slot,
     /// generation, stamp), for write-behind; stale entries (values since
     /// deleted, written, or out of memory) are skipped when popped.
     dirty: Option<VecDeque<(u32, u32, u64)>>,
-    /// The greatest stamp taken in this shard.
-    last_stamp: u64,
     /// Resident values here, their bytes, and the part of those that maps
     /// spilled ranges.
     pub(crate) mem_values: u64,
     pub(crate) mem_bytes: u64,
     pub(crate) mem_mapped_bytes: u64,
-    /// `get`s answered here without the index lock.
-    pub(crate) hits: u64,
     /// Room under `max_memsize` this shard may link new values into without
     /// the index lock; counted in the index's `mem_bytes` (see index.rs).
     pub(crate) credit: u64,
