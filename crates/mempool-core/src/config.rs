@@ -56,9 +56,11 @@ pub struct PoolConfig {
     /// Shards of the index, each with its own lock. A `get` of a value in
     /// memory and a `set` that fits take only their shard's lock, so threads
     /// scale until two meet on one shard; what moves values between memory
-    /// and disk (evictions, restores, deletes, `stats`) takes every shard's.
-    /// The eviction order is global and exact (see [`Policy`]). A power of
-    /// two up to 1024; `0` (the default) picks two per core, from 4 to 64.
+    /// and disk (evictions, restores, deletes) takes a lock over the whole
+    /// index and the locks of the shards it changes, `stats` every shard's.
+    /// The eviction order is global (see [`Policy`] for exactly which). A
+    /// power of two up to 1024; `0` (the default) picks two per core, from
+    /// 4 to 64.
     pub shards: usize,
     /// Compress spilled frames (MemPool.jl's serialization filters): `None`
     /// (the default) writes frames as they are, so that they map back

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::{ArcMutexGuard, RawMutex};
+use parking_lot::MutexGuard;
 
 use crate::dref::DRef;
 use crate::error::{PoolError, Result};
@@ -218,6 +218,22 @@ pub(crate) fn split_id(id: u64) -> (u32, u32) {
     (id as u32, (id >> 32) as u32)
 }
 
+/// The shard (of `n`) showing the least stamp, and that stamp; `None` if
+/// every shard shows none.
+fn least(n: usize, shown: impl Fn(usize) -> u64) -> Option<(usize, u64)> {
+    let (s, stamp) = (0..n).map(|s| (s, shown(s))).min_by_key(|&(_, v)| v)?;
+    (stamp != u64::MAX).then_some((s, stamp))
+}
+
+/// The least stamp shown by the shards (of `n`) but `but`.
+fn others_least(n: usize, but: usize, shown: impl Fn(usize) -> u64) -> u64 {
+    (0..n)
+        .filter(|&s| s != but)
+        .map(shown)
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
 /// A value leaving memory, picked by [`State::start_spill`].
 pub(crate) enum Leaving {
     /// It had a disk copy: it is on disk now, and this is the value to let go
@@ -245,13 +261,16 @@ pub(crate) enum Leaving {
 ///
 /// # The index lock and the shard locks
 /// The index lock is this struct's mutex. Under it, the first access to a
-/// shard takes that shard's lock, and the guard stays in `held` until
-/// [`State::unlock_shards`] (when the pool's lock guard is released or
-/// waits): a value's shard when the value is found (or stored), every shard
-/// for what looks across them (the next victim, the next value to copy,
-/// the sums of `stats`). So what a critical section has seen of a shard
+/// shard takes that shard's lock, which stays taken (marked in `held`)
+/// until [`State::unlock_shards`] (when the pool's lock guard is released
+/// or waits): a value's shard when the value is found (or stored); the
+/// shard of the next LRU victim or of the next value to copy, found by the
+/// stamps the shards show ([`Shown`](crate::shard::Shown)) without the
+/// others' locks; every shard for sums (`stats`), for taking credit back,
+/// and for an MRU victim. So what a critical section has seen of a shard
 /// stays as it saw it until the section ends, as with one lock; and an
-/// operation on one value takes two locks, not one per shard. The fast
+/// operation on one value, an eviction included, takes two or three locks,
+/// not one per shard. The fast
 /// paths (pool.rs) take one shard's lock and never the index lock: a read
 /// of a value in memory, and the link of a new value into the shard's
 /// credit — neither of which any waiter waits for (credit is taken back
@@ -269,8 +288,13 @@ pub(crate) enum Leaving {
 /// waiting. So no transition can forget its wake-up.
 pub(crate) struct State {
     shards: Arc<Shards>,
-    /// The guards of the shards this critical section holds (see above).
-    held: Vec<Option<ArcMutexGuard<RawMutex, Shard>>>,
+    /// The shards whose locks this critical section holds (see above), and
+    /// how many: their guards are leaked when taken and the locks released
+    /// by [`State::unlock_shards`] — a guard kept here would need an `Arc`
+    /// of its mutex, two more atomic operations per shard and section
+    /// (victim picks take every shard in every section).
+    held: Box<[bool]>,
+    n_held: usize,
     policy: Policy,
     pub(crate) mem_bytes: u64,
     /// Credit handed to shards and not taken back since (what they still
@@ -311,7 +335,8 @@ impl State {
     pub(crate) fn new(policy: Policy, write_behind: bool, shards: usize) -> Self {
         let shards = Arc::new(Shards::new(shards, policy, write_behind));
         let mut st = Self {
-            held: (0..shards.len()).map(|_| None).collect(),
+            held: vec![false; shards.len()].into_boxed_slice(),
+            n_held: 0,
             shards,
             policy,
             mem_bytes: 0,
@@ -343,63 +368,122 @@ impl State {
 
     /// Takes every shard's lock (the index lock is held).
     pub(crate) fn lock_shards(&mut self) {
-        for s in 0..self.held.len() {
-            self.hold(s);
+        if self.n_held < self.held.len() {
+            for s in 0..self.held.len() {
+                self.take(s);
+            }
         }
     }
 
     /// Lets go of the shard locks held (before the index lock is released
     /// or waited on).
+    #[allow(unsafe_code, reason = "releases the locks whose guards `take` leaked")]
     pub(crate) fn unlock_shards(&mut self) {
-        for h in &mut self.held {
-            *h = None;
+        if self.n_held == 0 {
+            return;
+        }
+        for (s, held) in self.held.iter_mut().enumerate() {
+            if std::mem::take(held) {
+                // SAFETY: `held[s]` was set by `take`, which locked shard
+                // `s` and leaked its guard; nothing else unlocks it.
+                unsafe { self.shards.list[s].force_unlock() };
+            }
+        }
+        self.n_held = 0;
+    }
+
+    /// Takes shard `s`'s lock if this critical section does not hold it.
+    #[inline]
+    fn take(&mut self, s: usize) {
+        if !self.held[s] {
+            // Leaked: the lock stays taken until `unlock_shards`.
+            let _ = MutexGuard::leak(self.shards.list[s].lock());
+            self.held[s] = true;
+            self.n_held += 1;
         }
     }
 
+    /// Shard `s`, whose lock this critical section holds.
+    #[allow(unsafe_code, reason = "the data of a mutex whose lock is held")]
+    #[inline]
+    fn shard(&self, s: usize) -> &Shard {
+        assert!(
+            self.held[s],
+            "a value's shard is held once the value was found"
+        );
+        // SAFETY: this critical section holds shard `s`'s lock (`take`)
+        // until `unlock_shards`, which takes `&mut self`: no other thread
+        // reaches the shard meanwhile, and on this one the reference's
+        // borrow of `self` excludes any `&mut` to it.
+        unsafe { &*self.shards.list[s].data_ptr() }
+    }
+
     /// Shard `s`, its lock taken if this critical section does not hold it.
+    #[allow(unsafe_code, reason = "the data of a mutex whose lock is held")]
+    #[inline]
     fn hold(&mut self, s: usize) -> &mut Shard {
-        let Self { shards, held, .. } = self;
-        held[s].get_or_insert_with(|| shards.list[s].lock_arc())
+        self.take(s);
+        // SAFETY: as in `shard`; the borrow of `self` is exclusive.
+        unsafe { &mut *self.shards.list[s].data_ptr() }
     }
 
     /// The shard of slot `idx` (which this critical section holds: it
     /// found or stored the value, or picked it) and the slot in it.
+    #[inline]
     fn at(&self, idx: u32) -> (&Shard, u32) {
         let (s, local) = self.shards.split(idx);
-        let sh = self.held[s]
-            .as_deref()
-            .expect("a value's shard is held once the value was found");
-        (sh, local)
+        (self.shard(s), local)
     }
 
     /// The shard of slot `idx`, its lock taken if needed, and the slot in it.
+    #[inline]
     fn at_mut(&mut self, idx: u32) -> (&mut Shard, u32) {
         let (s, local) = self.shards.split(idx);
         (self.hold(s), local)
     }
 
     /// Every shard, their locks taken.
+    #[allow(unsafe_code, reason = "the data of mutexes whose locks are held")]
     fn all(&mut self) -> impl Iterator<Item = &mut Shard> {
         self.lock_shards();
-        self.held.iter_mut().flatten().map(|g| &mut **g)
+        self.shards.list.iter().map(|m| {
+            // SAFETY: as in `shard`: every shard's lock is held, the borrow
+            // of `self` is exclusive, and each shard is yielded once.
+            unsafe { &mut *m.data_ptr() }
+        })
     }
 
+    /// Every shard, their locks held (shared).
+    #[cfg(test)]
+    #[allow(unsafe_code, reason = "the data of mutexes whose locks are held")]
+    fn all_ref(&self) -> impl Iterator<Item = &Shard> {
+        assert_eq!(self.n_held, self.held.len(), "every shard is held");
+        self.shards.list.iter().map(|m| {
+            // SAFETY: as in `shard`.
+            unsafe { &*m.data_ptr() }
+        })
+    }
+
+    #[inline]
     fn slot(&self, idx: u32) -> &Slot {
         let (sh, local) = self.at(idx);
         &sh.slots[local as usize]
     }
 
+    #[inline]
     fn slot_mut(&mut self, idx: u32) -> &mut Slot {
         let (sh, local) = self.at_mut(idx);
         &mut sh.slots[local as usize]
     }
 
     /// The generation of slot `idx`.
+    #[inline]
     pub(crate) fn gen(&self, idx: u32) -> u32 {
         self.slot(idx).gen()
     }
 
     /// Whether the value in slot `idx` is resident (in a recency list).
+    #[inline]
     pub(crate) fn linked(&self, idx: u32) -> bool {
         self.slot(idx).linked()
     }
@@ -420,6 +504,7 @@ impl State {
         sh.live(local, gen).is_some()
     }
 
+    #[inline]
     pub(crate) fn entry(&self, idx: u32) -> &Entry {
         self.slot(idx).entry()
     }
@@ -749,8 +834,34 @@ impl State {
     }
 
     /// The oldest queued value (least stamp of the shards' queue heads) that
-    /// is still resident, without a disk copy, and not being written.
+    /// is still resident, without a disk copy, and not being written. Takes
+    /// the lock of the shard it comes from, not every shard's (see
+    /// [`Shown`](crate::shard::Shown)).
     pub(crate) fn pop_dirty(&mut self) -> Option<u32> {
+        let shards = Arc::clone(&self.shards);
+        for _ in 0..2 * shards.len() {
+            let (s, shown) = least(shards.len(), |s| shards.shown.dirty(s))?;
+            let sh = self.hold(s);
+            let before = sh.dirty_len();
+            let head = sh.dirty_head();
+            let dropped = before - sh.dirty_len();
+            self.requeued(dropped, 0);
+            let Some((local, stamp)) = head else {
+                continue;
+            };
+            if stamp == shown || stamp <= others_least(shards.len(), s, |s| shards.shown.dirty(s)) {
+                self.hold(s).pop_dirty_head();
+                self.requeued(1, 0);
+                return Some(self.shards.join(s, local));
+            }
+        }
+        // Shards kept showing heads below what they held (values linked
+        // into emptied shards meanwhile): look at every shard.
+        self.pop_dirty_all()
+    }
+
+    /// [`State::pop_dirty`] under every shard's lock.
+    fn pop_dirty_all(&mut self) -> Option<u32> {
         let mut best: Option<(usize, u32, u64)> = None;
         let mut dropped = 0;
         for (s, sh) in self.all().enumerate() {
@@ -772,8 +883,28 @@ impl State {
 
     /// The next value to leave memory, per the policy: of the shards'
     /// candidates, for LRU the one read or stored longest ago, for MRU the
-    /// one most recently (see shard.rs).
+    /// one most recently (see shard.rs). For LRU, takes the lock of the
+    /// shard it comes from, not every shard's (see [`Shown`](crate::shard::Shown)).
     pub(crate) fn victim(&mut self) -> Option<u32> {
+        if self.policy == Policy::Lru {
+            let shards = Arc::clone(&self.shards);
+            for _ in 0..2 * shards.len() {
+                let (s, shown) = least(shards.len(), |s| shards.shown.victim(s))?;
+                let Some((local, stamp)) = self.hold(s).candidate() else {
+                    continue;
+                };
+                if stamp == shown
+                    || stamp <= others_least(shards.len(), s, |s| shards.shown.victim(s))
+                {
+                    return Some(self.shards.join(s, local));
+                }
+            }
+        }
+        self.victim_all()
+    }
+
+    /// [`State::victim`] under every shard's lock.
+    fn victim_all(&mut self) -> Option<u32> {
         let policy = self.policy;
         let mut best: Option<(usize, u32, u64)> = None;
         for (s, sh) in self.all().enumerate() {
@@ -921,8 +1052,8 @@ impl State {
     pub(crate) fn drop_resident_copies(&mut self) -> Vec<SpillFile> {
         let mut files = Vec::new();
         let mut queued = self.queued;
-        self.lock_shards();
-        for sh in self.held.iter_mut().flatten() {
+        let (mut disk_bytes, mut disk_values) = (self.disk_bytes, self.disk_values);
+        for sh in self.all() {
             for local in 0..sh.slots.len() as u32 {
                 let Some(Entry {
                     place: Place::Resident { copy, .. },
@@ -940,8 +1071,8 @@ impl State {
                     continue;
                 }
                 if let Some(f) = copy.take() {
-                    self.disk_bytes -= f.len;
-                    self.disk_values -= 1;
+                    disk_bytes -= f.len;
+                    disk_values -= 1;
                     files.push(*f);
                     let before = sh.dirty_len();
                     sh.push_dirty(local);
@@ -952,6 +1083,8 @@ impl State {
             }
         }
         self.queued = queued;
+        self.disk_bytes = disk_bytes;
+        self.disk_values = disk_values;
         self.wake = true;
         files
     }
@@ -984,7 +1117,7 @@ impl State {
     pub(crate) fn live_slots(&mut self) -> Vec<u32> {
         let mut v = Vec::new();
         self.lock_shards();
-        for (s, sh) in self.held.iter().flatten().enumerate() {
+        for (s, sh) in self.all_ref().enumerate() {
             for (local, slot) in sh.slots.iter().enumerate() {
                 if slot.entry.is_some() {
                     v.push(self.shards.join(s, local as u32));
@@ -1042,7 +1175,7 @@ impl State {
         let mut mem_mapped = 0;
         let mut credit = 0;
         self.lock_shards();
-        for sh in self.held.iter().flatten() {
+        for sh in self.all_ref() {
             let (mut values, mut bytes) = (0, 0);
             for s in &sh.slots {
                 let Some(e) = &s.entry else {
@@ -1085,13 +1218,21 @@ impl State {
                 "a shard's recency list is in stamp order"
             );
         }
+        // What the shards show the index lock (see `Shown`) is never above
+        // their heads.
+        let shown = Arc::clone(&self.shards.shown);
+        let mut dropped = 0;
+        for (s, sh) in self.all().enumerate() {
+            let victim = sh.candidate().map_or(u64::MAX, |(_, stamp)| stamp);
+            assert_eq!(shown.victim(s), victim, "shown victim stamp");
+            let before = sh.dirty_len();
+            let dirty = sh.dirty_head().map_or(u64::MAX, |(_, stamp)| stamp);
+            dropped += before - sh.dirty_len();
+            assert_eq!(shown.dirty(s), dirty, "shown write-behind head stamp");
+        }
+        self.requeued(dropped, 0);
         assert!(credit <= self.credit, "credit");
-        let queued: u64 = self
-            .held
-            .iter()
-            .flatten()
-            .map(|sh| sh.dirty_len() as u64)
-            .sum();
+        let queued: u64 = self.all_ref().map(|sh| sh.dirty_len() as u64).sum();
         assert!(self.credit > 0 || queued == self.queued, "queued");
         assert!(
             self.credit == 0 || self.used() + self.promised <= max_memsize / 2,

@@ -10,7 +10,11 @@
 //! have their own lock. A `get` of a value in memory and a `set` that fits
 //! in its shard's credit take only that shard's lock; every other
 //! operation takes the index lock, and under it the shard locks it needs
-//! (index.rs).
+//! (index.rs). Values leave memory in the order of one recency list for
+//! the operations of one thread and for those of one shard; operations of
+//! different threads on different shards in the order of a coarse clock,
+//! those within one tick of it (4 ms on Linux) either way round (shard.rs,
+//! "The order kept").
 //! Every operation holds its locks only for O(1) index changes and to pick
 //! victims; encoding, file writes, reads, and drops of values happen after
 //! they are released.

@@ -10,22 +10,31 @@
 //! memory, and a `set` that fits in the shard's *credit* — room under
 //! `max_memsize` handed to the shard in advance (see index.rs, which keeps
 //! the global counts, and room.rs). Everything else takes the index lock,
-//! which holds every shard's lock ([`crate::index::State`]).
+//! and under it the shard locks it needs ([`crate::index::State`]): a
+//! value's shard; the shard of the next LRU victim or of the next value to
+//! copy, found through what the shards show ([`Shown`]) without taking the
+//! others' locks; every shard for sums (`stats`), for taking credit back,
+//! and for an MRU victim.
 //!
 //! # The order kept
-//! Each shard keeps its resident values in an exact recency list. Every link
-//! and every read takes a *stamp* under the shard lock: nanoseconds of the
+//! Each shard keeps its resident values in an exact recency list: the order
+//! in which its links and reads took its lock. Every link and every read
+//! takes a *stamp* under the shard lock: nanoseconds of the coarse
 //! monotonic clock, raised to be above the shard's last stamp and the
 //! calling thread's last stamp. So within a shard the list is sorted by
-//! stamp, and on one thread stamps follow program order whatever the shards.
-//! The victim is picked under every shard lock: for LRU the least stamp among
-//! the shards' least recent values, for MRU the greatest among their most
-//! recent — exactly the global order of one list, with operations on
-//! different threads ordered by when they took their stamps.
+//! stamp, and on one thread stamps follow program order whatever the
+//! shards. The victim is the resident value with the least stamp (LRU; for
+//! MRU the greatest), of all shards. So values leave in the order of one
+//! recency list for the operations of one thread, and for those of one
+//! shard; operations of different threads on different shards leave in the
+//! clock's order, and those within one clock tick of each other (4 ms on
+//! Linux, where the coarse clock moves by ticks) may be either way round: a
+//! stamp runs ahead of the clock by at most 1 ns per stamp its shard or
+//! thread took in that tick.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 use std::sync::OnceLock;
@@ -200,10 +209,54 @@ pub(crate) struct Shard {
     /// Room under `max_memsize` this shard may link new values into without
     /// the index lock; counted in the index's `mem_bytes` (see index.rs).
     pub(crate) credit: u64,
+    /// Where this shard shows its heads to the index lock (see [`Shown`]),
+    /// and its place there.
+    shown: Arc<Shown>,
+    me: usize,
+}
+
+/// The stamps of every shard's next victim (the head of its recency list
+/// for LRU) and of the head of its write-behind queue, `u64::MAX` for none:
+/// stored under the shard's lock whenever a head changes, read by the index
+/// lock without it, to find the shard holding the least one — and take that
+/// shard's lock only, not every shard's (index.rs: `victim`, `pop_dirty`).
+///
+/// A shard's shown stamp is never above the stamp its head has once its
+/// buffered reads are applied and stale queue entries dropped: buffered
+/// reads only raise the head's stamp (a read value moves to the most recent
+/// end, with a stamp above every other of its shard), as dropping stale
+/// entries does; and the paths that run without the index lock (a read of
+/// a value in memory, a link into credit) lower a head only by linking into
+/// an empty shard — a value linked concurrently with the pick, as if after
+/// it. So the shard whose least stamp, its reads applied under its lock,
+/// is at most every other shard's shown stamp holds the least of all.
+pub(crate) struct Shown {
+    victim: Box<[AtomicU64]>,
+    dirty: Box<[AtomicU64]>,
+}
+
+impl Shown {
+    fn new(n: usize) -> Self {
+        let none = || (0..n).map(|_| AtomicU64::new(u64::MAX)).collect();
+        Self {
+            victim: none(),
+            dirty: none(),
+        }
+    }
+
+    /// Shard `s`'s shown victim stamp.
+    pub(crate) fn victim(&self, s: usize) -> u64 {
+        self.victim[s].load(Ordering::Relaxed)
+    }
+
+    /// Shard `s`'s shown write-behind head stamp.
+    pub(crate) fn dirty(&self, s: usize) -> u64 {
+        self.dirty[s].load(Ordering::Relaxed)
+    }
 }
 
 impl Shard {
-    pub(crate) fn new(policy: Policy, write_behind: bool) -> Self {
+    fn new(policy: Policy, write_behind: bool, shown: Arc<Shown>, me: usize) -> Self {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
@@ -216,7 +269,29 @@ impl Shard {
             mem_mapped_bytes: 0,
             hits: 0,
             credit: 0,
+            shown,
+            me,
         }
+    }
+
+    /// Shows this shard's next victim's stamp (see [`Shown`]).
+    fn show_victim(&self) {
+        let stamp = self
+            .recency
+            .victim()
+            .map_or(u64::MAX, |l| self.slots[l as usize].stamp);
+        self.shown.victim[self.me].store(stamp, Ordering::Relaxed);
+    }
+
+    /// Shows the stamp of this shard's write-behind queue's head (stale or
+    /// not: a stale entry's stamp is below the live head's).
+    fn show_dirty(&self) {
+        let stamp = self
+            .dirty
+            .as_ref()
+            .and_then(VecDeque::front)
+            .map_or(u64::MAX, |e| e.2);
+        self.shown.dirty[self.me].store(stamp, Ordering::Relaxed);
     }
 
     /// A new stamp: now, above every stamp of this shard and of this thread.
@@ -310,6 +385,11 @@ impl Shard {
         let stamp = self.stamp();
         self.slots[local as usize].stamp = stamp;
         self.recency.insert(&mut self.slots, local);
+        // A link is most recent: the LRU victim changes only in an empty
+        // shard.
+        if self.mem_values == 0 || self.recency.policy() == Policy::Mru {
+            self.show_victim();
+        }
         self.count_in(local)
     }
 
@@ -320,6 +400,7 @@ impl Shard {
         self.slots[local as usize].stamp = stamp;
         let Shard { slots, recency, .. } = self;
         recency.reinsert_as_victim(slots, local);
+        self.show_victim();
         self.count_in(local)
     }
 
@@ -338,6 +419,7 @@ impl Shard {
         if !self.recency.remove(&mut self.slots, local) {
             return None;
         }
+        self.show_victim();
         let (size, mapped) = self.sizes(local);
         self.mem_bytes -= size;
         self.mem_mapped_bytes -= mapped;
@@ -387,6 +469,9 @@ impl Shard {
     /// values that left memory (or whose slot now holds another value) are
     /// dropped.
     pub(crate) fn apply_touches(&mut self) {
+        if self.touched.is_empty() {
+            return;
+        }
         let Shard {
             slots,
             recency,
@@ -400,12 +485,16 @@ impl Shard {
                 recency.touch(slots, local);
             }
         }
+        self.show_victim();
     }
 
     /// This shard's next victim per the policy and its stamp.
     pub(crate) fn candidate(&mut self) -> Option<(u32, u64)> {
         self.apply_touches();
-        let local = self.recency.victim()?;
+        let Some(local) = self.recency.victim() else {
+            self.show_victim();
+            return None;
+        };
         Some((local, self.slots[local as usize].stamp))
     }
 
@@ -435,9 +524,12 @@ impl Shard {
             return;
         };
         q.push_back((local, gen, stamp));
-        if q.len() as u64 > 2 * self.mem_values + 64 {
+        if q.len() == 1 {
+            self.show_dirty();
+        } else if q.len() as u64 > 2 * self.mem_values + 64 {
             let slots = &self.slots;
             q.retain(|&(i, g, _)| is_dirty(slots, i, g));
+            self.show_dirty();
         }
     }
 
@@ -445,13 +537,20 @@ impl Shard {
     /// entries before it are dropped): its slot and stamp.
     pub(crate) fn dirty_head(&mut self) -> Option<(u32, u64)> {
         let q = self.dirty.as_mut()?;
+        let mut head = None;
+        let mut dropped = false;
         while let Some(&(local, gen, stamp)) = q.front() {
             if is_dirty(&self.slots, local, gen) {
-                return Some((local, stamp));
+                head = Some((local, stamp));
+                break;
             }
             q.pop_front();
+            dropped = true;
         }
-        None
+        if dropped || head.is_none() {
+            self.show_dirty();
+        }
+        head
     }
 
     /// Takes the head of the write-behind queue (after [`Shard::dirty_head`]).
@@ -459,6 +558,7 @@ impl Shard {
         if let Some(q) = &mut self.dirty {
             q.pop_front();
         }
+        self.show_dirty();
     }
 
     /// Whether values are queued for write-behind (some may be stale).
@@ -482,7 +582,8 @@ fn is_dirty(slots: &[Slot], local: u32, gen: u32) -> bool {
 
 /// The shards of one pool: `1 << bits` of them.
 pub(crate) struct Shards {
-    pub(crate) list: Box<[Arc<Mutex<Shard>>]>,
+    pub(crate) list: Box<[Mutex<Shard>]>,
+    pub(crate) shown: Arc<Shown>,
     pub(crate) bits: u32,
     /// Whether some shard may hold credit: a hint, so that a `set` in a
     /// full pool does not take a shard lock to find none.
@@ -492,10 +593,12 @@ pub(crate) struct Shards {
 impl Shards {
     pub(crate) fn new(n: usize, policy: Policy, write_behind: bool) -> Self {
         assert!(n.is_power_of_two() && n <= 1 << 10, "shards: {n}");
+        let shown = Arc::new(Shown::new(n));
         Self {
             list: (0..n)
-                .map(|_| Arc::new(Mutex::new(Shard::new(policy, write_behind))))
+                .map(|s| Mutex::new(Shard::new(policy, write_behind, Arc::clone(&shown), s)))
                 .collect(),
+            shown,
             bits: n.trailing_zeros(),
             credit_out: AtomicBool::new(false),
         }
@@ -513,10 +616,9 @@ impl Shards {
 
     /// How many shards a pool has on this machine: two per core, a power
     /// of two from 4 to 64. Fewer make threads meet on one lock more often;
-    /// more make dearer what takes every shard's lock (a victim pick: one
-    /// pass over the shards per critical section, four atomic operations
-    /// each — with 8 shards on 2 cores W5's puts took 20% more CPU than
-    /// with one lock).
+    /// more make dearer what looks at every shard (a victim pick reads one
+    /// shown stamp per shard; `stats`, taking credit back and MRU picks
+    /// take every shard's lock).
     pub(crate) fn default_count() -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores * 2).next_power_of_two().clamp(4, 64)

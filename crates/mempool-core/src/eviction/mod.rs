@@ -12,6 +12,16 @@ mod mru;
 pub(crate) use list::{Link, Links, RecencyList};
 
 /// Which values leave memory first when the pool is full.
+///
+/// The order is that of one recency list for the stores and reads of one
+/// thread, whatever the index's shards
+/// ([`PoolConfig::shards`](crate::PoolConfig::shards)), and for those of one
+/// shard. Across threads and shards it is the order of a coarse monotonic
+/// clock: each store and read takes a stamp, the clock's nanoseconds raised
+/// above the last stamp of its shard and of its thread, and the value with
+/// the least stamp leaves first (LRU; the greatest for MRU). Two accesses
+/// by different threads to different shards within one tick of the clock
+/// (4 ms on Linux) may be ordered either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Policy {
@@ -69,6 +79,11 @@ impl Recency {
     #[cfg(test)]
     pub(crate) fn order<L: Links + ?Sized>(&self, links: &L) -> Vec<u32> {
         self.list.order(links)
+    }
+
+    /// The configured policy.
+    pub(crate) fn policy(&self) -> Policy {
+        self.policy
     }
 
     pub(crate) fn victim(&self) -> Option<u32> {
