@@ -121,10 +121,18 @@ thread_local! {
     static LAST_STAMP: Cell<u64> = const { Cell::new(0) };
     /// This thread's number among those that used a pool.
     static HOME: usize = first_shard();
-    /// Where this thread's next new value goes: shards in turn, each thread
-    /// starting elsewhere.
-    static NEXT_SHARD: Cell<usize> = Cell::new(HOME.with(|h| *h));
+    /// Values this thread stored, counted from where its turn starts: its
+    /// next new value goes to shard `NEXT_SHARD / STORE_RUN` (of `n`).
+    static NEXT_SHARD: Cell<usize> = Cell::new(HOME.with(|h| *h) * STORE_RUN);
 }
+
+/// New values a thread stores in one shard before it moves to the next.
+/// One value per shard in turn made two threads storing at once move each
+/// shard's lines (its lock, its recency list's newest slot, the tail of its
+/// write-behind queue) between their cores on every set, since each stored
+/// into the shard the other had just used; runs keep each on its own shard
+/// but once every `STORE_RUN` sets, and still spread values over all.
+const STORE_RUN: usize = 64;
 
 /// This thread's own one of `n` (a power of two) per-pool things, threads
 /// spread over them.
@@ -170,27 +178,29 @@ fn clock_ns() -> u64 {
 /// two): the same until [`stored`] — a set whose fast path found no credit
 /// there links there under the index lock, which hands that shard credit.
 pub(crate) fn next_shard(n: usize) -> usize {
-    NEXT_SHARD.with(Cell::get) & (n - 1)
+    (NEXT_SHARD.with(Cell::get) / STORE_RUN) & (n - 1)
 }
 
-/// This thread stored a value: its next one goes to the next shard.
+/// This thread stored a value (after `STORE_RUN` of them, its next one goes
+/// to the next shard).
 pub(crate) fn stored() {
     NEXT_SHARD.with(|c| c.set(c.get().wrapping_add(1)));
 }
 
-/// One shard (see the module docs). Aligned so that two shards' locks never
-/// share a cache line; `repr(C)` with what every get writes first, on one
-/// cache line (when threads read at random, each get moves its shard's
-/// lines from the core that used them last).
-#[repr(C, align(128))]
+/// One shard (see the module docs). `repr(C)` with what every get reads
+/// and writes first, so that with its lock (see [`ShardLock`]) it fills one
+/// cache line: when threads read at random, each get moves its shard's
+/// lines from the core that used them last.
+#[repr(C)]
 pub(crate) struct Shard {
     pub(crate) slots: Vec<Slot>,
     /// Reads of resident values not yet applied to the recency list, oldest
-    /// first (slot, generation, stamp). Applying them in order before
-    /// anything that depends on the order (picking a victim, linking a
-    /// value) gives exactly the list that eager moves would; a read
-    /// meanwhile costs no write to its neighbours' slots.
-    touched: Vec<(u32, u32, u64)>,
+    /// first (slot, generation, stamp): the first `n_touched`. Applying them
+    /// in order before anything that depends on the order (picking a
+    /// victim, linking a value) gives exactly the list that eager moves
+    /// would; a read meanwhile costs no write to its neighbours' slots.
+    touched: Box<[(u32, u32, u64); TOUCH_BATCH]>,
+    n_touched: usize,
     /// The greatest stamp taken in this shard.
     last_stamp: u64,
     /// `get`s answered here without the index lock.
@@ -261,7 +271,8 @@ impl Shard {
             slots: Vec::new(),
             free: Vec::new(),
             recency: Recency::new(policy),
-            touched: Vec::with_capacity(TOUCH_BATCH),
+            touched: Box::new([(0, 0, 0); TOUCH_BATCH]),
+            n_touched: 0,
             dirty: write_behind.then(VecDeque::new),
             last_stamp: 0,
             mem_values: 0,
@@ -459,8 +470,9 @@ impl Shard {
     pub(crate) fn touch(&mut self, local: u32) {
         let gen = self.slots[local as usize].gen;
         let stamp = self.stamp();
-        self.touched.push((local, gen, stamp));
-        if self.touched.len() == TOUCH_BATCH {
+        self.touched[self.n_touched] = (local, gen, stamp);
+        self.n_touched += 1;
+        if self.n_touched == TOUCH_BATCH {
             self.apply_touches();
         }
     }
@@ -469,16 +481,17 @@ impl Shard {
     /// values that left memory (or whose slot now holds another value) are
     /// dropped.
     pub(crate) fn apply_touches(&mut self) {
-        if self.touched.is_empty() {
+        if self.n_touched == 0 {
             return;
         }
         let Shard {
             slots,
             recency,
             touched,
+            n_touched,
             ..
         } = self;
-        for (local, gen, stamp) in touched.drain(..) {
+        for &(local, gen, stamp) in &touched[..std::mem::take(n_touched)] {
             let s = &mut slots[local as usize];
             if s.gen == gen && s.linked() {
                 s.stamp = stamp;
@@ -580,9 +593,23 @@ fn is_dirty(slots: &[Slot], local: u32, gen: u32) -> bool {
             .is_some_and(|e| matches!(e.place, Place::Resident { copy: None, .. }))
 }
 
+/// A shard and its lock, the lock's byte on the line of the fields every
+/// get writes (a `Mutex`'s data follows its lock); aligned so that two
+/// shards never share a line (nor the pair of lines adjacent-line
+/// prefetchers fetch together).
+#[repr(align(128))]
+pub(crate) struct ShardLock(Mutex<Shard>);
+
+impl std::ops::Deref for ShardLock {
+    type Target = Mutex<Shard>;
+    fn deref(&self) -> &Mutex<Shard> {
+        &self.0
+    }
+}
+
 /// The shards of one pool: `1 << bits` of them.
 pub(crate) struct Shards {
-    pub(crate) list: Box<[Mutex<Shard>]>,
+    pub(crate) list: Box<[ShardLock]>,
     pub(crate) shown: Arc<Shown>,
     pub(crate) bits: u32,
     /// Whether some shard may hold credit: a hint, so that a `set` in a
@@ -596,7 +623,14 @@ impl Shards {
         let shown = Arc::new(Shown::new(n));
         Self {
             list: (0..n)
-                .map(|s| Mutex::new(Shard::new(policy, write_behind, Arc::clone(&shown), s)))
+                .map(|s| {
+                    ShardLock(Mutex::new(Shard::new(
+                        policy,
+                        write_behind,
+                        Arc::clone(&shown),
+                        s,
+                    )))
+                })
                 .collect(),
             shown,
             bits: n.trailing_zeros(),
@@ -641,5 +675,26 @@ impl Shards {
     /// Slots a shard may have: slot indices stay below `u32::MAX`.
     pub(crate) fn slot_limit(&self) -> u32 {
         u32::MAX >> self.bits
+    }
+}
+
+// The lock's byte and what a get reads and writes in its shard (the slots'
+// vector, the buffered reads and their count, the last stamp, the hits)
+// share the first cache line of a `ShardLock`.
+const _: () = assert!(std::mem::offset_of!(Shard, hits) + 8 + 8 <= 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gets_lock_and_fields_share_one_line() {
+        let shards = Shards::new(4, Policy::Lru, true);
+        for lock in &*shards.list {
+            let base = std::ptr::from_ref(lock) as usize;
+            assert_eq!(base % 128, 0, "a shard starts a line pair");
+            let data = lock.data_ptr() as usize;
+            assert!(data - base + std::mem::offset_of!(Shard, hits) + 8 <= 64);
+        }
     }
 }
