@@ -109,8 +109,11 @@ impl Links for Vec<Slot> {
     }
 }
 
-/// Reads buffered before they are applied to the recency list.
-const TOUCH_BATCH: usize = 128;
+/// Reads buffered in a shard before they are applied to its recency list.
+/// Each shard buffers its own: with 128 (the unsharded index's batch) four
+/// shards applied a read some 512 gets after it, when its slot had left L1;
+/// 32 keeps the window of one unsharded batch.
+const TOUCH_BATCH: usize = 32;
 
 /// Stamps of links and reads start here; below are the stamps of values put
 /// back first in line to leave after a failed write (LRU), counting down.
