@@ -59,8 +59,8 @@ pub struct PoolConfig {
     /// and disk (evictions, restores, deletes) takes a lock over the whole
     /// index and the locks of the shards it changes, `stats` every shard's.
     /// The eviction order is global (see [`Policy`] for exactly which). A
-    /// power of two up to 1024; `0` (the default) picks two per core, from
-    /// 4 to 64.
+    /// power of two up to 1024; `0` (the default) picks eight per core,
+    /// from 16 to 64.
     pub shards: usize,
     /// Compress spilled frames (MemPool.jl's serialization filters): `None`
     /// (the default) writes frames as they are, so that they map back
