@@ -8,6 +8,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::MutexGuard;
@@ -220,18 +221,26 @@ pub(crate) fn split_id(id: u64) -> (u32, u32) {
 
 /// The shard (of `n`) showing the least stamp, and that stamp; `None` if
 /// every shard shows none.
-fn least(n: usize, shown: impl Fn(usize) -> u64) -> Option<(usize, u64)> {
-    let (s, stamp) = (0..n).map(|s| (s, shown(s))).min_by_key(|&(_, v)| v)?;
-    (stamp != u64::MAX).then_some((s, stamp))
+fn least(shown: &[AtomicU64]) -> Option<(usize, u64)> {
+    let mut best = (usize::MAX, u64::MAX);
+    for (s, stamp) in shown.iter().enumerate() {
+        let stamp = stamp.load(Ordering::Relaxed);
+        if stamp < best.1 {
+            best = (s, stamp);
+        }
+    }
+    (best.1 != u64::MAX).then_some(best)
 }
 
-/// The least stamp shown by the shards (of `n`) but `but`.
-fn others_least(n: usize, but: usize, shown: impl Fn(usize) -> u64) -> u64 {
-    (0..n)
-        .filter(|&s| s != but)
-        .map(shown)
-        .min()
-        .unwrap_or(u64::MAX)
+/// The least stamp shown by the shards but `but`.
+fn others_least(shown: &[AtomicU64], but: usize) -> u64 {
+    let mut least = u64::MAX;
+    for (s, stamp) in shown.iter().enumerate() {
+        if s != but {
+            least = least.min(stamp.load(Ordering::Relaxed));
+        }
+    }
+    least
 }
 
 /// A value leaving memory, picked by [`State::start_spill`].
@@ -838,9 +847,8 @@ impl State {
     /// the lock of the shard it comes from, not every shard's (see
     /// [`Shown`](crate::shard::Shown)).
     pub(crate) fn pop_dirty(&mut self) -> Option<u32> {
-        let shards = Arc::clone(&self.shards);
-        for _ in 0..2 * shards.len() {
-            let (s, shown) = least(shards.len(), |s| shards.shown.dirty(s))?;
+        for _ in 0..2 * self.held.len() {
+            let (s, shown) = least(&self.shards.shown.dirty)?;
             let sh = self.hold(s);
             let before = sh.dirty_len();
             let head = sh.dirty_head();
@@ -849,7 +857,7 @@ impl State {
             let Some((local, stamp)) = head else {
                 continue;
             };
-            if stamp == shown || stamp <= others_least(shards.len(), s, |s| shards.shown.dirty(s)) {
+            if stamp == shown || stamp <= others_least(&self.shards.shown.dirty, s) {
                 self.hold(s).pop_dirty_head();
                 self.requeued(1, 0);
                 return Some(self.shards.join(s, local));
@@ -887,15 +895,12 @@ impl State {
     /// shard it comes from, not every shard's (see [`Shown`](crate::shard::Shown)).
     pub(crate) fn victim(&mut self) -> Option<u32> {
         if self.policy == Policy::Lru {
-            let shards = Arc::clone(&self.shards);
-            for _ in 0..2 * shards.len() {
-                let (s, shown) = least(shards.len(), |s| shards.shown.victim(s))?;
+            for _ in 0..2 * self.held.len() {
+                let (s, shown) = least(&self.shards.shown.victim)?;
                 let Some((local, stamp)) = self.hold(s).candidate() else {
                     continue;
                 };
-                if stamp == shown
-                    || stamp <= others_least(shards.len(), s, |s| shards.shown.victim(s))
-                {
+                if stamp == shown || stamp <= others_least(&self.shards.shown.victim, s) {
                     return Some(self.shards.join(s, local));
                 }
             }

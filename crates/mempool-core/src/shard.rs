@@ -244,8 +244,8 @@ pub(crate) struct Shard {
 /// it. So the shard whose least stamp, its reads applied under its lock,
 /// is at most every other shard's shown stamp holds the least of all.
 pub(crate) struct Shown {
-    victim: Box<[AtomicU64]>,
-    dirty: Box<[AtomicU64]>,
+    pub(crate) victim: Box<[AtomicU64]>,
+    pub(crate) dirty: Box<[AtomicU64]>,
 }
 
 impl Shown {
@@ -258,11 +258,13 @@ impl Shown {
     }
 
     /// Shard `s`'s shown victim stamp.
+    #[cfg(test)]
     pub(crate) fn victim(&self, s: usize) -> u64 {
         self.victim[s].load(Ordering::Relaxed)
     }
 
     /// Shard `s`'s shown write-behind head stamp.
+    #[cfg(test)]
     pub(crate) fn dirty(&self, s: usize) -> u64 {
         self.dirty[s].load(Ordering::Relaxed)
     }
