@@ -300,10 +300,12 @@ pub(crate) struct State {
     /// The shards whose locks this critical section holds (see above), and
     /// how many: their guards are leaked when taken and the locks released
     /// by [`State::unlock_shards`] — a guard kept here would need an `Arc`
-    /// of its mutex, two more atomic operations per shard and section
-    /// (victim picks take every shard in every section).
+    /// of its mutex, two more atomic operations per shard and section.
     held: Box<[bool]>,
     n_held: usize,
+    /// The shards held, in the order taken (so that releasing them costs
+    /// O(held), not O(shards): most sections hold one to three of 16+).
+    held_list: Vec<usize>,
     policy: Policy,
     pub(crate) mem_bytes: u64,
     /// Credit handed to shards and not taken back since (what they still
@@ -346,6 +348,7 @@ impl State {
         let mut st = Self {
             held: vec![false; shards.len()].into_boxed_slice(),
             n_held: 0,
+            held_list: Vec::with_capacity(shards.len()),
             shards,
             policy,
             mem_bytes: 0,
@@ -388,15 +391,12 @@ impl State {
     /// or waited on).
     #[allow(unsafe_code, reason = "releases the locks whose guards `take` leaked")]
     pub(crate) fn unlock_shards(&mut self) {
-        if self.n_held == 0 {
-            return;
-        }
-        for (s, held) in self.held.iter_mut().enumerate() {
-            if std::mem::take(held) {
-                // SAFETY: `held[s]` was set by `take`, which locked shard
-                // `s` and leaked its guard; nothing else unlocks it.
-                unsafe { self.shards.list[s].force_unlock() };
-            }
+        for s in self.held_list.drain(..) {
+            self.held[s] = false;
+            // SAFETY: `s` was put in `held_list` by `take`, which locked
+            // shard `s` and leaked its guard; nothing else unlocks it, and
+            // `held[s]` (now false) kept `take` from locking it twice.
+            unsafe { self.shards.list[s].force_unlock() };
         }
         self.n_held = 0;
     }
@@ -409,6 +409,7 @@ impl State {
             let _ = MutexGuard::leak(self.shards.list[s].lock());
             self.held[s] = true;
             self.n_held += 1;
+            self.held_list.push(s);
         }
     }
 
