@@ -283,9 +283,11 @@ fn check_lru(pool: &Pool, model: &mut Vec<DRef>, shards: usize) {
 
 #[test]
 fn eviction_order_is_global_lru_across_shards() {
-    const VALUES: u64 = 48;
     const READS: usize = 200;
-    for shards in [1, 4, 64] {
+    for shards in [1, 4, 16, 64] {
+        // A thread stores 64 values in one shard before the next: enough
+        // values for every shard to hold some.
+        let values = 64 * shards as u64 + 64;
         let dir = tempfile::tempdir().unwrap();
         // Values of 1 KiB: about 40 fit.
         let pool = Pool::new(
@@ -300,7 +302,7 @@ fn eviction_order_is_global_lru_across_shards() {
         // The values in memory, most recent first.
         let mut model: Vec<DRef> = Vec::new();
         let mut refs = Vec::new();
-        for _ in 0..VALUES {
+        for _ in 0..values {
             let r = pool.set(PrimitiveArray::from(vec![7u64; 128])).unwrap();
             refs.push(r);
             model.insert(0, r);
