@@ -543,6 +543,8 @@ fn w2(dir: &Path, lim: &Limits) -> Workload {
     println!("W2 small-objects: 1,000,000 puts of 100-byte values, then 1,000,000 gets");
     let mut w = Workload::new("W2");
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // M ops/s of put and get, one thread then all cores.
+    let mut rates = Vec::new();
     for n in [1, threads] {
         let pool = Pool::new(PoolConfig::default().max_memsize(1 << 30).spill_dir(dir)).unwrap();
         let (put, get) = w2_run(&pool, n);
@@ -559,6 +561,10 @@ fn w2(dir: &Path, lim: &Limits) -> Workload {
             if n == 1 { ">= 4" } else { "" },
             String::new(),
         );
+        rates.push((
+            W2_OPS as f64 / put.as_secs_f64() / 1e6,
+            W2_OPS as f64 / get.as_secs_f64() / 1e6,
+        ));
         let get_ns = get.as_secs_f64() * 1e9 / (W2_OPS / n) as f64;
         w.add(
             gn,
@@ -575,6 +581,21 @@ fn w2(dir: &Path, lim: &Limits) -> Workload {
                 String::new()
             },
         );
+    }
+    // Scaling, measured in this run (issue 12: at least 1.6x on all cores).
+    if let [(put1, get1), (put_all, get_all)] = rates[..] {
+        for (name, ratio) in [
+            ("put, all cores / 1 thread", put_all / put1),
+            ("get, all cores / 1 thread", get_all / get1),
+        ] {
+            w.add(
+                name,
+                ratio,
+                "x",
+                ">= 1.6",
+                format!("{threads} threads against 1"),
+            );
+        }
     }
     w
 }
