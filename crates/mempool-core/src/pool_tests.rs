@@ -10,6 +10,27 @@ use mempool_serde::{
 
 use super::*;
 
+/// Fails a test that hangs: unless dropped within its limit, it prints what
+/// hung and aborts the test process (a blocked pool call would otherwise
+/// hold the test run forever).
+struct Watchdog {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn new(what: &'static str) -> Self {
+        const LIMIT: Duration = Duration::from_secs(120);
+        let (done, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if rx.recv_timeout(LIMIT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                eprintln!("{what}: still running after {LIMIT:?}, a hang: aborting");
+                std::process::abort();
+            }
+        });
+        Self { _done: done }
+    }
+}
+
 /// How a [`Flaky`] value behaves when written.
 const OK: u8 = 0;
 const FAIL: u8 = 1;
@@ -127,6 +148,7 @@ fn pool_is_send_sync_clone() {
 
 #[test]
 fn failed_victim_write_stores_nothing_and_loses_nothing() {
+    let _watchdog = Watchdog::new("failed_victim_write_stores_nothing_and_loses_nothing");
     let dir = tempfile::tempdir().unwrap();
     let p = pool(&dir, 1000, crate::Policy::Lru);
     let mode = Arc::new(AtomicU8::new(FAIL));
@@ -157,6 +179,7 @@ fn failed_victim_write_stores_nothing_and_loses_nothing() {
 
 #[test]
 fn panic_while_encoding_puts_the_victim_back() {
+    let _watchdog = Watchdog::new("panic_while_encoding_puts_the_victim_back");
     let dir = tempfile::tempdir().unwrap();
     // Write-behind off: the panic must reach this caller, not the flusher
     // (flusher_failures.rs covers that one).
@@ -282,6 +305,7 @@ fn set_that_failed_slowly_leaves_no_orphan_under_mru() {
 
 #[test]
 fn invariants_hold_under_concurrent_churn() {
+    let _watchdog = Watchdog::new("invariants_hold_under_concurrent_churn");
     const THREADS: usize = 6;
     const OPS: usize = 400;
     let dir = tempfile::tempdir().unwrap();
