@@ -53,25 +53,7 @@ const SEED: u64 = 42;
 
 type Value = PrimitiveArray<u64>;
 
-const G: u64 = 0x9E37_79B9_7F4A_7C15;
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(G);
-        mix(self.0)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use common::{mix, Rng, G};
 
 /// The value of seed `seed`: its length and contents follow from the seed.
 fn make(seed: u64) -> Value {

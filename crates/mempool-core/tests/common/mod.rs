@@ -183,3 +183,34 @@ pub(crate) fn sync_pool(dir: &Path, max: u64, disk: Option<u64>) -> Pool {
     )
     .unwrap()
 }
+
+/// splitmix64's increment.
+#[allow(dead_code, reason = "each test crate uses some of the helpers")]
+pub(crate) const G: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// splitmix64's output function.
+#[allow(dead_code, reason = "each test crate uses some of the helpers")]
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// splitmix64: a seeded generator for the tests' random operations.
+#[allow(dead_code, reason = "each test crate uses some of the helpers")]
+pub(crate) struct Rng(pub(crate) u64);
+
+#[allow(dead_code, reason = "each test crate uses some of the helpers")]
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(G);
+        mix(self.0)
+    }
+    /// Uniform in `0..n`.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
