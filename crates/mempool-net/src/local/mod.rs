@@ -1321,10 +1321,10 @@ impl LocalLink {
         drop(gone);
     }
 
-    /// Drops every kept mapping and waits until their releases (of those no
-    /// buffer handed out still maps) are on the socket, ahead of anything
-    /// sent after. Whether any was kept.
-    async fn drop_kept(&self) -> bool {
+    /// Drops every kept mapping and waits, until `deadline` at most, for
+    /// their releases (of those no buffer handed out still maps) to be on
+    /// the socket, ahead of anything sent after. Whether any was kept.
+    async fn drop_kept(&self, deadline: tokio::time::Instant) -> bool {
         let gone: Vec<KeptMap> = {
             let mut kept = self.kept.lock().expect("kept lock");
             kept.bytes = 0;
@@ -1336,7 +1336,8 @@ impl LocalLink {
         drop(gone);
         let (tx, rx) = oneshot::channel();
         if self.inner.releases.send(Outgoing::Flushed(tx)).is_ok() {
-            let _ = rx.await;
+            // A worker that reads nothing leaves the get to its deadline.
+            let _ = tokio::time::timeout_at(deadline, rx).await;
         }
         true
     }
@@ -1352,7 +1353,7 @@ impl LocalLink {
     /// and asks once more.
     pub(crate) async fn get(&self, id: ValueId, deadline: tokio::time::Instant) -> LocalGet {
         match self.get_once(id, deadline).await {
-            LocalGet::Fallback if self.is_alive() && self.drop_kept().await => {
+            LocalGet::Fallback if self.is_alive() && self.drop_kept(deadline).await => {
                 self.get_once(id, deadline).await
             }
             other => other,
