@@ -496,7 +496,30 @@ impl Shard {
             n_touched,
             ..
         } = self;
-        for &(local, gen, stamp) in &touched[..std::mem::take(n_touched)] {
+        let touched = &touched[..std::mem::take(n_touched)];
+        // First load the read slots, then their neighbours in the list, each
+        // pass's loads independent of each other: the moves below then find
+        // their lines in cache, and the misses overlap instead of coming one
+        // move at a time under the lock. With two threads reading at random,
+        // half those lines are on the other core; applying a batch without
+        // this held the lock long enough that the other thread parked on it
+        // (3,100-5,100 futex calls in W2 against 1,300-1,700 with it) and
+        // W2's get on 2 cores went from 2.9-3.3 to 3.4-3.7 M ops/s.
+        let mut sum = 0u32;
+        for &(local, _, _) in touched {
+            let s = &slots[local as usize];
+            sum ^= s.prev ^ s.next;
+        }
+        for &(local, _, _) in touched {
+            let s = &slots[local as usize];
+            for n in [s.prev, s.next] {
+                if let Some(n) = slots.get(n as usize) {
+                    sum ^= n.gen;
+                }
+            }
+        }
+        std::hint::black_box(sum);
+        for &(local, gen, stamp) in touched {
             let s = &mut slots[local as usize];
             if s.gen == gen && s.linked() {
                 s.stamp = stamp;
