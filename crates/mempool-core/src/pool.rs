@@ -175,7 +175,7 @@ impl Pool {
             n if n.is_power_of_two() && n <= 1024 => n,
             n => {
                 return Err(PoolError::Config(format!(
-                    "shards is {n}; give a power of two up to 1024, or 0 for eight per core"
+                    "shards is {n}; give a power of two up to 1024, or 0 for 32 per core"
                 )))
             }
         };

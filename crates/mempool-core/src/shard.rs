@@ -676,20 +676,23 @@ impl Shards {
         self.credit_out.store(out, Ordering::Relaxed);
     }
 
-    /// How many shards a pool has on this machine: eight per core, a power
-    /// of two from 16 to 64. Fewer make threads meet on one lock more
-    /// often: a get holds its shard's lock through its two cache misses
-    /// (the slot, the value's reference count), so with two threads on 4
-    /// shards about one get in eight found the lock taken and spun or
-    /// parked (parking_lot's lock_slow, futex wake-ups in a profile); on 2
-    /// cores W2's gets went from 1.6x one thread to 1.9x with 16. More make
-    /// dearer what looks at every shard (a victim pick reads one shown
-    /// stamp per shard, eight to a cache line; `stats`, taking credit back
-    /// and MRU picks take every shard's lock), and hand each shard a
-    /// smaller credit.
+    /// How many shards a pool has on this machine: 32 per core, a power of
+    /// two from 16 to 64. Fewer make threads meet on one lock more often: a
+    /// get holds its shard's lock through its two cache misses (the slot,
+    /// the value's reference count), and now and then through applying a
+    /// batch of reads, so with two threads on 4 shards about one get in
+    /// eight found the lock taken and spun or parked (parking_lot's
+    /// lock_slow, futex wake-ups in a profile); on 2 cores W2's gets went
+    /// from 1.6x one thread to 1.9x with 16, and from 3.3-3.6 to 3.7-3.8 M
+    /// ops/s with 64 against 16 (one thread unchanged). More make dearer
+    /// what looks at every shard (a victim pick reads one shown stamp per
+    /// shard, eight to a cache line; `stats`, taking credit back and MRU
+    /// picks take every shard's lock), and hand each shard a smaller
+    /// credit: W5 (one thread, almost all spilled) was 2-5% slower with 64
+    /// than with 16.
     pub(crate) fn default_count() -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores * 8).next_power_of_two().clamp(16, 64)
+        (cores * 32).next_power_of_two().clamp(16, 64)
     }
 
     pub(crate) fn len(&self) -> usize {
