@@ -12,9 +12,9 @@
 
 use std::io::{BufRead, Write};
 
+use crate::checksum::xxh3_64;
 use lz4_flex::frame::{BlockMode, BlockSize, FrameDecoder, FrameEncoder, FrameInfo};
 use mempool_arrays::{AlignedVec, Buffer};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{FrameError, Result};
 use crate::EncodedFrame;

@@ -4,10 +4,10 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
+use crate::checksum::{xxh3_64, Xxh3};
 use mempool_arrays::{AlignedVec, Buffer, ALIGNMENT};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::error::{FrameError, Result};
 use crate::{FrameType, MmRead, MmWrite};

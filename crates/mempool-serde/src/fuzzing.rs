@@ -21,10 +21,10 @@
 
 use std::hint::black_box;
 
+use crate::checksum::xxh3_64;
 use mempool_arrays::{
     BooleanArray, Buffer, Column, NullableArray, PooledArray, PrimitiveArray, StringArray, Table,
 };
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::frame::{header_checksum, le_u32};
 use crate::{

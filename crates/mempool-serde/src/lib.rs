@@ -65,6 +65,7 @@ use std::borrow::Cow;
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
+mod checksum;
 mod compress;
 mod error;
 mod file_read;
