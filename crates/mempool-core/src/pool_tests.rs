@@ -298,8 +298,9 @@ fn set_that_failed_slowly_leaves_no_orphan_under_mru() {
         (s.mem_bytes, s.spilling_bytes, s.disk_values, s.disk_bytes),
         (0, 0, 0, 0)
     );
-    // At most the active segment is left: empty, punched whole.
-    assert!(spill_files(&p) <= 1);
+    // At most the active segments (one a lane of concurrent writers) are
+    // left: empty, punched whole.
+    assert!(spill_files(&p) <= crate::segments::lane_count());
     assert_eq!(p.stats().segment_live_bytes, 0);
 }
 
@@ -372,8 +373,9 @@ fn invariants_hold_under_concurrent_churn() {
         (0, 0, 0, 0),
         "{s:?}"
     );
-    // At most the active segment is left: empty, punched whole.
-    assert!(spill_files(&p) <= 1);
+    // At most the active segments (one a lane of concurrent writers) are
+    // left: empty, punched whole.
+    assert!(spill_files(&p) <= crate::segments::lane_count());
     assert_eq!(p.stats().segment_live_bytes, 0);
 }
 
