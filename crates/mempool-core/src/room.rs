@@ -401,15 +401,22 @@ mod tests {
         /// Flushes in flight (the write-behind thread, or a helper).
         flushes: Vec<Victim>,
         log: Vec<String>,
+        /// How often the shards' credit was handed out, linked into and
+        /// taken back (the test checks that the seeds reach all three).
+        grants: usize,
+        credit_links: usize,
+        reclaims: usize,
     }
 
     impl Model {
         fn new(seed: u64) -> Self {
             let mut rng = Rng(seed);
             let mut st = State::new(Policy::Lru, true, SHARDS);
-            // Start with memory mostly full, some values with disk copies.
+            // Start with memory mostly full, some values with disk copies;
+            // one seed in three a quarter full, where sets get credit.
+            let fill = if seed.is_multiple_of(3) { MAX / 4 } else { MAX - 300 };
             let mut used = 0;
-            while used < MAX - 300 {
+            while used < fill {
                 let size = 1 + rng.below(250);
                 let (idx, gen) = st.insert_resident(value(size), tag());
                 if rng.below(3) == 0 {
@@ -433,6 +440,9 @@ mod tests {
                 callers,
                 flushes: Vec::new(),
                 log: Vec::new(),
+                grants: 0,
+                credit_links: 0,
+                reclaims: 0,
             }
         }
 
@@ -467,7 +477,12 @@ mod tests {
                     return Some(Op::Restore(idx, gen, mem_size));
                 }
             }
-            let size = 1 + self.rng.below(MAX / 4 * 3);
+            // Small sets (which credit can cover) and large ones.
+            let size = if self.rng.below(2) == 0 {
+                1 + self.rng.below(8)
+            } else {
+                1 + self.rng.below(MAX / 4 * 3)
+            };
             self.log.push(format!("caller {i}: set {size}"));
             Some(Op::Set(size))
         }
@@ -492,14 +507,23 @@ mod tests {
                     return;
                 }
             }
-            match step(&mut self.st, MAX, incoming) {
+            let credit = self.st.credit();
+            let stepped = step(&mut self.st, MAX, incoming);
+            if credit > 0 && self.st.credit() == 0 {
+                self.reclaims += 1;
+            }
+            match stepped {
                 Step::Fits(_) => {
                     match restore {
                         Some((idx, _)) => self.st.finish_restore(idx, value(incoming)),
                         None => {
                             let (idx, _) = self.st.insert_resident(value(incoming), tag());
                             // As `link_new` does.
+                            let credit = self.st.credit();
                             self.st.grant_credit(idx, MAX, incoming);
+                            if self.st.credit() > credit {
+                                self.grants += 1;
+                            }
                         }
                     }
                     self.log.push(format!("caller {i}: linked {incoming}"));
@@ -598,9 +622,10 @@ mod tests {
                 0 => self.start_flush("flusher"),
                 // A set links into a shard's credit (pool.rs's fast path).
                 3 => {
-                    let size = 1 + self.rng.below(20);
+                    let size = 1 + self.rng.below(8);
                     if self.st.link_in_credit(value(size), tag()).is_some() {
                         self.log.push(format!("a set links {size} in credit"));
+                        self.credit_links += 1;
                     }
                 }
                 // A flush settles.
@@ -610,6 +635,21 @@ mod tests {
                     let f = (self.rng.below(4) != 0).then(|| written(&mut self.st, v.size));
                     self.log.push(format!("flush of {} settles", v.idx));
                     self.st.finish_flush(v.idx, v.gen, f);
+                }
+                // A get of a resident value (a read applied to its shard's
+                // recency list in batches).
+                2 if self.rng.below(2) == 0 => {
+                    let resident: Vec<u32> = self
+                        .st
+                        .live_slots()
+                        .into_iter()
+                        .filter(|&s| self.st.linked(s))
+                        .collect();
+                    if !resident.is_empty() {
+                        let idx = resident[self.rng.below(resident.len() as u64) as usize];
+                        self.log.push(format!("get {idx}"));
+                        self.st.touch(idx);
+                    }
                 }
                 // A delete of any value.
                 _ => {
@@ -665,13 +705,24 @@ mod tests {
     #[test]
     fn admission_never_loses_a_wake_up() {
         let mut finished = 0;
+        let (mut grants, mut credit_links, mut reclaims) = (0, 0, 0);
         for seed in 0..SEEDS {
             let mut m = Model::new(seed);
             if let Err(e) = m.run() {
                 panic!("seed {seed}: {e}");
             }
             finished += m.callers.iter().map(|c| c.done).sum::<usize>();
+            grants += m.grants;
+            credit_links += m.credit_links;
+            reclaims += m.reclaims;
         }
         assert_eq!(finished, SEEDS as usize * CALLERS * OPS_PER_CALLER);
+        // The seeds drive the shards' credit through its states.
+        assert!(
+            grants > SEEDS as usize / 10
+                && credit_links > SEEDS as usize / 100
+                && reclaims > SEEDS as usize / 10,
+            "credit granted {grants}, linked into {credit_links}, taken back {reclaims} times"
+        );
     }
 }
