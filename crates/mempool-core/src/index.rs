@@ -1229,11 +1229,20 @@ impl State {
         let shown = Arc::clone(&self.shards.shown);
         let mut dropped = 0;
         for (s, sh) in self.all().enumerate() {
+            // What was shown before the shard's reads are applied and its
+            // stale queue entries dropped is at most its heads then...
+            let (shown_victim, shown_dirty) = (shown.victim(s), shown.dirty(s));
             let victim = sh.candidate().map_or(u64::MAX, |(_, stamp)| stamp);
+            assert!(shown_victim <= victim, "shown victim stamp above the head");
+            // ...and exactly them after.
             assert_eq!(shown.victim(s), victim, "shown victim stamp");
             let before = sh.dirty_len();
             let dirty = sh.dirty_head().map_or(u64::MAX, |(_, stamp)| stamp);
             dropped += before - sh.dirty_len();
+            assert!(
+                shown_dirty <= dirty,
+                "shown write-behind head stamp above the head"
+            );
             assert_eq!(shown.dirty(s), dirty, "shown write-behind head stamp");
         }
         self.requeued(dropped, 0);
