@@ -379,18 +379,28 @@ impl Pool {
                     value: bytes,
                 });
         }
-        let held = Held::new(FrameValue(frame), size, self.counter_handle());
-        let stored: Arc<dyn Stored> = Arc::new(held);
+        let held = Arc::new(Held::new(FrameValue(frame), size, self.counter_handle()));
+        let stored: Arc<dyn Stored> = Arc::clone(&held) as _;
         if let Some(r) = self.link_in_credit(&stored, FRAME_TAG) {
             return Ok(r);
         }
         match self.admit(self.lock(), size, |_| false) {
             Ok(Admitted::Fits(st, released)) => Ok(self.link_new(st, released, stored, FRAME_TAG)),
             Ok(Admitted::Gone) => unreachable!("a new value cannot be gone"),
-            Err(error) => Err(SetError {
-                error,
-                value: bytes,
-            }),
+            Err(error) => {
+                // Never the pool's: its drop must not count as heap freed.
+                drop(stored);
+                drop(
+                    Arc::try_unwrap(held)
+                        .ok()
+                        .expect("a value not linked is not shared")
+                        .into_value(),
+                );
+                Err(SetError {
+                    error,
+                    value: bytes,
+                })
+            }
         }
     }
 
