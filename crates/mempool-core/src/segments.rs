@@ -224,14 +224,26 @@ impl Segments {
         }))
     }
 
+    /// Whether a frame of `len` bytes gets a segment of its own.
+    fn own(&self, len: u64) -> bool {
+        len >= self.own_min || len > self.capacity
+    }
+
+    /// A lane for frames of these lengths, if one goes to a shared segment
+    /// (a frame with a segment of its own writes no lane's file).
+    fn lane_for(&self, mut lens: impl Iterator<Item = u64>) -> Option<Writing<'_>> {
+        lens.any(|len| !self.own(len)).then(|| self.lane())
+    }
+
     /// Places `len` bytes: a new segment of their own, or the end of the
     /// lane's active segment (sealing it and starting another when full).
-    fn place(&self, lane: &Writing<'_>, len: u64) -> std::io::Result<(Arc<Segment>, u64)> {
-        if len >= self.own_min || len > self.capacity {
+    fn place(&self, lane: Option<&Writing<'_>>, len: u64) -> std::io::Result<(Arc<Segment>, u64)> {
+        if self.own(len) {
             let seg = self.create(len.next_multiple_of(BLOCK))?;
             seg.state.store(SEALED | 1, Ordering::Release);
             return Ok((seg, 0));
         }
+        let lane = lane.expect("a lane for a frame in a shared segment");
         let mut active = lane.0.active.lock();
         loop {
             if let Some((seg, cursor)) = active.as_mut() {
@@ -272,8 +284,8 @@ impl Segments {
         len: u64,
         chunks: impl Iterator<Item = &'c [u8]>,
     ) -> std::io::Result<Arc<Extent>> {
-        let lane = self.lane();
-        let (seg, off) = self.place(&lane, len)?;
+        let lane = self.lane_for(std::iter::once(len));
+        let (seg, off) = self.place(lane.as_ref(), len)?;
         self.stats.live_bytes.fetch_add(len, Ordering::Relaxed);
         let extent = Arc::new(Extent { seg, off, len });
         // One vectored write for the whole frame (not one per chunk).
@@ -296,9 +308,9 @@ impl Segments {
         frames: &[(u64, Vec<&[u8]>)],
     ) -> std::io::Result<Vec<Arc<Extent>>> {
         let mut extents: Vec<Arc<Extent>> = Vec::with_capacity(frames.len());
-        let lane = self.lane();
+        let lane = self.lane_for(frames.iter().map(|&(len, _)| len));
         for &(len, _) in frames {
-            let (seg, off) = self.place(&lane, len)?;
+            let (seg, off) = self.place(lane.as_ref(), len)?;
             self.stats.live_bytes.fetch_add(len, Ordering::Relaxed);
             extents.push(Arc::new(Extent { seg, off, len }));
         }
@@ -824,6 +836,11 @@ mod tests {
         let c = segs.append(&frame_of(&v)).unwrap();
         assert_eq!(c.path(), a.path());
         assert!(c.offset() > a.offset());
+        // A frame with a segment of its own takes no lane (a small append
+        // at the same time keeps the first); a batch with a shared one does.
+        assert!(segs.lane_for([512 << 10, 600 << 10].into_iter()).is_none());
+        let one = segs.lane_for([512 << 10, 100].into_iter());
+        assert!(one.is_some_and(|w| std::ptr::eq(w.0, &segs.lanes[0])));
         // Every lane taken: the first one is shared.
         let held: Vec<_> = (0..segs.lanes.len()).map(|_| segs.lane()).collect();
         assert!(held
