@@ -541,11 +541,11 @@ fn w2_run(pool: &Pool, threads: usize) -> (Duration, Duration) {
 
 /// The put loop of W2 without a pool: each thread makes its share of the
 /// values (`to_vec`, as the put loop does) and keeps them. On one thread
-/// (the calling one, as W2's one-thread figure) and on `threads` spawned
-/// threads; returns the two durations (the slowest thread's for the
-/// second). Run in a process of its own (`--w2-alloc-only`), whose
-/// threads' allocator arenas are as new as those of W2's pools: what no
-/// store's put loop scales better than, since each makes these values.
+/// (the calling one, the process's main thread with the main allocator
+/// arena, as for W2's one-thread figure) and on `threads` spawned threads;
+/// returns the two durations (the slowest thread's for the second). Run in
+/// a process of its own (`--w2-alloc-only`), whose spawned threads'
+/// allocator arenas are as new as those of W2's all-cores pool.
 fn w2_alloc_only(threads: usize) -> (Duration, Duration) {
     fn make(keys: std::ops::Range<usize>) -> Duration {
         let start = Instant::now();

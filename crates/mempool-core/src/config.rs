@@ -60,7 +60,7 @@ pub struct PoolConfig {
     /// index and the locks of the shards it changes, `stats` every shard's.
     /// The eviction order is global (see [`Policy`] for exactly which). A
     /// power of two up to 1024; `0` (the default) picks 32 per core,
-    /// from 16 to 64.
+    /// from 32 to 64.
     pub shards: usize,
     /// Compress spilled frames (MemPool.jl's serialization filters): `None`
     /// (the default) writes frames as they are, so that they map back

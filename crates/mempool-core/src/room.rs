@@ -414,7 +414,11 @@ mod tests {
             let mut st = State::new(Policy::Lru, true, SHARDS);
             // Start with memory mostly full, some values with disk copies;
             // one seed in three a quarter full, where sets get credit.
-            let fill = if seed.is_multiple_of(3) { MAX / 4 } else { MAX - 300 };
+            let fill = if seed.is_multiple_of(3) {
+                MAX / 4
+            } else {
+                MAX - 300
+            };
             let mut used = 0;
             while used < fill {
                 let size = 1 + rng.below(250);

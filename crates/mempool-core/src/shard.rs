@@ -677,7 +677,7 @@ impl Shards {
     }
 
     /// How many shards a pool has on this machine: 32 per core, a power of
-    /// two from 16 to 64. Fewer make threads meet on one lock more often: a
+    /// two from 32 to 64. Fewer make threads meet on one lock more often: a
     /// get holds its shard's lock through its two cache misses (the slot,
     /// the value's reference count), and now and then through applying a
     /// batch of reads, so with two threads on 4 shards about one get in
@@ -692,7 +692,7 @@ impl Shards {
     /// than with 16.
     pub(crate) fn default_count() -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores * 32).next_power_of_two().clamp(16, 64)
+        (cores * 32).next_power_of_two().clamp(32, 64)
     }
 
     pub(crate) fn len(&self) -> usize {

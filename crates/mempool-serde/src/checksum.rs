@@ -72,10 +72,25 @@ mod tests {
             for piece in [1, 7, 64, 77, 4096] {
                 let mut h = Xxh3::new();
                 for c in d.chunks(piece) {
+                    // Empty pieces change nothing (a frame's header
+                    // checksum may hash an empty table).
+                    h.update(&[]);
                     h.update(c);
                 }
                 assert_eq!(h.digest(), want, "{n} bytes in pieces of {piece}");
             }
+            // A digest part way leaves the hasher as it was.
+            let mut h = Xxh3::new();
+            let (a, b) = d.split_at(n / 3);
+            h.update(a);
+            assert_eq!(
+                h.digest(),
+                xxh3_64(a),
+                "digest of the first {} bytes",
+                a.len()
+            );
+            h.update(b);
+            assert_eq!(h.digest(), want, "digest after a digest, {n} bytes");
         }
     }
 }
