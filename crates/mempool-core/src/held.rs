@@ -60,6 +60,15 @@ impl<T> Held<T> {
         meta.size = 0;
         value
     }
+
+    /// [`Held::into_value`] of a value whose `set` failed before it was
+    /// linked: the caller holds its only reference.
+    pub(crate) fn unlinked_value(this: Arc<Self>) -> T {
+        Arc::try_unwrap(this)
+            .ok()
+            .expect("a value not linked is not shared")
+            .into_value()
+    }
 }
 
 impl Drop for Meta {

@@ -318,10 +318,7 @@ impl Pool {
             Ok(Admitted::Gone) => unreachable!("a new value cannot be gone"),
             Err(error) => {
                 drop(stored);
-                let value = Arc::try_unwrap(held)
-                    .ok()
-                    .expect("a value not linked is not shared")
-                    .into_value();
+                let value = Held::unlinked_value(held);
                 Err(SetError { error, value })
             }
         }
@@ -390,12 +387,7 @@ impl Pool {
             Err(error) => {
                 // Never the pool's: its drop must not count as heap freed.
                 drop(stored);
-                drop(
-                    Arc::try_unwrap(held)
-                        .ok()
-                        .expect("a value not linked is not shared")
-                        .into_value(),
-                );
+                drop(Held::unlinked_value(held));
                 Err(SetError {
                     error,
                     value: bytes,
